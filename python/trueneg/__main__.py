@@ -1,0 +1,5 @@
+import sys
+
+from trueneg.cli import main
+
+sys.exit(main())

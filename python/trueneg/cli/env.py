@@ -1,0 +1,54 @@
+"""``trueneg env``: versions, threads and CPU features, for bug reports."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from importlib import metadata
+from typing import Annotated
+
+import typer
+
+from trueneg.cli import app
+
+PACKAGES = ("numpy", "pyarrow", "orjson", "typer", "tqdm", "openai", "torch", "transformers",
+            "sentence-transformers", "usearch", "ray")
+
+
+def env_info() -> dict[str, object]:
+    from trueneg import __version__, _core
+
+    versions = {}
+    for p in PACKAGES:
+        try:
+            versions[p] = metadata.version(p)
+        except metadata.PackageNotFoundError:
+            versions[p] = None
+    return {
+        "trueneg": __version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "rust_threads": _core.num_threads(),
+        "TRUENEG_NUM_THREADS": os.environ.get("TRUENEG_NUM_THREADS"),
+        "cpu_features": _core.cpu_features(),
+        "packages": versions,
+    }
+
+
+@app.command()
+def env(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Show versions, thread count and CPU features."""
+    info = env_info()
+    if as_json:
+        typer.echo(json.dumps(info, indent=2))
+        return
+    for k, v in info.items():
+        if k == "packages":
+            for p, ver in v.items():  # type: ignore[attr-defined]
+                typer.echo(f"  {p}: {ver or '-'}")
+        elif k == "cpu_features":
+            typer.echo(f"{k}: {' '.join(v) or '-'}")  # type: ignore[arg-type]
+        else:
+            typer.echo(f"{k}: {v}")

@@ -1,0 +1,654 @@
+"""The canonical collection: passages, queries and examples as Parquet plus a manifest.
+
+A collection is a directory:
+
+- ``passages.parquet``: ``pid`` (dense uint32), ``docid``, ``title``, ``text``, ``extra`` (JSON of the
+  fields a format has beyond these), ``content_hash`` (16-byte XXH3-128 of title and text).
+  Passages are interned by exact content (docid, title, text, extra): one text used by many queries
+  is stored once.
+- ``queries.parquet``: ``qid``, ``query_id`` (original id, null when the format has none), ``text``,
+  ``subset`` (source dataset), ``extra``.
+- ``examples.parquet``: ``qid``, ``positives`` and ``negatives`` (lists of pids, in input order),
+  ``pos_scores`` / ``neg_scores`` (lists of float64 or null), ``extra`` (JSON of unknown fields),
+  ``source`` (index into the manifest's source files) and ``line`` (line or row there).
+- ``manifest.json``: format version, source format and files, counts, and every step applied.
+
+Hashing and interning run in Rust over Arrow buffers (`trueneg._core`); Python only moves columns.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import platform
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from trueneg import _core
+from trueneg._io import atomic_dir, atomic_file
+from trueneg.exceptions import CollectionError, InputError
+
+FORMAT_NAME = "trueneg-collection"
+FORMAT_VERSION = 1
+
+PASSAGE_SCHEMA = pa.schema(
+    [
+        ("pid", pa.uint32()),
+        ("docid", pa.string()),
+        ("title", pa.string()),
+        ("text", pa.string()),
+        ("extra", pa.string()),
+        ("content_hash", pa.binary(16)),
+    ]
+)
+QUERY_SCHEMA = pa.schema(
+    [
+        ("qid", pa.uint32()),
+        ("query_id", pa.string()),
+        ("text", pa.string()),
+        ("subset", pa.string()),
+        ("extra", pa.string()),
+    ]
+)
+EXAMPLE_SCHEMA = pa.schema(
+    [
+        ("qid", pa.uint32()),
+        ("positives", pa.list_(pa.uint32())),
+        ("negatives", pa.list_(pa.uint32())),
+        ("pos_scores", pa.list_(pa.float64())),
+        ("neg_scores", pa.list_(pa.float64())),
+        ("extra", pa.string()),
+        ("source", pa.uint16()),
+        ("line", pa.int64()),
+    ]
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# Arrow <-> Rust glue
+
+
+def _str_args(arr: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(offsets int64, data uint8, nulls bool | None) of a string array, zero-copy for data."""
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+        arr = arr.cast(pa.string())
+    n = len(arr)
+    if n == 0:
+        return np.zeros(1, np.int64), np.zeros(0, np.uint8), None
+    bufs = arr.buffers()
+    off_dtype = np.int64 if pa.types.is_large_string(arr.type) else np.int32
+    offsets = np.frombuffer(bufs[1], dtype=off_dtype)[arr.offset : arr.offset + n + 1]
+    offsets = np.ascontiguousarray(offsets, dtype=np.int64)
+    data = np.frombuffer(bufs[2], dtype=np.uint8) if bufs[2] is not None else np.zeros(0, np.uint8)
+    nulls = arr.is_null().to_numpy(zero_copy_only=False) if arr.null_count else None
+    return offsets, data, nulls
+
+
+def hash_columns(*arrays: pa.Array | Sequence[str | None], seed: int = 0) -> np.ndarray:
+    """Fixed-seed 128-bit keys, uint64 (n, 2), of the rows of several string columns."""
+    cols = [a if isinstance(a, pa.Array | pa.ChunkedArray) else pa.array(a, pa.string()) for a in arrays]
+    return _core.hash_string_columns([_str_args(c) for c in cols], seed)
+
+
+def keys_to_binary(keys: np.ndarray) -> pa.Array:
+    """uint64 (n, 2) keys as a fixed_size_binary(16) array (big-endian high then low)."""
+    be = np.ascontiguousarray(keys.astype(">u8"))
+    return pa.FixedSizeBinaryArray.from_buffers(
+        pa.binary(16), len(keys), [None, pa.py_buffer(be.tobytes())]
+    )
+
+
+def _json_or_none(d: dict[str, Any] | None) -> str | None:
+    return orjson.dumps(d).decode() if d else None
+
+
+# ---------------------------------------------------------------------------------------------
+# Building
+
+
+@dataclass
+class SourceFile:
+    path: str
+    subset: str | None = None
+    role: str = "examples"
+
+    def describe(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"path": self.path, "role": self.role}
+        if self.subset is not None:
+            d["subset"] = self.subset
+        try:
+            st = os.stat(self.path)
+            d["bytes"] = st.st_size
+        except OSError:
+            pass
+        return d
+
+
+@dataclass
+class Skipped:
+    """Rows left out under ``on_error="skip"``: a count and the first messages."""
+
+    count: int = 0
+    first: list[str] = field(default_factory=list)
+
+    def add(self, err: InputError) -> None:
+        self.count += 1
+        if len(self.first) < 20:
+            self.first.append(str(err))
+
+
+class CollectionBuilder:
+    """Streams examples into a new collection directory, interning as it goes.
+
+    Two ways to give passages: inline (``add_example`` with passage tuples: BGE, Tevatron legacy,
+    sentence-transformers) or by docid after a corpus was added (``add_corpus_passage`` then
+    ``add_example_refs``: Tevatron v2, BEIR). Queries likewise: inline text, or by id after
+    ``add_query``. Memory is bounded by ``chunk_size`` pending examples plus the interners.
+    """
+
+    def __init__(
+        self,
+        out_dir: str | os.PathLike[str],
+        *,
+        source_format: str,
+        on_error: str = "fail",
+        chunk_size: int = 50_000,
+        overwrite: bool = False,
+    ) -> None:
+        if on_error not in ("fail", "skip"):
+            raise ValueError(f"on_error must be 'fail' or 'skip', got {on_error!r}")
+        self.out_dir = Path(out_dir)
+        self.source_format = source_format
+        self.on_error = on_error
+        self.chunk_size = chunk_size
+        self.overwrite = overwrite
+        self.sources: list[SourceFile] = []
+        self.options: dict[str, Any] = {}
+        self.skipped = Skipped()
+        self.counts = {"examples": 0, "docid_conflicts": 0}
+        self._passages = _core.Interner()
+        self._docids = _core.Interner()
+        self._docid_pid: list[np.ndarray] = []  # docid-interner id -> pid, chunk by chunk
+        self._docid_pid_flat = np.zeros(0, np.uint32)
+        self._queries = _core.Interner()
+        self._reset_pending()
+        self._ctx: Any = None
+        self._tmp: Path | None = None
+        self._writers: dict[str, pq.ParquetWriter] = {}
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def __enter__(self) -> CollectionBuilder:
+        self._ctx = atomic_dir(self.out_dir, overwrite=self.overwrite)
+        self._tmp = self._ctx.__enter__()
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        try:
+            if exc_type is None:
+                self.flush()
+                self._finish()
+        except BaseException as e:
+            self._close_writers()
+            self._ctx.__exit__(type(e), e, e.__traceback__)
+            raise
+        self._close_writers()
+        self._ctx.__exit__(exc_type, exc, tb)
+
+    def add_source(self, path: str | os.PathLike[str], subset: str | None = None, role: str = "examples") -> int:
+        if len(self.sources) >= 65535:
+            raise InputError("too many source files (at most 65,535)")
+        self.sources.append(SourceFile(str(path), subset, role))
+        return len(self.sources) - 1
+
+    def error(self, err: InputError) -> None:
+        """Fail now, or count the row as skipped, per ``on_error``."""
+        if self.on_error == "fail":
+            raise err
+        self.skipped.add(err)
+
+    # -- pending buffers ------------------------------------------------------------------
+
+    def _reset_pending(self) -> None:
+        self._p_docid: list[str | None] = []
+        self._p_title: list[str | None] = []
+        self._p_text: list[str] = []
+        self._p_extra: list[str | None] = []
+        self._p_where: list[tuple[int, int]] = []  # (source, line) of corpus passages
+        self._refs: list[str] = []
+        self._q_id: list[str | None] = []
+        self._q_text: list[str | None] = []
+        self._q_subset: list[str] = []
+        self._q_extra: list[str | None] = []
+        self._pos_n: list[int] = []
+        self._neg_n: list[int] = []
+        self._pos_scores: list[list[float] | None] = []
+        self._neg_scores: list[list[float] | None] = []
+        self._extra: list[str | None] = []
+        self._source: list[int] = []
+        self._line: list[int] = []
+        self._ref_mode = False
+        # queries added on their own (BEIR queries.jsonl)
+        self._oq_id: list[str] = []
+        self._oq_text: list[str] = []
+        self._oq_subset: list[str] = []
+        self._oq_extra: list[str | None] = []
+
+    def add_example(
+        self,
+        *,
+        query: str | None,
+        subset: str,
+        positives: Sequence[tuple[str | None, str | None, str, dict[str, Any] | None]],
+        negatives: Sequence[tuple[str | None, str | None, str, dict[str, Any] | None]],
+        query_id: str | None = None,
+        query_extra: dict[str, Any] | None = None,
+        pos_scores: list[float] | None = None,
+        neg_scores: list[float] | None = None,
+        extra: dict[str, Any] | None = None,
+        source: int = 0,
+        line: int = 0,
+    ) -> None:
+        """One example with inline passages given as (docid, title, text, extra) tuples."""
+        for docid, title, text, pextra in (*positives, *negatives):
+            self._p_docid.append(docid)
+            self._p_title.append(title)
+            self._p_text.append(text)
+            self._p_extra.append(_json_or_none(pextra))
+        self._push_example(query, query_id, subset, query_extra, len(positives), len(negatives),
+                           pos_scores, neg_scores, extra, source, line)
+
+    def add_example_refs(
+        self,
+        *,
+        query: str | None,
+        subset: str,
+        positive_docids: Sequence[str],
+        negative_docids: Sequence[str],
+        query_id: str | None = None,
+        query_extra: dict[str, Any] | None = None,
+        pos_scores: list[float] | None = None,
+        neg_scores: list[float] | None = None,
+        extra: dict[str, Any] | None = None,
+        source: int = 0,
+        line: int = 0,
+    ) -> None:
+        """One example whose passages are docids of the corpus added before.
+
+        ``query=None`` refers to a query added with `add_query` (by ``query_id``)."""
+        self._ref_mode = True
+        self._refs.extend(positive_docids)
+        self._refs.extend(negative_docids)
+        self._push_example(query, query_id, subset, query_extra, len(positive_docids),
+                           len(negative_docids), pos_scores, neg_scores, extra, source, line)
+
+    def _push_example(self, query, query_id, subset, query_extra, npos, nneg, pos_scores,
+                      neg_scores, extra, source, line) -> None:  # type: ignore[no-untyped-def]
+        self._q_id.append(query_id)
+        self._q_text.append(query)
+        self._q_subset.append(subset)
+        self._q_extra.append(_json_or_none(query_extra))
+        self._pos_n.append(npos)
+        self._neg_n.append(nneg)
+        self._pos_scores.append(pos_scores)
+        self._neg_scores.append(neg_scores)
+        self._extra.append(_json_or_none(extra))
+        self._source.append(source)
+        self._line.append(line)
+        if len(self._pos_n) >= self.chunk_size:
+            self.flush()
+
+    def add_corpus_passage(self, docid: str, title: str | None, text: str,
+                           extra: dict[str, Any] | None = None, *, source: int = 0,
+                           line: int = 0) -> None:
+        """A corpus passage, referred to later by docid; a docid may appear once."""
+        self._p_where.append((source, line))
+        self._p_docid.append(docid)
+        self._p_title.append(title)
+        self._p_text.append(text)
+        self._p_extra.append(_json_or_none(extra))
+        if len(self._p_text) >= self.chunk_size * 4 and not self._pos_n:
+            self._flush_passages_only()
+
+    def add_query(self, query_id: str, text: str, subset: str, extra: dict[str, Any] | None = None) -> None:
+        """A query known by id (BEIR queries.jsonl); examples refer to it with ``query=None``."""
+        self._oq_id.append(query_id)
+        self._oq_text.append(text)
+        self._oq_subset.append(subset)
+        self._oq_extra.append(_json_or_none(extra))
+
+    # -- flushing -------------------------------------------------------------------------
+
+    def _write(self, name: str, schema: pa.Schema, table: pa.Table) -> None:
+        if self._tmp is None:
+            raise RuntimeError("CollectionBuilder must be used as a context manager")
+        w = self._writers.get(name)
+        if w is None:
+            w = pq.ParquetWriter(self._tmp / f"{name}.parquet", schema, compression="zstd")
+            self._writers[name] = w
+        w.write_table(table)
+
+    def _close_writers(self) -> None:
+        for w in self._writers.values():
+            w.close()
+        self._writers.clear()
+
+    def _intern_passages(self, strict_docids: bool = False) -> np.ndarray:
+        """Intern the pending passages, write the new ones, return the pid of each.
+
+        With ``strict_docids`` (a corpus file) a docid seen twice is an input error."""
+        if not self._p_text:
+            return np.zeros(0, np.uint32)
+        docid = pa.array(self._p_docid, pa.string())
+        title = pa.array(self._p_title, pa.string())
+        text = pa.array(self._p_text, pa.string())
+        extra = pa.array(self._p_extra, pa.string())
+        keys = hash_columns(docid, title, text, extra)
+        pids, is_new, _ = self._passages.intern(keys)
+        if strict_docids and not is_new.all():
+            self._corpus_duplicate(int(np.flatnonzero(~is_new)[0]))
+        if is_new.any():
+            idx = np.flatnonzero(is_new)
+            sel = pa.array(idx)
+            new_title, new_text = title.take(sel), text.take(sel)
+            content = keys_to_binary(hash_columns(new_title, new_text))
+            new_docid = docid.take(sel)
+            tbl = pa.Table.from_arrays(
+                [pa.array(pids[idx], pa.uint32()), new_docid, new_title, new_text,
+                 extra.take(sel), content],
+                schema=PASSAGE_SCHEMA,
+            )
+            self._write("passages", PASSAGE_SCHEMA, tbl)
+            # docid index: docid -> first pid that carried it
+            has_docid = ~new_docid.is_null().to_numpy(zero_copy_only=False)
+            if has_docid.any():
+                d_idx = np.flatnonzero(has_docid)
+                dkeys = hash_columns(new_docid.take(pa.array(d_idx)))
+                _, d_new, _ = self._docids.intern(dkeys)
+                if strict_docids and not d_new.all():
+                    self._corpus_duplicate(int(idx[d_idx[np.flatnonzero(~d_new)[0]]]))
+                self.counts["docid_conflicts"] += int((~d_new).sum())
+                if d_new.any():
+                    self._docid_pid.append(pids[idx][d_idx][d_new].astype(np.uint32))
+        return pids
+
+    def _corpus_duplicate(self, i: int) -> None:
+        src, line = self._p_where[i] if i < len(self._p_where) else (0, None)
+        raise InputError(
+            f"docid {self._p_docid[i]!r} appears more than once in the corpus",
+            path=self.sources[src].path if self.sources else None, line=line, field="docid")
+
+    def _flush_passages_only(self) -> None:
+        self._intern_passages(strict_docids=bool(self._p_where))
+        self._p_docid, self._p_title, self._p_text, self._p_extra = [], [], [], []
+        self._p_where = []
+
+    def _docid_to_pid(self) -> np.ndarray:
+        if self._docid_pid:
+            self._docid_pid_flat = np.concatenate([self._docid_pid_flat, *self._docid_pid])
+            self._docid_pid = []
+        return self._docid_pid_flat
+
+    def _flush_queries_only(self) -> None:
+        if not self._oq_id:
+            return
+        subset = pa.array(self._oq_subset, pa.string())
+        qid_col = pa.array(self._oq_id, pa.string())
+        text = pa.array(self._oq_text, pa.string())
+        extra = pa.array(self._oq_extra, pa.string())
+        keys = hash_columns(pa.array(["i"] * len(qid_col)), subset, qid_col)
+        qids, is_new, _ = self._queries.intern(keys, hash_columns(text, extra))
+        if not is_new.all():
+            dup = int(np.flatnonzero(~is_new)[0])
+            raise InputError(f"duplicate query id {self._oq_id[dup]!r}", field="_id")
+        self._write("queries", QUERY_SCHEMA, pa.Table.from_arrays(
+            [pa.array(qids, pa.uint32()), qid_col, text, subset, extra], schema=QUERY_SCHEMA))
+        self._oq_id, self._oq_text, self._oq_subset, self._oq_extra = [], [], [], []
+
+    def flush(self) -> None:
+        """Intern and write everything pending."""
+        self._flush_queries_only()
+        if not self._pos_n:
+            self._flush_passages_only()
+            return
+        n = len(self._pos_n)
+        counts = np.empty(2 * n, np.int64)
+        counts[0::2] = self._pos_n
+        counts[1::2] = self._neg_n
+        keep = np.ones(n, bool)
+
+        # passages
+        if self._ref_mode:
+            self._flush_passages_only()
+            if self._refs:
+                dk = hash_columns(pa.array(self._refs, pa.string()))
+                found = self._docids.lookup(dk)
+                missing = np.flatnonzero(found < 0)
+                if len(missing):
+                    ex_of_ref = np.repeat(np.arange(n), counts.reshape(n, 2).sum(1))
+                    for m in missing:
+                        e = int(ex_of_ref[m])
+                        if keep[e]:
+                            keep[e] = False
+                            self.error(InputError(
+                                f"docid {self._refs[m]!r} is not in the corpus",
+                                path=self.sources[self._source[e]].path, line=self._line[e],
+                                field="document ids"))
+                    found = np.where(found < 0, 0, found)
+                pids = self._docid_to_pid()[found].astype(np.uint32)
+            else:
+                pids = np.zeros(0, np.uint32)
+        else:
+            pids = self._intern_passages().astype(np.uint32)
+
+        # queries
+        inline = np.array([t is not None for t in self._q_text], bool)
+        subset = pa.array(self._q_subset, pa.string())
+        qtext = pa.array(self._q_text, pa.string())
+        qidcol = pa.array(self._q_id, pa.string())
+        qextra = pa.array(self._q_extra, pa.string())
+        has_id = ~qidcol.is_null().to_numpy(zero_copy_only=False)
+        kind = pa.array(np.where(has_id, "i", "t").tolist(), pa.string())
+        keyfield = pa.array([i if i is not None else t for i, t in zip(self._q_id, self._q_text, strict=True)],
+                            pa.string())
+        keys = hash_columns(kind, subset, keyfield)
+        qids = np.zeros(n, np.uint32)
+        if inline.all():
+            ids, is_new, conflict = self._queries.intern(keys, hash_columns(qtext, qextra))
+            for e in np.flatnonzero(conflict):
+                if keep[e]:
+                    keep[e] = False
+                    self.error(InputError(
+                        f"query id {self._q_id[e]!r} was seen before with a different text",
+                        path=self.sources[self._source[e]].path, line=self._line[e], field="query_id"))
+            if is_new.any():
+                idx = np.flatnonzero(is_new)
+                sel = pa.array(idx)
+                self._write("queries", QUERY_SCHEMA, pa.Table.from_arrays(
+                    [pa.array(ids[idx], pa.uint32()), qidcol.take(sel), qtext.take(sel),
+                     subset.take(sel), qextra.take(sel)], schema=QUERY_SCHEMA))
+            qids = ids
+        elif (~inline).all():
+            found = self._queries.lookup(keys)
+            for e in np.flatnonzero(found < 0):
+                if keep[e]:
+                    keep[e] = False
+                    self.error(InputError(
+                        f"query id {self._q_id[e]!r} is not in the queries file",
+                        path=self.sources[self._source[e]].path, line=self._line[e], field="query-id"))
+            qids = np.where(found < 0, 0, found).astype(np.uint32)
+        else:  # pragma: no cover - formats never mix
+            raise RuntimeError("a chunk mixes inline and referenced queries")
+
+        # examples
+        pos_n = np.asarray(self._pos_n, np.int64)
+        neg_n = np.asarray(self._neg_n, np.int64)
+        starts = np.concatenate([[0], np.cumsum(pos_n + neg_n)])[:-1]
+        if keep.all():
+            sel_e = np.arange(n)
+        else:
+            sel_e = np.flatnonzero(keep)
+        # gather pid lists with numpy: positives then negatives of each example are contiguous
+        pos_idx = _ranges(starts[sel_e], pos_n[sel_e])
+        neg_idx = _ranges(starts[sel_e] + pos_n[sel_e], neg_n[sel_e])
+        positives = pa.ListArray.from_arrays(
+            pa.array(np.concatenate([[0], np.cumsum(pos_n[sel_e])]).astype(np.int32)),
+            pa.array(pids[pos_idx], pa.uint32()))
+        negatives = pa.ListArray.from_arrays(
+            pa.array(np.concatenate([[0], np.cumsum(neg_n[sel_e])]).astype(np.int32)),
+            pa.array(pids[neg_idx], pa.uint32()))
+        pick = sel_e.tolist()
+        tbl = pa.Table.from_arrays(
+            [
+                pa.array(qids[sel_e], pa.uint32()),
+                positives,
+                negatives,
+                pa.array([self._pos_scores[i] for i in pick], pa.list_(pa.float64())),
+                pa.array([self._neg_scores[i] for i in pick], pa.list_(pa.float64())),
+                pa.array([self._extra[i] for i in pick], pa.string()),
+                pa.array([self._source[i] for i in pick], pa.uint16()),
+                pa.array([self._line[i] for i in pick], pa.int64()),
+            ],
+            schema=EXAMPLE_SCHEMA,
+        )
+        if len(tbl):
+            self._write("examples", EXAMPLE_SCHEMA, tbl)
+        self.counts["examples"] += len(tbl)
+        self._reset_pending()
+
+    def _finish(self) -> None:
+        assert self._tmp is not None
+        for name, schema in (("passages", PASSAGE_SCHEMA), ("queries", QUERY_SCHEMA),
+                             ("examples", EXAMPLE_SCHEMA)):
+            if name not in self._writers:
+                self._write(name, schema, schema.empty_table())
+        self._close_writers()
+        manifest = {
+            "format": FORMAT_NAME,
+            "version": FORMAT_VERSION,
+            "source": {
+                "format": self.source_format,
+                "files": [s.describe() for s in self.sources],
+                "options": self.options,
+            },
+            "counts": {
+                "passages": len(self._passages),
+                "queries": len(self._queries),
+                "examples": self.counts["examples"],
+                "docid_conflicts": self.counts["docid_conflicts"],
+            },
+            "skipped": {"count": self.skipped.count, "first": self.skipped.first},
+            "steps": [step_record("ingest", format=self.source_format, on_error=self.on_error)],
+        }
+        write_manifest(self._tmp, manifest)
+
+
+def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Concatenation of ``arange(s, s + l)`` for each (s, l), vectorised."""
+    lengths = np.asarray(lengths, np.int64)
+    total = int(lengths.sum())
+    if total == 0:
+        return np.zeros(0, np.int64)
+    before = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    return np.arange(total, dtype=np.int64) + np.repeat(np.asarray(starts, np.int64) - before, lengths)
+
+
+def step_record(step: str, **params: Any) -> dict[str, Any]:
+    from trueneg import __version__
+
+    return {
+        "step": step,
+        "time": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "trueneg_version": __version__,
+        "python": platform.python_version(),
+        "params": params,
+    }
+
+
+def write_manifest(directory: Path, manifest: dict[str, Any]) -> None:
+    with atomic_file(directory / "manifest.json") as f:
+        f.write(orjson.dumps(manifest, option=orjson.OPT_INDENT_2) + b"\n")
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading
+
+
+class Collection:
+    """A collection on disk, memory-mapped. Heavy work goes through the Arrow tables and numpy."""
+
+    def __init__(self, path: Path, manifest: dict[str, Any], passages: pa.Table, queries: pa.Table,
+                 examples: pa.Table) -> None:
+        self.path = path
+        self.manifest = manifest
+        self.passages = passages
+        self.queries = queries
+        self.examples = examples
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Collection:
+        p = Path(path)
+        mf = p / "manifest.json"
+        if not mf.is_file():
+            raise CollectionError(f"{p}: not a trueneg collection (no manifest.json)")
+        try:
+            manifest = orjson.loads(mf.read_bytes())
+        except orjson.JSONDecodeError as e:
+            raise CollectionError(f"{mf}: unreadable manifest ({e})") from None
+        if manifest.get("format") != FORMAT_NAME:
+            raise CollectionError(f"{mf}: not a trueneg collection manifest")
+        if manifest.get("version") != FORMAT_VERSION:
+            raise CollectionError(
+                f"{mf}: collection version {manifest.get('version')} is not supported "
+                f"(this trueneg reads version {FORMAT_VERSION})"
+            )
+        tables = []
+        for name, schema in (("passages", PASSAGE_SCHEMA), ("queries", QUERY_SCHEMA),
+                             ("examples", EXAMPLE_SCHEMA)):
+            f = p / f"{name}.parquet"
+            if not f.is_file():
+                raise CollectionError(f"{p}: {name}.parquet is missing")
+            t = pq.read_table(f, memory_map=True)
+            if not t.schema.equals(schema):
+                raise CollectionError(f"{f}: unexpected schema {t.schema}")
+            tables.append(t)
+        passages, queries, examples = tables
+        if len(passages) and not np.array_equal(passages["pid"].to_numpy(), np.arange(len(passages))):
+            passages = passages.sort_by("pid")
+        if len(queries) and not np.array_equal(queries["qid"].to_numpy(), np.arange(len(queries))):
+            queries = queries.sort_by("qid")
+        return cls(p, manifest, passages, queries, examples)
+
+    @property
+    def source_format(self) -> str:
+        return str(self.manifest["source"]["format"])
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.manifest["source"].get("options", {}))
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def iter_example_batches(self, batch_size: int = 10_000) -> Iterator[pa.Table]:
+        for off in range(0, len(self.examples), batch_size):
+            yield self.examples.slice(off, batch_size)
+
+    def source_path(self, index: int) -> str:
+        return str(self.manifest["source"]["files"][index]["path"])
+
+    def describe_source(self, index: int) -> dict[str, Any]:
+        return dict(self.manifest["source"]["files"][index])
+
+
+def parse_extra(s: str | None) -> dict[str, Any]:
+    return orjson.loads(s) if s else {}

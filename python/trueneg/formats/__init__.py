@@ -1,0 +1,122 @@
+"""Readers and writers for the external training-data formats, and format detection."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from trueneg._io import iter_jsonl
+from trueneg.collection import Collection, CollectionBuilder
+from trueneg.exceptions import FormatError, InputError
+from trueneg.formats import bge, beir, sentence_transformers, tevatron, tevatron_v2
+from trueneg.formats._common import is_parquet
+
+__all__ = ["FORMATS", "detect_format", "export_collection", "ingest"]
+
+#: canonical name -> aliases accepted on the command line
+FORMATS: dict[str, tuple[str, ...]] = {
+    "bge": ("flagembedding",),
+    "tevatron": ("rlhn", "tevatron-legacy"),
+    "tevatron-v2": (),
+    "st": ("sentence-transformers",),
+    "beir": (),
+}
+
+
+def canonical_format(name: str) -> str:
+    n = name.strip().lower()
+    for canon, aliases in FORMATS.items():
+        if n == canon or n in aliases:
+            return canon
+    known = ", ".join(FORMATS)
+    raise FormatError(f"unknown format {name!r} (known: {known})")
+
+
+def _columns_of(path: str | os.PathLike[str]) -> list[str]:
+    if is_parquet(path):
+        return list(pq.read_schema(path).names)
+    for _, row, err in iter_jsonl(path):
+        if err is not None:
+            raise err
+        if isinstance(row, dict):
+            return list(row)
+        return []
+    return []
+
+
+def detect_format(path: str | os.PathLike[str]) -> str:
+    """Guess the format of a file or folder from its first row's fields."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError("file not found", path=str(p))
+    if p.is_dir():
+        if beir.is_beir_dir(p):
+            return "beir"
+        raise FormatError(f"{p}: a folder that is not a BEIR set (corpus.jsonl, queries.jsonl, qrels/)")
+    cols = set(_columns_of(p))
+    if {"pos", "query"} <= cols:
+        return "bge"
+    if "positive_passages" in cols:
+        return "tevatron"
+    if "positive_document_ids" in cols:
+        return "tevatron-v2"
+    if "anchor" in cols or ("positive" in cols and len(cols) >= 2):
+        return "st"
+    raise FormatError(
+        f"{p}: cannot tell the format from the fields {sorted(cols)}; pass --format "
+        f"({', '.join(FORMATS)})"
+    )
+
+
+def ingest(
+    inputs: Sequence[str | os.PathLike[str]],
+    out: str | os.PathLike[str],
+    *,
+    format: str = "auto",
+    subset: str | None = None,
+    corpus: str | os.PathLike[str] | None = None,
+    on_error: str = "fail",
+    overwrite: bool = False,
+    chunk_size: int = 50_000,
+) -> Collection:
+    """Read external files into a new collection directory at ``out`` and load it."""
+    if not inputs:
+        raise InputError("no input files given")
+    fmt = canonical_format(format) if format != "auto" else detect_format(inputs[0])
+    with CollectionBuilder(out, source_format=fmt, on_error=on_error, chunk_size=chunk_size,
+                           overwrite=overwrite) as b:
+        if fmt == "bge":
+            bge.read(b, inputs, subset=subset)
+        elif fmt == "tevatron":
+            tevatron.read(b, inputs, subset=subset)
+        elif fmt == "tevatron-v2":
+            tevatron_v2.read(b, inputs, corpus=corpus, subset=subset)
+        elif fmt == "st":
+            sentence_transformers.read(b, inputs, subset=subset)
+        elif fmt == "beir":
+            if len(inputs) != 1:
+                raise InputError("the beir format takes one folder")
+            beir.read(b, inputs[0], subset=subset)
+        b.flush()
+        if b.counts["examples"] == 0:
+            raise InputError(
+                f"no valid examples in {', '.join(map(str, inputs))}"
+                + (f" ({b.skipped.count} rows skipped)" if b.skipped.count else "")
+            )
+    return Collection.load(out)
+
+
+def export_collection(coll: Collection, format: str, out: str | os.PathLike[str]) -> None:
+    """Write a collection in an external format (a file, or a folder for beir / tevatron-v2)."""
+    fmt = canonical_format(format)
+    writer = {
+        "bge": bge.write,
+        "tevatron": tevatron.write,
+        "tevatron-v2": tevatron_v2.write,
+        "st": sentence_transformers.write,
+        "beir": beir.write,
+    }[fmt]
+    writer(coll, out)

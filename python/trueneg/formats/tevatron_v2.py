@@ -1,0 +1,111 @@
+"""Tevatron v2: training rows with document ids plus a corpus file.
+
+Training rows: ``{query_id, query_text, positive_document_ids: [str], negative_document_ids: [str], ...}``.
+Corpus rows: ``{docid, title?, text, ...}``. Both JSON Lines or Parquet. Export writes a directory
+with ``train.jsonl`` and ``corpus.jsonl`` (every corpus passage, in input order).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from trueneg._io import atomic_file, dumps_line, type_name
+from trueneg._progress import progress
+from trueneg.collection import Collection, CollectionBuilder, parse_extra
+from trueneg.exceptions import InputError
+from trueneg.formats._common import (
+    PassageLookup,
+    default_subset,
+    expect_object,
+    extras,
+    iter_examples,
+    iter_rows,
+    req_str,
+    req_str_list,
+)
+
+NAME = "tevatron-v2"
+KNOWN = frozenset({"query_id", "query_text", "positive_document_ids", "negative_document_ids"})
+CORPUS_KNOWN = frozenset({"docid", "title", "text"})
+
+
+def read_corpus(builder: CollectionBuilder, corpus: str | os.PathLike[str]) -> None:
+    src = builder.add_source(corpus, role="corpus")
+    with progress(desc="ingest corpus", unit=" docs") as bar:
+        for where, row, err in iter_rows(corpus):
+            bar.update()
+            if err is not None:
+                raise err  # a corpus with a broken row cannot be trusted for references
+            row = expect_object(row, where)
+            docid = req_str(row, "docid", where)
+            text = req_str(row, "text", where)
+            title = row.get("title")
+            if title is not None and not isinstance(title, str):
+                raise where.error(f"expected a string, got {type_name(title)}", "title")
+            builder.add_corpus_passage(docid, title, text, extras(row, CORPUS_KNOWN),
+                                       source=src, line=where.line)
+    builder.flush()
+
+
+def read(builder: CollectionBuilder, paths: Sequence[str | os.PathLike[str]], *,
+         corpus: str | os.PathLike[str] | None, subset: str | None = None) -> None:
+    if corpus is None:
+        raise InputError("the tevatron-v2 format needs --corpus (the corpus JSON Lines or Parquet file)")
+    read_corpus(builder, corpus)
+    with progress(desc="ingest tevatron-v2", unit=" rows") as bar:
+        for path in paths:
+            sub = subset or default_subset(path)
+            src = builder.add_source(path, sub)
+            for where, row, err in iter_rows(path):
+                bar.update()
+                if err is not None:
+                    builder.error(err)
+                    continue
+                try:
+                    row = expect_object(row, where)
+                    qid = req_str(row, "query_id", where)
+                    query = req_str(row, "query_text", where)
+                    pos = req_str_list(row, "positive_document_ids", where)
+                    if not pos:
+                        raise where.error("no positives (an example needs at least one)",
+                                          "positive_document_ids")
+                    neg = req_str_list(row, "negative_document_ids", where)
+                except InputError as e:
+                    builder.error(e)
+                    continue
+                builder.add_example_refs(query=query, query_id=qid, subset=sub,
+                                         positive_docids=pos, negative_docids=neg,
+                                         extra=extras(row, KNOWN), source=src, line=where.line)
+
+
+def write(coll: Collection, out: str | os.PathLike[str]) -> None:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    lookup = PassageLookup(coll)
+    import numpy as np
+
+    all_pids = np.arange(len(coll.passages), dtype=np.uint32)
+    synthetic = lookup.synthetic_docids(all_pids)
+    with atomic_file(out / "corpus.jsonl") as f:
+        for pid, (docid, title, text, extra) in enumerate(lookup.rows(all_pids)):
+            row: dict[str, Any] = {"docid": docid if docid is not None else synthetic[pid]}
+            if title is not None:
+                row["title"] = title
+            row["text"] = text
+            row.update(parse_extra(extra))
+            f.write(dumps_line(row))
+    with atomic_file(out / "train.jsonl") as f, progress(total=len(coll), desc="export tevatron-v2") as bar:
+        for ex in iter_examples(coll):
+            f.write(dumps_line({
+                "query_id": ex.query_id if ex.query_id is not None else f"q{ex.qid}",
+                "query_text": ex.query,
+                "positive_document_ids": [d if d is not None else synthetic[p]
+                                          for (d, *_), p in zip(ex.positives, ex.pos_pids, strict=True)],
+                "negative_document_ids": [d if d is not None else synthetic[p]
+                                          for (d, *_), p in zip(ex.negatives, ex.neg_pids, strict=True)],
+                **ex.extra,
+            }))
+            bar.update()

@@ -1,0 +1,14 @@
+//! trueneg core: the pure-Rust kernels behind the `trueneg` Python package.
+//!
+//! Nothing in this crate outside `py/` knows about Python: every module here
+//! is tested with `cargo test --no-default-features`.
+
+pub mod error;
+pub mod intern;
+pub mod pool;
+pub mod text;
+
+#[cfg(feature = "python")]
+mod py;
+
+pub use error::CoreError;

@@ -1,0 +1,180 @@
+//! The PyO3 module `trueneg._core`: argument checks, GIL release, error mapping.
+//! All computing happens in the pure-Rust modules of the crate.
+
+mod errors;
+
+use numpy::ndarray::Array2;
+use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2};
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use std::sync::Mutex;
+
+use crate::error::CoreError;
+use crate::intern;
+use crate::pool;
+use crate::text::{self, StrColumn};
+
+pub(crate) use errors::run_detached;
+
+type StrColumnArgs<'py> = (
+    PyReadonlyArray1<'py, i64>,
+    PyReadonlyArray1<'py, u8>,
+    Option<PyReadonlyArray1<'py, bool>>,
+);
+
+fn keys_to_array(keys: &[u128]) -> Array2<u64> {
+    let mut out = Array2::<u64>::zeros((keys.len(), 2));
+    for (i, k) in keys.iter().enumerate() {
+        out[[i, 0]] = (*k >> 64) as u64;
+        out[[i, 1]] = *k as u64;
+    }
+    out
+}
+
+fn array_to_keys(a: &PyReadonlyArray2<'_, u64>, name: &str) -> PyResult<Vec<u128>> {
+    let v = a.as_array();
+    if v.ncols() != 2 {
+        return Err(PyValueError::new_err(format!(
+            "{name} must have shape (n, 2), got {:?}",
+            v.shape()
+        )));
+    }
+    Ok(v.rows()
+        .into_iter()
+        .map(|r| (u128::from(r[0]) << 64) | u128::from(r[1]))
+        .collect())
+}
+
+fn contiguous<'a, T: numpy::Element>(a: &'a PyReadonlyArray1<'_, T>, what: &str) -> PyResult<&'a [T]> {
+    a.as_slice()
+        .map_err(|_| PyValueError::new_err(format!("{what} must be a C-contiguous 1-d array")))
+}
+
+/// 128-bit fixed-seed keys of the rows of several Arrow-layout string columns,
+/// returned as uint64 (n, 2) (high, low).
+#[pyfunction]
+#[pyo3(signature = (columns, seed = 0))]
+fn hash_string_columns<'py>(
+    py: Python<'py>,
+    columns: Vec<StrColumnArgs<'py>>,
+    seed: u64,
+) -> PyResult<Bound<'py, PyArray2<u64>>> {
+    let mut cols = Vec::with_capacity(columns.len());
+    for (i, (offsets, data, nulls)) in columns.iter().enumerate() {
+        cols.push(StrColumn {
+            offsets: contiguous(offsets, &format!("columns[{i}] offsets"))?,
+            data: contiguous(data, &format!("columns[{i}] data"))?,
+            nulls: match nulls {
+                Some(n) => Some(contiguous(n, &format!("columns[{i}] nulls"))?),
+                None => None,
+            },
+        });
+    }
+    let keys = run_detached(py, || text::hash_rows(&cols, seed))?;
+    Ok(keys_to_array(&keys).into_pyarray(py))
+}
+
+/// Maps 128-bit keys to dense uint32 ids in first-seen order, chunk after chunk.
+#[pyclass(module = "trueneg._core", name = "Interner", frozen)]
+struct PyInterner {
+    inner: Mutex<intern::Interner>,
+}
+
+#[pymethods]
+impl PyInterner {
+    #[new]
+    fn new() -> Self {
+        Self { inner: Mutex::new(intern::Interner::new()) }
+    }
+
+    /// Intern `keys` (uint64 (n, 2)); `values` (same shape) are remembered the first
+    /// time a key is seen and compared later. Returns (ids uint32, is_new bool, conflict bool).
+    #[pyo3(signature = (keys, values = None))]
+    #[allow(clippy::type_complexity)]
+    fn intern<'py>(
+        &self,
+        py: Python<'py>,
+        keys: PyReadonlyArray2<'py, u64>,
+        values: Option<PyReadonlyArray2<'py, u64>>,
+    ) -> PyResult<(Bound<'py, PyArray1<u32>>, Bound<'py, PyArray1<bool>>, Bound<'py, PyArray1<bool>>)> {
+        let k = array_to_keys(&keys, "keys")?;
+        let v = match &values {
+            Some(v) => array_to_keys(v, "values")?,
+            None => Vec::new(),
+        };
+        let r = run_detached(py, || {
+            let mut guard = self.inner.lock().map_err(|_| CoreError::InvalidParam("interner lock poisoned".into()))?;
+            guard.intern(&k, &v)
+        })?;
+        Ok((r.ids.into_pyarray(py), r.is_new.into_pyarray(py), r.conflict.into_pyarray(py)))
+    }
+
+    /// Id of each key (uint64 (n, 2)), -1 where unknown.
+    fn lookup<'py>(&self, py: Python<'py>, keys: PyReadonlyArray2<'py, u64>) -> PyResult<Bound<'py, PyArray1<i64>>> {
+        let k = array_to_keys(&keys, "keys")?;
+        let r = run_detached(py, || {
+            let guard = self.inner.lock().map_err(|_| CoreError::InvalidParam("interner lock poisoned".into()))?;
+            Ok(guard.lookup(&k))
+        })?;
+        Ok(r.into_pyarray(py))
+    }
+
+    fn __len__(&self) -> PyResult<usize> {
+        let guard = self.inner.lock().map_err(|_| PyValueError::new_err("interner lock poisoned"))?;
+        Ok(guard.len())
+    }
+}
+
+/// Run every later kernel on the calling thread (set in forked children).
+#[pyfunction]
+fn set_serial(serial: bool) {
+    pool::set_serial(serial);
+}
+
+/// Number of threads the kernels use.
+#[pyfunction]
+fn num_threads() -> usize {
+    pool::num_threads()
+}
+
+/// CPU features the build and the machine offer, for `trueneg env`.
+#[pyfunction]
+fn cpu_features() -> Vec<String> {
+    let mut out = Vec::new();
+    #[cfg(target_arch = "x86_64")]
+    {
+        for (name, on) in [
+            ("sse4.2", std::arch::is_x86_feature_detected!("sse4.2")),
+            ("avx2", std::arch::is_x86_feature_detected!("avx2")),
+            ("fma", std::arch::is_x86_feature_detected!("fma")),
+            ("f16c", std::arch::is_x86_feature_detected!("f16c")),
+            ("avx512f", std::arch::is_x86_feature_detected!("avx512f")),
+        ] {
+            if on {
+                out.push(name.to_string());
+            }
+        }
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        if std::arch::is_aarch64_feature_detected!("neon") {
+            out.push("neon".to_string());
+        }
+    }
+    out
+}
+
+#[pymodule(gil_used = false)]
+mod _core {
+    #[pymodule_export]
+    use super::{cpu_features, hash_string_columns, num_threads, set_serial, PyInterner};
+
+    #[pymodule_export]
+    use super::errors::CoreValueError;
+
+    #[pymodule_init]
+    fn init(m: &pyo3::Bound<'_, pyo3::types::PyModule>) -> pyo3::PyResult<()> {
+        use pyo3::types::PyModuleMethods;
+        m.add("__version__", env!("CARGO_PKG_VERSION"))
+    }
+}
