@@ -25,6 +25,7 @@ NAME = "beir"
 CORPUS_KNOWN = frozenset({"_id", "title", "text"})
 QUERY_KNOWN = frozenset({"_id", "text"})
 HEADER = "query-id\tcorpus-id\tscore"
+HEADER_SCORE_NAMES = frozenset({"score", "relevance", "label", "rel"})
 
 
 def is_beir_dir(path: str | os.PathLike[str]) -> bool:
@@ -99,7 +100,7 @@ def _read_qrels(builder: CollectionBuilder, path: Path, subset: str) -> bool:
             if not line.strip():
                 continue
             parts = line.split("\t")
-            if lineno == 1 and len(parts) == 3 and not _is_number(parts[2]):
+            if lineno == 1 and len(parts) == 3 and parts[2].strip().lower() in HEADER_SCORE_NAMES:
                 header = True
                 continue
             if len(parts) != 3:
@@ -126,14 +127,6 @@ def _read_qrels(builder: CollectionBuilder, path: Path, subset: str) -> bool:
                 run["ns"].append(float(score))
     emit()
     return header
-
-
-def _is_number(s: str) -> bool:
-    try:
-        float(s)
-    except ValueError:
-        return False
-    return True
 
 
 def read(builder: CollectionBuilder, folder: str | os.PathLike[str], *, subset: str | None = None) -> None:

@@ -1,0 +1,22 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TRUENEG_DISABLE_PROGRESS_BARS", "1")
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    return DATA
+
+
+@pytest.fixture(scope="session")
+def rlhn_dir() -> Path:
+    from trueneg.data import RLHN_SAMPLE_DIR
+
+    return RLHN_SAMPLE_DIR
