@@ -4,6 +4,7 @@
 //! is tested with `cargo test --no-default-features`.
 
 pub mod error;
+pub mod formats;
 pub mod intern;
 pub mod pool;
 pub mod text;

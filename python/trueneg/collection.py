@@ -18,9 +18,12 @@ Hashing and interning run in Rust over Arrow buffers (`trueneg._core`); Python o
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import os
 import platform
+import queue
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +37,9 @@ import pyarrow.parquet as pq
 from trueneg import _core
 from trueneg._io import atomic_dir, atomic_file
 from trueneg.exceptions import CollectionError, InputError
+
+#: Parquet codec of collection files: lz4 writes ~2x faster than zstd for ~1.4x the size
+COMPRESSION = os.environ.get("TRUENEG_PARQUET_COMPRESSION", "lz4")
 
 FORMAT_NAME = "trueneg-collection"
 FORMAT_VERSION = 1
@@ -184,6 +190,9 @@ class CollectionBuilder:
         self._ctx: Any = None
         self._tmp: Path | None = None
         self._writers: dict[str, pq.ParquetWriter] = {}
+        self._thread: threading.Thread | None = None
+        self._queue: queue.Queue[Any] = queue.Queue()
+        self._writer_error: BaseException | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -198,10 +207,15 @@ class CollectionBuilder:
                 self.flush()
                 self._finish()
         except BaseException as e:
-            self._close_writers()
+            with contextlib.suppress(BaseException):
+                self._close_writers()
             self._ctx.__exit__(type(e), e, e.__traceback__)
             raise
-        self._close_writers()
+        try:
+            self._close_writers()
+        except BaseException as e:
+            self._ctx.__exit__(type(e), e, e.__traceback__)
+            raise
         self._ctx.__exit__(exc_type, exc, tb)
 
     def add_source(self, path: str | os.PathLike[str], subset: str | None = None, role: str = "examples") -> int:
@@ -329,33 +343,59 @@ class CollectionBuilder:
     # -- flushing -------------------------------------------------------------------------
 
     def _write(self, name: str, schema: pa.Schema, table: pa.Table) -> None:
+        """Queue a table for the writer thread (Parquet encoding overlaps the next chunk's parse)."""
         if self._tmp is None:
             raise RuntimeError("CollectionBuilder must be used as a context manager")
-        w = self._writers.get(name)
-        if w is None:
-            w = pq.ParquetWriter(self._tmp / f"{name}.parquet", schema, compression="zstd")
-            self._writers[name] = w
-        w.write_table(table)
+        if self._writer_error is not None:
+            raise self._writer_error
+        if self._thread is None:
+            self._queue = queue.Queue(maxsize=8)
+            self._thread = threading.Thread(target=self._writer_loop, name="trueneg-parquet", daemon=True)
+            self._thread.start()
+        self._queue.put((name, schema, table))
+
+    def _writer_loop(self) -> None:
+        assert self._tmp is not None
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            if self._writer_error is not None:
+                continue
+            name, schema, table = item
+            try:
+                w = self._writers.get(name)
+                if w is None:
+                    w = pq.ParquetWriter(self._tmp / f"{name}.parquet", schema, compression=COMPRESSION)
+                    self._writers[name] = w
+                w.write_table(table)
+            except BaseException as e:  # reported on the next _write or at close
+                self._writer_error = e
 
     def _close_writers(self) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
         for w in self._writers.values():
             w.close()
         self._writers.clear()
+        if self._writer_error is not None:
+            err, self._writer_error = self._writer_error, None
+            raise err
 
-    def _intern_passages(self, strict_docids: bool = False) -> np.ndarray:
-        """Intern the pending passages, write the new ones, return the pid of each.
+    def _intern_passages(self, docid: pa.Array, title: pa.Array, text: pa.Array, extra: pa.Array,
+                         where: list[tuple[int, int]] | None = None) -> np.ndarray:
+        """Intern passages, write the new ones, return the pid of each.
 
-        With ``strict_docids`` (a corpus file) a docid seen twice is an input error."""
-        if not self._p_text:
+        With ``where`` (the (source, line) of each row of a corpus file) a docid seen twice is an
+        input error."""
+        if len(text) == 0:
             return np.zeros(0, np.uint32)
-        docid = pa.array(self._p_docid, pa.string())
-        title = pa.array(self._p_title, pa.string())
-        text = pa.array(self._p_text, pa.string())
-        extra = pa.array(self._p_extra, pa.string())
         keys = hash_columns(docid, title, text, extra)
         pids, is_new, _ = self._passages.intern(keys)
-        if strict_docids and not is_new.all():
-            self._corpus_duplicate(int(np.flatnonzero(~is_new)[0]))
+        if where is not None and not is_new.all():
+            self._corpus_duplicate(docid, where, int(np.flatnonzero(~is_new)[0]))
         if is_new.any():
             idx = np.flatnonzero(is_new)
             sel = pa.array(idx)
@@ -369,26 +409,31 @@ class CollectionBuilder:
             )
             self._write("passages", PASSAGE_SCHEMA, tbl)
             # docid index: docid -> first pid that carried it
-            has_docid = ~new_docid.is_null().to_numpy(zero_copy_only=False)
-            if has_docid.any():
+            if new_docid.null_count < len(new_docid):
+                has_docid = ~new_docid.is_null().to_numpy(zero_copy_only=False)
                 d_idx = np.flatnonzero(has_docid)
                 dkeys = hash_columns(new_docid.take(pa.array(d_idx)))
                 _, d_new, _ = self._docids.intern(dkeys)
-                if strict_docids and not d_new.all():
-                    self._corpus_duplicate(int(idx[d_idx[np.flatnonzero(~d_new)[0]]]))
+                if where is not None and not d_new.all():
+                    self._corpus_duplicate(docid, where, int(idx[d_idx[np.flatnonzero(~d_new)[0]]]))
                 self.counts["docid_conflicts"] += int((~d_new).sum())
                 if d_new.any():
                     self._docid_pid.append(pids[idx][d_idx][d_new].astype(np.uint32))
         return pids
 
-    def _corpus_duplicate(self, i: int) -> None:
-        src, line = self._p_where[i] if i < len(self._p_where) else (0, None)
+    def _corpus_duplicate(self, docid: pa.Array, where: list[tuple[int, int]], i: int) -> None:
+        src, line = where[i]
         raise InputError(
-            f"docid {self._p_docid[i]!r} appears more than once in the corpus",
+            f"docid {docid[i].as_py()!r} appears more than once in the corpus",
             path=self.sources[src].path if self.sources else None, line=line, field="docid")
 
+    def _pending_passages(self) -> tuple[pa.Array, pa.Array, pa.Array, pa.Array]:
+        return (pa.array(self._p_docid, pa.string()), pa.array(self._p_title, pa.string()),
+                pa.array(self._p_text, pa.string()), pa.array(self._p_extra, pa.string()))
+
     def _flush_passages_only(self) -> None:
-        self._intern_passages(strict_docids=bool(self._p_where))
+        if self._p_text:
+            self._intern_passages(*self._pending_passages(), where=self._p_where or None)
         self._p_docid, self._p_title, self._p_text, self._p_extra = [], [], [], []
         self._p_where = []
 
@@ -420,84 +465,134 @@ class CollectionBuilder:
         if not self._pos_n:
             self._flush_passages_only()
             return
-        n = len(self._pos_n)
-        counts = np.empty(2 * n, np.int64)
-        counts[0::2] = self._pos_n
-        counts[1::2] = self._neg_n
+        refs = None
+        passages = None
+        if self._ref_mode:
+            self._flush_passages_only()
+            refs = pa.array(self._refs, pa.string())
+        else:
+            passages = self._pending_passages()
+        self._emit(
+            q_id=pa.array(self._q_id, pa.string()),
+            q_text=pa.array(self._q_text, pa.string()),
+            q_subset=pa.array(self._q_subset, pa.string()),
+            q_extra=pa.array(self._q_extra, pa.string()),
+            passages=passages,
+            refs=refs,
+            pos_n=np.asarray(self._pos_n, np.int64),
+            neg_n=np.asarray(self._neg_n, np.int64),
+            pos_scores=pa.array(self._pos_scores, pa.list_(pa.float64())),
+            neg_scores=pa.array(self._neg_scores, pa.list_(pa.float64())),
+            extra=pa.array(self._extra, pa.string()),
+            source=np.asarray(self._source, np.int64),
+            line=np.asarray(self._line, np.int64),
+        )
+        self._reset_pending()
+
+    def add_examples_columns(
+        self,
+        *,
+        query: pa.Array,
+        subset: str,
+        passages: pa.Array,
+        pos_n: np.ndarray,
+        neg_n: np.ndarray,
+        pos_scores: pa.Array,
+        neg_scores: pa.Array,
+        extra: pa.Array,
+        source: int,
+        line: np.ndarray,
+    ) -> None:
+        """A whole chunk of examples with inline, id-less passages, already in columns
+        (the fast BGE path): passages hold each example's positives then its negatives."""
+        self.flush()
+        n = len(query)
+        m = len(passages)
+        nulls = pa.nulls(m, pa.string())
+        self._emit(
+            q_id=pa.nulls(n, pa.string()),
+            q_text=query,
+            q_subset=pa.repeat(pa.scalar(subset, pa.string()), n),
+            q_extra=pa.nulls(n, pa.string()),
+            passages=(nulls, nulls, passages, nulls),
+            refs=None,
+            pos_n=np.asarray(pos_n, np.int64),
+            neg_n=np.asarray(neg_n, np.int64),
+            pos_scores=pos_scores,
+            neg_scores=neg_scores,
+            extra=extra,
+            source=np.full(n, source, np.int64),
+            line=np.asarray(line, np.int64),
+        )
+
+    def _example_error(self, message: str, source: np.ndarray, line: np.ndarray, e: int, field: str) -> None:
+        self.error(InputError(message, path=self.sources[int(source[e])].path, line=int(line[e]), field=field))
+
+    def _emit(self, *, q_id: pa.Array, q_text: pa.Array, q_subset: pa.Array, q_extra: pa.Array,
+              passages: tuple[pa.Array, pa.Array, pa.Array, pa.Array] | None, refs: pa.Array | None,
+              pos_n: np.ndarray, neg_n: np.ndarray, pos_scores: pa.Array, neg_scores: pa.Array,
+              extra: pa.Array, source: np.ndarray, line: np.ndarray) -> None:
+        """Intern one chunk of examples given as columns and write it."""
+        n = len(pos_n)
         keep = np.ones(n, bool)
 
         # passages
-        if self._ref_mode:
-            self._flush_passages_only()
-            if self._refs:
-                dk = hash_columns(pa.array(self._refs, pa.string()))
-                found = self._docids.lookup(dk)
+        if refs is not None:
+            if len(refs):
+                found = self._docids.lookup(hash_columns(refs))
                 missing = np.flatnonzero(found < 0)
                 if len(missing):
-                    ex_of_ref = np.repeat(np.arange(n), counts.reshape(n, 2).sum(1))
+                    ex_of_ref = np.repeat(np.arange(n), pos_n + neg_n)
                     for m in missing:
                         e = int(ex_of_ref[m])
                         if keep[e]:
                             keep[e] = False
-                            self.error(InputError(
-                                f"docid {self._refs[m]!r} is not in the corpus",
-                                path=self.sources[self._source[e]].path, line=self._line[e],
-                                field="document ids"))
+                            self._example_error(f"docid {refs[int(m)].as_py()!r} is not in the corpus",
+                                                source, line, e, "document ids")
                     found = np.where(found < 0, 0, found)
                 pids = self._docid_to_pid()[found].astype(np.uint32)
             else:
                 pids = np.zeros(0, np.uint32)
         else:
-            pids = self._intern_passages().astype(np.uint32)
+            assert passages is not None
+            pids = self._intern_passages(*passages).astype(np.uint32)
 
-        # queries
-        inline = np.array([t is not None for t in self._q_text], bool)
-        subset = pa.array(self._q_subset, pa.string())
-        qtext = pa.array(self._q_text, pa.string())
-        qidcol = pa.array(self._q_id, pa.string())
-        qextra = pa.array(self._q_extra, pa.string())
-        has_id = ~qidcol.is_null().to_numpy(zero_copy_only=False)
-        kind = pa.array(np.where(has_id, "i", "t").tolist(), pa.string())
-        keyfield = pa.array([i if i is not None else t for i, t in zip(self._q_id, self._q_text, strict=True)],
-                            pa.string())
-        keys = hash_columns(kind, subset, keyfield)
-        qids = np.zeros(n, np.uint32)
-        if inline.all():
-            ids, is_new, conflict = self._queries.intern(keys, hash_columns(qtext, qextra))
+        # queries: by (subset, query_id) when there is an id, else by (subset, text)
+        has_id = q_id.null_count < n
+        inline = q_text.null_count == 0
+        if has_id:
+            if q_id.null_count:
+                raise InputError("a chunk mixes queries with and without ids")  # pragma: no cover
+            keys = hash_columns(pa.repeat(pa.scalar("i"), n), q_subset, q_id)
+        else:
+            keys = hash_columns(pa.repeat(pa.scalar("t"), n), q_subset, q_text)
+        if inline:
+            qids, is_new, conflict = self._queries.intern(keys, hash_columns(q_text, q_extra))
             for e in np.flatnonzero(conflict):
                 if keep[e]:
                     keep[e] = False
-                    self.error(InputError(
-                        f"query id {self._q_id[e]!r} was seen before with a different text",
-                        path=self.sources[self._source[e]].path, line=self._line[e], field="query_id"))
+                    self._example_error(f"query id {q_id[int(e)].as_py()!r} was seen before with a different text",
+                                        source, line, int(e), "query_id")
             if is_new.any():
                 idx = np.flatnonzero(is_new)
                 sel = pa.array(idx)
                 self._write("queries", QUERY_SCHEMA, pa.Table.from_arrays(
-                    [pa.array(ids[idx], pa.uint32()), qidcol.take(sel), qtext.take(sel),
-                     subset.take(sel), qextra.take(sel)], schema=QUERY_SCHEMA))
-            qids = ids
-        elif (~inline).all():
+                    [pa.array(qids[idx], pa.uint32()), q_id.take(sel), q_text.take(sel),
+                     q_subset.take(sel), q_extra.take(sel)], schema=QUERY_SCHEMA))
+        elif q_text.null_count == n:
             found = self._queries.lookup(keys)
             for e in np.flatnonzero(found < 0):
                 if keep[e]:
                     keep[e] = False
-                    self.error(InputError(
-                        f"query id {self._q_id[e]!r} is not in the queries file",
-                        path=self.sources[self._source[e]].path, line=self._line[e], field="query-id"))
+                    self._example_error(f"query id {q_id[int(e)].as_py()!r} is not in the queries file",
+                                        source, line, int(e), "query-id")
             qids = np.where(found < 0, 0, found).astype(np.uint32)
         else:  # pragma: no cover - formats never mix
             raise RuntimeError("a chunk mixes inline and referenced queries")
 
-        # examples
-        pos_n = np.asarray(self._pos_n, np.int64)
-        neg_n = np.asarray(self._neg_n, np.int64)
+        # examples: positives then negatives of each example are contiguous in `pids`
         starts = np.concatenate([[0], np.cumsum(pos_n + neg_n)])[:-1]
-        if keep.all():
-            sel_e = np.arange(n)
-        else:
-            sel_e = np.flatnonzero(keep)
-        # gather pid lists with numpy: positives then negatives of each example are contiguous
+        sel_e = np.arange(n) if keep.all() else np.flatnonzero(keep)
         pos_idx = _ranges(starts[sel_e], pos_n[sel_e])
         neg_idx = _ranges(starts[sel_e] + pos_n[sel_e], neg_n[sel_e])
         positives = pa.ListArray.from_arrays(
@@ -506,32 +601,31 @@ class CollectionBuilder:
         negatives = pa.ListArray.from_arrays(
             pa.array(np.concatenate([[0], np.cumsum(neg_n[sel_e])]).astype(np.int32)),
             pa.array(pids[neg_idx], pa.uint32()))
-        pick = sel_e.tolist()
+        take = pa.array(sel_e)
         tbl = pa.Table.from_arrays(
             [
                 pa.array(qids[sel_e], pa.uint32()),
                 positives,
                 negatives,
-                pa.array([self._pos_scores[i] for i in pick], pa.list_(pa.float64())),
-                pa.array([self._neg_scores[i] for i in pick], pa.list_(pa.float64())),
-                pa.array([self._extra[i] for i in pick], pa.string()),
-                pa.array([self._source[i] for i in pick], pa.uint16()),
-                pa.array([self._line[i] for i in pick], pa.int64()),
+                pos_scores.take(take),
+                neg_scores.take(take),
+                extra.take(take),
+                pa.array(source[sel_e], pa.uint16()),
+                pa.array(line[sel_e], pa.int64()),
             ],
             schema=EXAMPLE_SCHEMA,
         )
         if len(tbl):
             self._write("examples", EXAMPLE_SCHEMA, tbl)
         self.counts["examples"] += len(tbl)
-        self._reset_pending()
 
     def _finish(self) -> None:
         assert self._tmp is not None
+        self._close_writers()
         for name, schema in (("passages", PASSAGE_SCHEMA), ("queries", QUERY_SCHEMA),
                              ("examples", EXAMPLE_SCHEMA)):
-            if name not in self._writers:
-                self._write(name, schema, schema.empty_table())
-        self._close_writers()
+            if not (self._tmp / f"{name}.parquet").exists():
+                pq.write_table(schema.empty_table(), self._tmp / f"{name}.parquet")
         manifest = {
             "format": FORMAT_NAME,
             "version": FORMAT_VERSION,
@@ -583,19 +677,21 @@ def write_manifest(directory: Path, manifest: dict[str, Any]) -> None:
 # Reading
 
 
-class Collection:
-    """A collection on disk, memory-mapped. Heavy work goes through the Arrow tables and numpy."""
+_TABLES = (("passages", PASSAGE_SCHEMA), ("queries", QUERY_SCHEMA), ("examples", EXAMPLE_SCHEMA))
 
-    def __init__(self, path: Path, manifest: dict[str, Any], passages: pa.Table, queries: pa.Table,
-                 examples: pa.Table) -> None:
+
+class Collection:
+    """A collection on disk. Tables are memory-mapped on first use; heavy work goes through the
+    Arrow tables and numpy."""
+
+    def __init__(self, path: Path, manifest: dict[str, Any]) -> None:
         self.path = path
         self.manifest = manifest
-        self.passages = passages
-        self.queries = queries
-        self.examples = examples
+        self._tables: dict[str, pa.Table] = {}
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Collection:
+        """Open a collection: checks the manifest and the three files' schemas, reads no rows."""
         p = Path(path)
         mf = p / "manifest.json"
         if not mf.is_file():
@@ -604,29 +700,46 @@ class Collection:
             manifest = orjson.loads(mf.read_bytes())
         except orjson.JSONDecodeError as e:
             raise CollectionError(f"{mf}: unreadable manifest ({e})") from None
-        if manifest.get("format") != FORMAT_NAME:
+        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
             raise CollectionError(f"{mf}: not a trueneg collection manifest")
         if manifest.get("version") != FORMAT_VERSION:
             raise CollectionError(
                 f"{mf}: collection version {manifest.get('version')} is not supported "
                 f"(this trueneg reads version {FORMAT_VERSION})"
             )
-        tables = []
-        for name, schema in (("passages", PASSAGE_SCHEMA), ("queries", QUERY_SCHEMA),
-                             ("examples", EXAMPLE_SCHEMA)):
+        for name, schema in _TABLES:
             f = p / f"{name}.parquet"
             if not f.is_file():
                 raise CollectionError(f"{p}: {name}.parquet is missing")
-            t = pq.read_table(f, memory_map=True)
-            if not t.schema.equals(schema):
-                raise CollectionError(f"{f}: unexpected schema {t.schema}")
-            tables.append(t)
-        passages, queries, examples = tables
-        if len(passages) and not np.array_equal(passages["pid"].to_numpy(), np.arange(len(passages))):
-            passages = passages.sort_by("pid")
-        if len(queries) and not np.array_equal(queries["qid"].to_numpy(), np.arange(len(queries))):
-            queries = queries.sort_by("qid")
-        return cls(p, manifest, passages, queries, examples)
+            try:
+                got = pq.read_schema(f)
+            except (pa.ArrowInvalid, OSError) as e:
+                raise CollectionError(f"{f}: unreadable ({e})") from None
+            if not got.equals(schema):
+                raise CollectionError(f"{f}: unexpected schema {got}")
+        return cls(p, manifest)
+
+    def _table(self, name: str) -> pa.Table:
+        t = self._tables.get(name)
+        if t is None:
+            t = pq.read_table(self.path / f"{name}.parquet", memory_map=True)
+            key = {"passages": "pid", "queries": "qid"}.get(name)
+            if key and len(t) and not np.array_equal(t[key].to_numpy(), np.arange(len(t))):
+                t = t.sort_by(key)
+            self._tables[name] = t
+        return t
+
+    @property
+    def passages(self) -> pa.Table:
+        return self._table("passages")
+
+    @property
+    def queries(self) -> pa.Table:
+        return self._table("queries")
+
+    @property
+    def examples(self) -> pa.Table:
+        return self._table("examples")
 
     @property
     def source_format(self) -> str:
@@ -637,17 +750,15 @@ class Collection:
         return dict(self.manifest["source"].get("options", {}))
 
     def __len__(self) -> int:
-        return len(self.examples)
+        return int(self.manifest["counts"]["examples"])
 
     def iter_example_batches(self, batch_size: int = 10_000) -> Iterator[pa.Table]:
-        for off in range(0, len(self.examples), batch_size):
-            yield self.examples.slice(off, batch_size)
+        ex = self.examples
+        for off in range(0, len(ex), batch_size):
+            yield ex.slice(off, batch_size)
 
     def source_path(self, index: int) -> str:
         return str(self.manifest["source"]["files"][index]["path"])
-
-    def describe_source(self, index: int) -> dict[str, Any]:
-        return dict(self.manifest["source"]["files"][index])
 
 
 def parse_extra(s: str | None) -> dict[str, Any]:

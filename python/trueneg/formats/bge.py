@@ -10,6 +10,10 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+import pyarrow as pa
+
+from trueneg import _core
 from trueneg._io import atomic_file, dumps_line
 from trueneg._progress import progress
 from trueneg.collection import Collection, CollectionBuilder
@@ -19,6 +23,7 @@ from trueneg.formats._common import (
     expect_object,
     extras,
     iter_examples,
+    is_parquet,
     iter_rows,
     opt_scores,
     req_str,
@@ -31,6 +36,10 @@ NAME = "bge"
 KNOWN = frozenset({"query", "pos", "neg", "pos_scores", "neg_scores"})
 
 
+#: bytes handed to the Rust parser at a time (whole lines)
+BLOCK_BYTES = 32 << 20
+
+
 def read(builder: CollectionBuilder, paths: Sequence[str | os.PathLike[str]], *,
          subset: str | None = None) -> None:
     int_scores = IntScores()
@@ -38,38 +47,102 @@ def read(builder: CollectionBuilder, paths: Sequence[str | os.PathLike[str]], *,
         for path in paths:
             sub = subset or default_subset(path)
             src = builder.add_source(path, sub)
-            for where, row, err in iter_rows(path):
-                bar.update()
-                if err is not None:
-                    builder.error(err)
-                    continue
-                try:
-                    row = expect_object(row, where)
-                    query = req_str(row, "query", where)
-                    pos = req_str_list(row, "pos", where)
-                    if not pos:
-                        raise where.error("no positives (an example needs at least one)", "pos")
-                    if "neg" not in row:
-                        raise where.error("missing (use [] for an example without negatives)", "neg")
-                    neg = req_str_list(row, "neg", where)
-                    ps = opt_scores(row, "pos_scores", len(pos), where)
-                    ns = opt_scores(row, "neg_scores", len(neg), where)
-                    int_scores.see(row.get("pos_scores"), row.get("neg_scores"))
-                except InputError as e:
-                    builder.error(e)
-                    continue
-                builder.add_example(
-                    query=query,
-                    subset=sub,
-                    positives=[(None, None, t, None) for t in pos],
-                    negatives=[(None, None, t, None) for t in neg],
-                    pos_scores=ps,
-                    neg_scores=ns,
-                    extra=extras(row, KNOWN),
-                    source=src,
-                    line=where.line,
-                )
+            if is_parquet(path):
+                _read_rows(builder, path, sub, src, int_scores, bar)
+            else:
+                _read_jsonl_fast(builder, path, sub, src, int_scores, bar)
     builder.options["int_scores"] = int_scores.all_int
+
+
+def _str_array(offsets: np.ndarray, data: np.ndarray, empty_is_null: bool = False) -> pa.Array:
+    n = len(offsets) - 1
+    bufs = [None, pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(data)]
+    if empty_is_null:
+        valid = np.diff(offsets) > 0
+        if not valid.all():
+            bufs[0] = pa.py_buffer(np.packbits(valid, bitorder="little"))
+            return pa.Array.from_buffers(pa.string(), n, bufs, null_count=int(n - valid.sum()))
+    return pa.Array.from_buffers(pa.string(), n, bufs)
+
+
+def _scores_array(values: np.ndarray, counts: np.ndarray, has: np.ndarray) -> pa.Array:
+    n = len(counts)
+    if not has.any():
+        return pa.nulls(n, pa.list_(pa.float64()))
+    eff = np.where(has, counts, 0)
+    offsets = pa.array(np.concatenate([[0], np.cumsum(eff)]).astype(np.int32))
+    return pa.ListArray.from_arrays(offsets, pa.array(values, pa.float64()), mask=pa.array(~has))
+
+
+def _read_jsonl_fast(builder: CollectionBuilder, path: str | os.PathLike[str], sub: str, src: int,
+                     int_scores: IntScores, bar: Any) -> None:
+    """JSON Lines parsed in Rust (memory-mapped, in parallel), block by block, into columns."""
+    p = str(path)
+    if not os.path.exists(p):
+        raise InputError("file not found", path=p)
+    if os.path.isdir(p):
+        raise InputError("is a directory, expected a JSON Lines file", path=p)
+    size = os.path.getsize(p)
+    offset, line = 0, 1
+    while offset < size:
+        cols, offset, line = _core.parse_bge_file_block(p, offset, BLOCK_BYTES, line)
+        for err_line, field, message in cols["errors"]:
+            builder.error(InputError(message, path=p, line=err_line, field=field))
+        n = len(cols["lines"])
+        bar.update(n + len(cols["errors"]))
+        if n == 0:
+            continue
+        if cols["has_pos_scores"].any() or cols["has_neg_scores"].any():
+            int_scores.any = True
+            int_scores.all_int = int_scores.all_int and cols["all_int_scores"]
+        builder.add_examples_columns(
+            query=_str_array(*cols["query"]),
+            subset=sub,
+            passages=_str_array(*cols["passages"]),
+            pos_n=cols["pos_counts"],
+            neg_n=cols["neg_counts"],
+            pos_scores=_scores_array(cols["pos_scores"], cols["pos_counts"], cols["has_pos_scores"]),
+            neg_scores=_scores_array(cols["neg_scores"], cols["neg_counts"], cols["has_neg_scores"]),
+            extra=_str_array(*cols["extra"], empty_is_null=True),
+            source=src,
+            line=cols["lines"],
+        )
+
+
+def _read_rows(builder: CollectionBuilder, path: str | os.PathLike[str], sub: str, src: int,
+               int_scores: IntScores, bar: Any) -> None:
+    """Row-by-row reader (Parquet input); the same checks as the Rust parser."""
+    for where, row, err in iter_rows(path):
+        bar.update()
+        if err is not None:
+            builder.error(err)
+            continue
+        try:
+            row = expect_object(row, where)
+            query = req_str(row, "query", where)
+            pos = req_str_list(row, "pos", where)
+            if not pos:
+                raise where.error("no positives (an example needs at least one)", "pos")
+            if "neg" not in row:
+                raise where.error("missing (use [] for an example without negatives)", "neg")
+            neg = req_str_list(row, "neg", where)
+            ps = opt_scores(row, "pos_scores", len(pos), where)
+            ns = opt_scores(row, "neg_scores", len(neg), where)
+            int_scores.see(row.get("pos_scores"), row.get("neg_scores"))
+        except InputError as e:
+            builder.error(e)
+            continue
+        builder.add_example(
+            query=query,
+            subset=sub,
+            positives=[(None, None, t, None) for t in pos],
+            negatives=[(None, None, t, None) for t in neg],
+            pos_scores=ps,
+            neg_scores=ns,
+            extra=extras(row, KNOWN),
+            source=src,
+            line=where.line,
+        )
 
 
 def _passage_text(title: str | None, text: str) -> str:
