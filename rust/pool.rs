@@ -14,7 +14,9 @@ static POOL: LazyLock<rayon::ThreadPool> = LazyLock::new(|| {
         .ok()
         .and_then(|v| v.trim().parse::<usize>().ok())
         .filter(|&n| n > 0)
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get));
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        });
     rayon::ThreadPoolBuilder::new()
         .num_threads(n)
         .thread_name(|i| format!("trueneg-{i}"))

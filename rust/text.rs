@@ -42,7 +42,9 @@ impl<'a> StrColumn<'a> {
     /// Checks the offsets are monotone and inside `data`, and `nulls` has the right length.
     pub fn validate(&self, name: &str) -> CoreResult<()> {
         if self.offsets.is_empty() {
-            return Err(CoreError::Shape(format!("column {name}: offsets must have len + 1 entries")));
+            return Err(CoreError::Shape(format!(
+                "column {name}: offsets must have len + 1 entries"
+            )));
         }
         if let Some(n) = self.nulls {
             if n.len() != self.len() {
@@ -59,7 +61,9 @@ impl<'a> StrColumn<'a> {
         }
         for &o in &self.offsets[1..] {
             if o < prev {
-                return Err(CoreError::Shape(format!("column {name}: offsets are not monotone")));
+                return Err(CoreError::Shape(format!(
+                    "column {name}: offsets are not monotone"
+                )));
             }
             prev = o;
         }
@@ -81,7 +85,9 @@ const CHUNK: usize = 4096;
 /// 128-bit key of each row over all `columns` (which must have equal lengths).
 pub fn hash_rows(columns: &[StrColumn<'_>], seed: u64) -> CoreResult<Vec<u128>> {
     let Some(first) = columns.first() else {
-        return Err(CoreError::InvalidParam("hash_rows needs at least one column".into()));
+        return Err(CoreError::InvalidParam(
+            "hash_rows needs at least one column".into(),
+        ));
     };
     let n = first.len();
     for (i, c) in columns.iter().enumerate() {
@@ -125,7 +131,11 @@ mod tests {
     use super::*;
 
     fn col<'a>(offsets: &'a [i64], data: &'a [u8]) -> StrColumn<'a> {
-        StrColumn { offsets, data, nulls: None }
+        StrColumn {
+            offsets,
+            data,
+            nulls: None,
+        }
     }
 
     #[test]
@@ -138,9 +148,16 @@ mod tests {
     #[test]
     fn null_differs_from_empty() {
         let nulls = [true];
-        let null = StrColumn { offsets: &[0, 0], data: b"", nulls: Some(&nulls) };
+        let null = StrColumn {
+            offsets: &[0, 0],
+            data: b"",
+            nulls: Some(&nulls),
+        };
         let empty = col(&[0, 0], b"");
-        assert_ne!(hash_rows(&[null], 0).unwrap(), hash_rows(&[empty], 0).unwrap());
+        assert_ne!(
+            hash_rows(&[null], 0).unwrap(),
+            hash_rows(&[empty], 0).unwrap()
+        );
     }
 
     #[test]

@@ -12,10 +12,21 @@ from .helpers import canonical_lines, write_lines
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    e = {**os.environ, "TRUENEG_DISABLE_PROGRESS_BARS": "1", "TRUENEG_NUM_THREADS": "1", **(env or {})}
+    e = {
+        **os.environ,
+        "TRUENEG_DISABLE_PROGRESS_BARS": "1",
+        "TRUENEG_NUM_THREADS": "1",
+        **(env or {}),
+    }
     e.pop("TRUENEG_DEBUG", None) if env is None or "TRUENEG_DEBUG" not in env else None
-    return subprocess.run([sys.executable, "-m", "trueneg", *args], capture_output=True, text=True, env=e,
-                          timeout=300, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "trueneg", *args],
+        capture_output=True,
+        text=True,
+        env=e,
+        timeout=300,
+        check=False,
+    )
 
 
 def test_stats_on_bundled_sample() -> None:
@@ -53,15 +64,22 @@ def test_known_error_is_one_line_and_exit_1(tmp_path: Path) -> None:
     r = run("ingest", str(bad), "-o", str(tmp_path / "c"), "--format", "bge")
     assert r.returncode == 1
     err = r.stderr.strip().splitlines()
-    assert err[0] == f"error: {bad}:1: field 'pos': expected a list of strings, got a string (a string here would be read as one passage per character)"
+    assert (
+        err[0]
+        == f"error: {bad}:1: field 'pos': expected a list of strings, got a string (a string here would be read as one passage per character)"
+    )
     assert err[1] == "hint: set TRUENEG_DEBUG=1 for a traceback"
     assert "Traceback" not in r.stderr
-    r = run("ingest", str(bad), "-o", str(tmp_path / "c"), "--format", "bge", env={"TRUENEG_DEBUG": "1"})
+    r = run(
+        "ingest", str(bad), "-o", str(tmp_path / "c"), "--format", "bge", env={"TRUENEG_DEBUG": "1"}
+    )
     assert r.returncode == 1 and "Traceback" in r.stderr
 
 
 def test_skip_reports_count(tmp_path: Path) -> None:
-    src = write_lines(tmp_path / "in.jsonl", ['{"query": "q", "pos": ["p"], "neg": []}', "not json"])
+    src = write_lines(
+        tmp_path / "in.jsonl", ['{"query": "q", "pos": ["p"], "neg": []}', "not json"]
+    )
     r = run("ingest", str(src), "-o", str(tmp_path / "c"), "--format", "bge", "--on-error", "skip")
     assert r.returncode == 0
     assert "skipped 1 bad rows" in r.stderr

@@ -55,10 +55,14 @@ def test_fast_jsonl_path_equals_row_path(data_dir: Path, tmp_path: Path) -> None
     f, s = fast.examples, slow.examples
     for col in ("qid", "positives", "negatives", "pos_scores", "neg_scores", "line"):
         assert f[col].equals(s[col]), col
-    assert [orjson.loads(x) for x in f["extra"].to_pylist()] == [orjson.loads(x) for x in s["extra"].to_pylist()]
+    assert [orjson.loads(x) for x in f["extra"].to_pylist()] == [
+        orjson.loads(x) for x in s["extra"].to_pylist()
+    ]
 
 
-def test_block_boundaries_do_not_matter(data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_block_boundaries_do_not_matter(
+    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from trueneg.formats import bge
 
     src = data_dir / "flagembedding-examples" / "embedder_retrieval_nq.jsonl"
@@ -72,16 +76,26 @@ def test_block_boundaries_do_not_matter(data_dir: Path, tmp_path: Path, monkeypa
 row_text = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=20)
 bge_rows = st.lists(
     st.fixed_dictionaries(
-        {"query": row_text, "pos": st.lists(row_text, min_size=1, max_size=3),
-         "neg": st.lists(row_text, max_size=4)},
-        optional={"prompt": row_text, "meta": st.dictionaries(st.text(max_size=5), st.integers(-(2**63), 2**63 - 1), max_size=2)},
+        {
+            "query": row_text,
+            "pos": st.lists(row_text, min_size=1, max_size=3),
+            "neg": st.lists(row_text, max_size=4),
+        },
+        optional={
+            "prompt": row_text,
+            "meta": st.dictionaries(
+                st.text(max_size=5), st.integers(-(2**63), 2**63 - 1), max_size=2
+            ),
+        },
     ),
     min_size=1,
     max_size=12,
 )
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(rows=bge_rows)
 def test_any_bge_rows_round_trip(rows: list[dict], tmp_path: Path) -> None:
     import tempfile

@@ -87,10 +87,18 @@ def test_beir_counts_match_source_md(tmp_path: Path) -> None:
 def test_beir_headerless_qrels_and_interleaved_scores(tmp_path: Path) -> None:
     src = tmp_path / "mini"
     (src / "qrels").mkdir(parents=True)
-    corpus = [orjson.loads(x) for x in (DATA / "beir-cranfield" / "corpus.jsonl").read_bytes().splitlines()[:5]]
+    corpus = [
+        orjson.loads(x)
+        for x in (DATA / "beir-cranfield" / "corpus.jsonl").read_bytes().splitlines()[:5]
+    ]
     write_lines(src / "corpus.jsonl", [orjson.dumps(c) for c in corpus])
-    write_lines(src / "queries.jsonl", ['{"_id": "1", "text": "what similarity laws must be obeyed"}',
-                                        '{"_id": "2", "text": "unjudged"}'])
+    write_lines(
+        src / "queries.jsonl",
+        [
+            '{"_id": "1", "text": "what similarity laws must be obeyed"}',
+            '{"_id": "2", "text": "unjudged"}',
+        ],
+    )
     qrels = "1\t1\t2\n1\t2\t0\n1\t3\t1\n2\t4\t0\n1\t5\t3\n"
     (src / "qrels" / "dev.tsv").write_text(qrels)
     coll = ingest([src], tmp_path / "c", format="beir")
@@ -100,18 +108,24 @@ def test_beir_headerless_qrels_and_interleaved_scores(tmp_path: Path) -> None:
 
 
 def _tevatron_v2_from_rlhn(rlhn_dir: Path, tmp_path: Path) -> tuple[Path, Path]:
-    rows = [orjson.loads(x) for x in (rlhn_dir / "fiqa.stage_1.gpt-4o-mini.jsonl").read_bytes().splitlines()]
+    rows = [
+        orjson.loads(x)
+        for x in (rlhn_dir / "fiqa.stage_1.gpt-4o-mini.jsonl").read_bytes().splitlines()
+    ]
     corpus: dict[str, dict[str, str]] = {}
     train = []
     for r in rows:
         for p in r["positive_passages"] + r["negative_passages"]:
             corpus.setdefault(p["docid"], p)
-        train.append({
-            "query_id": r["query_id"], "query_text": r["query"],
-            "positive_document_ids": [p["docid"] for p in r["positive_passages"]],
-            "negative_document_ids": [p["docid"] for p in r["negative_passages"]],
-            "source": "fiqa",
-        })
+        train.append(
+            {
+                "query_id": r["query_id"],
+                "query_text": r["query"],
+                "positive_document_ids": [p["docid"] for p in r["positive_passages"]],
+                "negative_document_ids": [p["docid"] for p in r["negative_passages"]],
+                "source": "fiqa",
+            }
+        )
     t = write_lines(tmp_path / "train.jsonl", [orjson.dumps(x) for x in train])
     c = write_lines(tmp_path / "corpus.jsonl", [orjson.dumps(x) for x in corpus.values()])
     return t, c
@@ -131,7 +145,12 @@ def test_tevatron_v2_round_trip(rlhn_dir: Path, tmp_path: Path) -> None:
 @pytest.mark.parametrize("suffix", ["jsonl", "parquet"])
 @pytest.mark.parametrize("layout", ["pair", "triplet", "ntuple"])
 def test_sentence_transformers_round_trip(layout: str, suffix: str, tmp_path: Path) -> None:
-    rows = [orjson.loads(x) for x in (DATA / "flagembedding-examples" / "toy_finetune_data.jsonl").read_bytes().splitlines()]
+    rows = [
+        orjson.loads(x)
+        for x in (DATA / "flagembedding-examples" / "toy_finetune_data.jsonl")
+        .read_bytes()
+        .splitlines()
+    ]
     out_rows = []
     for r in rows:
         d = {"anchor": r["query"], "positive": r["pos"][0]}
@@ -189,7 +208,9 @@ def test_passages_are_interned_once(data_dir: Path, tmp_path: Path) -> None:
     texts = set(ca.passages["text"].to_pylist()) | set(cb.passages["text"].to_pylist())
     assert len(both.passages) == len(texts) < len(ca.passages) + len(cb.passages)
     assert sorted(both.queries["subset"].unique().to_pylist()) == [
-        "embedder_retrieval_msmarco", "llara_toy_finetune_data"]
+        "embedder_retrieval_msmarco",
+        "llara_toy_finetune_data",
+    ]
 
 
 def test_chunking_does_not_change_the_collection(rlhn_dir: Path, tmp_path: Path) -> None:
@@ -207,8 +228,10 @@ def test_collection_reload_and_manifest(rlhn_dir: Path, tmp_path: Path) -> None:
     assert again.examples.equals(coll.examples)
     m = again.manifest
     assert m["source"]["format"] == "tevatron"
-    assert [f["subset"] for f in m["source"]["files"]] == ["fiqa.stage_1.gpt-4o-mini",
-                                                          "msmarco_passage.stage_1.gpt-4o-mini"]
+    assert [f["subset"] for f in m["source"]["files"]] == [
+        "fiqa.stage_1.gpt-4o-mini",
+        "msmarco_passage.stage_1.gpt-4o-mini",
+    ]
     assert m["counts"] == {"passages": 1094, "queries": 50, "examples": 50, "docid_conflicts": 0}
     assert m["steps"][0]["step"] == "ingest"
     # the rows' own 'subset' field wins over the file name

@@ -34,8 +34,13 @@ def test_duplicate_texts_under_different_docids(rlhn_dir: Path, tmp_path: Path) 
     # export the sample to tevatron with one passage's docid changed in another query: same text, 2 ids
     import orjson
 
-    rows = [orjson.loads(x) for x in (rlhn_dir / "fiqa.stage_1.gpt-4o-mini.jsonl").read_bytes().splitlines()]
-    dup = dict(rows[0]["positive_passages"][0], docid="copy-of-" + rows[0]["positive_passages"][0]["docid"])
+    rows = [
+        orjson.loads(x)
+        for x in (rlhn_dir / "fiqa.stage_1.gpt-4o-mini.jsonl").read_bytes().splitlines()
+    ]
+    dup = dict(
+        rows[0]["positive_passages"][0], docid="copy-of-" + rows[0]["positive_passages"][0]["docid"]
+    )
     rows[1]["negative_passages"].append(dup)
     src = tmp_path / "fiqa.jsonl"
     src.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))

@@ -9,8 +9,9 @@ import numpy as np
 import orjson
 
 
-def make_bge_jsonl(path: Path, n_rows: int, *, n_neg: int = 7, pool: int = 200_000, words: int = 25,
-                   seed: int = 0) -> Path:
+def make_bge_jsonl(
+    path: Path, n_rows: int, *, n_neg: int = 7, pool: int = 200_000, words: int = 25, seed: int = 0
+) -> Path:
     rng = np.random.default_rng(seed)
     vocab = np.array([f"w{i}" for i in range(20_000)])
     ranks = np.arange(1, len(vocab) + 1)
@@ -26,11 +27,13 @@ def make_bge_jsonl(path: Path, n_rows: int, *, n_neg: int = 7, pool: int = 200_0
             buf = bytearray()
             for i in range(m):
                 row = ids[i]
-                buf += orjson.dumps({
-                    "query": f"query {start + i} " + passages[row[0]][:40],
-                    "pos": [passages[row[0]]],
-                    "neg": [passages[j] for j in row[1:]],
-                })
+                buf += orjson.dumps(
+                    {
+                        "query": f"query {start + i} " + passages[row[0]][:40],
+                        "pos": [passages[row[0]]],
+                        "neg": [passages[j] for j in row[1:]],
+                    }
+                )
                 buf += b"\n"
             f.write(buf)
     return path

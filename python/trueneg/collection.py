@@ -101,7 +101,9 @@ def _str_args(arr: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]
 
 def hash_columns(*arrays: pa.Array | Sequence[str | None], seed: int = 0) -> np.ndarray:
     """Fixed-seed 128-bit keys, uint64 (n, 2), of the rows of several string columns."""
-    cols = [a if isinstance(a, pa.Array | pa.ChunkedArray) else pa.array(a, pa.string()) for a in arrays]
+    cols = [
+        a if isinstance(a, pa.Array | pa.ChunkedArray) else pa.array(a, pa.string()) for a in arrays
+    ]
     return _core.hash_string_columns([_str_args(c) for c in cols], seed)
 
 
@@ -218,7 +220,9 @@ class CollectionBuilder:
             raise
         self._ctx.__exit__(exc_type, exc, tb)
 
-    def add_source(self, path: str | os.PathLike[str], subset: str | None = None, role: str = "examples") -> int:
+    def add_source(
+        self, path: str | os.PathLike[str], subset: str | None = None, role: str = "examples"
+    ) -> int:
         if len(self.sources) >= 65535:
             raise InputError("too many source files (at most 65,535)")
         self.sources.append(SourceFile(str(path), subset, role))
@@ -278,8 +282,19 @@ class CollectionBuilder:
             self._p_title.append(title)
             self._p_text.append(text)
             self._p_extra.append(_json_or_none(pextra))
-        self._push_example(query, query_id, subset, query_extra, len(positives), len(negatives),
-                           pos_scores, neg_scores, extra, source, line)
+        self._push_example(
+            query,
+            query_id,
+            subset,
+            query_extra,
+            len(positives),
+            len(negatives),
+            pos_scores,
+            neg_scores,
+            extra,
+            source,
+            line,
+        )
 
     def add_example_refs(
         self,
@@ -302,11 +317,34 @@ class CollectionBuilder:
         self._ref_mode = True
         self._refs.extend(positive_docids)
         self._refs.extend(negative_docids)
-        self._push_example(query, query_id, subset, query_extra, len(positive_docids),
-                           len(negative_docids), pos_scores, neg_scores, extra, source, line)
+        self._push_example(
+            query,
+            query_id,
+            subset,
+            query_extra,
+            len(positive_docids),
+            len(negative_docids),
+            pos_scores,
+            neg_scores,
+            extra,
+            source,
+            line,
+        )
 
-    def _push_example(self, query, query_id, subset, query_extra, npos, nneg, pos_scores,
-                      neg_scores, extra, source, line) -> None:  # type: ignore[no-untyped-def]
+    def _push_example(
+        self,
+        query,
+        query_id,
+        subset,
+        query_extra,
+        npos,
+        nneg,
+        pos_scores,
+        neg_scores,
+        extra,
+        source,
+        line,
+    ) -> None:  # type: ignore[no-untyped-def]
         self._q_id.append(query_id)
         self._q_text.append(query)
         self._q_subset.append(subset)
@@ -321,9 +359,16 @@ class CollectionBuilder:
         if len(self._pos_n) >= self.chunk_size:
             self.flush()
 
-    def add_corpus_passage(self, docid: str, title: str | None, text: str,
-                           extra: dict[str, Any] | None = None, *, source: int = 0,
-                           line: int = 0) -> None:
+    def add_corpus_passage(
+        self,
+        docid: str,
+        title: str | None,
+        text: str,
+        extra: dict[str, Any] | None = None,
+        *,
+        source: int = 0,
+        line: int = 0,
+    ) -> None:
         """A corpus passage, referred to later by docid; a docid may appear once."""
         self._p_where.append((source, line))
         self._p_docid.append(docid)
@@ -333,7 +378,9 @@ class CollectionBuilder:
         if len(self._p_text) >= self.chunk_size * 4 and not self._pos_n:
             self._flush_passages_only()
 
-    def add_query(self, query_id: str, text: str, subset: str, extra: dict[str, Any] | None = None) -> None:
+    def add_query(
+        self, query_id: str, text: str, subset: str, extra: dict[str, Any] | None = None
+    ) -> None:
         """A query known by id (BEIR queries.jsonl); examples refer to it with ``query=None``."""
         self._oq_id.append(query_id)
         self._oq_text.append(text)
@@ -350,7 +397,9 @@ class CollectionBuilder:
             raise self._writer_error
         if self._thread is None:
             self._queue = queue.Queue(maxsize=8)
-            self._thread = threading.Thread(target=self._writer_loop, name="trueneg-parquet", daemon=True)
+            self._thread = threading.Thread(
+                target=self._writer_loop, name="trueneg-parquet", daemon=True
+            )
             self._thread.start()
         self._queue.put((name, schema, table))
 
@@ -366,7 +415,9 @@ class CollectionBuilder:
             try:
                 w = self._writers.get(name)
                 if w is None:
-                    w = pq.ParquetWriter(self._tmp / f"{name}.parquet", schema, compression=COMPRESSION)
+                    w = pq.ParquetWriter(
+                        self._tmp / f"{name}.parquet", schema, compression=COMPRESSION
+                    )
                     self._writers[name] = w
                 w.write_table(table)
             except BaseException as e:  # reported on the next _write or at close
@@ -384,8 +435,14 @@ class CollectionBuilder:
             err, self._writer_error = self._writer_error, None
             raise err
 
-    def _intern_passages(self, docid: pa.Array, title: pa.Array, text: pa.Array, extra: pa.Array,
-                         where: list[tuple[int, int]] | None = None) -> np.ndarray:
+    def _intern_passages(
+        self,
+        docid: pa.Array,
+        title: pa.Array,
+        text: pa.Array,
+        extra: pa.Array,
+        where: list[tuple[int, int]] | None = None,
+    ) -> np.ndarray:
         """Intern passages, write the new ones, return the pid of each.
 
         With ``where`` (the (source, line) of each row of a corpus file) a docid seen twice is an
@@ -403,8 +460,14 @@ class CollectionBuilder:
             content = keys_to_binary(hash_columns(new_title, new_text))
             new_docid = docid.take(sel)
             tbl = pa.Table.from_arrays(
-                [pa.array(pids[idx], pa.uint32()), new_docid, new_title, new_text,
-                 extra.take(sel), content],
+                [
+                    pa.array(pids[idx], pa.uint32()),
+                    new_docid,
+                    new_title,
+                    new_text,
+                    extra.take(sel),
+                    content,
+                ],
                 schema=PASSAGE_SCHEMA,
             )
             self._write("passages", PASSAGE_SCHEMA, tbl)
@@ -425,11 +488,18 @@ class CollectionBuilder:
         src, line = where[i]
         raise InputError(
             f"docid {docid[i].as_py()!r} appears more than once in the corpus",
-            path=self.sources[src].path if self.sources else None, line=line, field="docid")
+            path=self.sources[src].path if self.sources else None,
+            line=line,
+            field="docid",
+        )
 
     def _pending_passages(self) -> tuple[pa.Array, pa.Array, pa.Array, pa.Array]:
-        return (pa.array(self._p_docid, pa.string()), pa.array(self._p_title, pa.string()),
-                pa.array(self._p_text, pa.string()), pa.array(self._p_extra, pa.string()))
+        return (
+            pa.array(self._p_docid, pa.string()),
+            pa.array(self._p_title, pa.string()),
+            pa.array(self._p_text, pa.string()),
+            pa.array(self._p_extra, pa.string()),
+        )
 
     def _flush_passages_only(self) -> None:
         if self._p_text:
@@ -455,8 +525,13 @@ class CollectionBuilder:
         if not is_new.all():
             dup = int(np.flatnonzero(~is_new)[0])
             raise InputError(f"duplicate query id {self._oq_id[dup]!r}", field="_id")
-        self._write("queries", QUERY_SCHEMA, pa.Table.from_arrays(
-            [pa.array(qids, pa.uint32()), qid_col, text, subset, extra], schema=QUERY_SCHEMA))
+        self._write(
+            "queries",
+            QUERY_SCHEMA,
+            pa.Table.from_arrays(
+                [pa.array(qids, pa.uint32()), qid_col, text, subset, extra], schema=QUERY_SCHEMA
+            ),
+        )
         self._oq_id, self._oq_text, self._oq_subset, self._oq_extra = [], [], [], []
 
     def flush(self) -> None:
@@ -525,13 +600,32 @@ class CollectionBuilder:
             line=np.asarray(line, np.int64),
         )
 
-    def _example_error(self, message: str, source: np.ndarray, line: np.ndarray, e: int, field: str) -> None:
-        self.error(InputError(message, path=self.sources[int(source[e])].path, line=int(line[e]), field=field))
+    def _example_error(
+        self, message: str, source: np.ndarray, line: np.ndarray, e: int, field: str
+    ) -> None:
+        self.error(
+            InputError(
+                message, path=self.sources[int(source[e])].path, line=int(line[e]), field=field
+            )
+        )
 
-    def _emit(self, *, q_id: pa.Array, q_text: pa.Array, q_subset: pa.Array, q_extra: pa.Array,
-              passages: tuple[pa.Array, pa.Array, pa.Array, pa.Array] | None, refs: pa.Array | None,
-              pos_n: np.ndarray, neg_n: np.ndarray, pos_scores: pa.Array, neg_scores: pa.Array,
-              extra: pa.Array, source: np.ndarray, line: np.ndarray) -> None:
+    def _emit(
+        self,
+        *,
+        q_id: pa.Array,
+        q_text: pa.Array,
+        q_subset: pa.Array,
+        q_extra: pa.Array,
+        passages: tuple[pa.Array, pa.Array, pa.Array, pa.Array] | None,
+        refs: pa.Array | None,
+        pos_n: np.ndarray,
+        neg_n: np.ndarray,
+        pos_scores: pa.Array,
+        neg_scores: pa.Array,
+        extra: pa.Array,
+        source: np.ndarray,
+        line: np.ndarray,
+    ) -> None:
         """Intern one chunk of examples given as columns and write it."""
         n = len(pos_n)
         keep = np.ones(n, bool)
@@ -547,8 +641,13 @@ class CollectionBuilder:
                         e = int(ex_of_ref[m])
                         if keep[e]:
                             keep[e] = False
-                            self._example_error(f"docid {refs[int(m)].as_py()!r} is not in the corpus",
-                                                source, line, e, "document ids")
+                            self._example_error(
+                                f"docid {refs[int(m)].as_py()!r} is not in the corpus",
+                                source,
+                                line,
+                                e,
+                                "document ids",
+                            )
                     found = np.where(found < 0, 0, found)
                 pids = self._docid_to_pid()[found].astype(np.uint32)
             else:
@@ -571,21 +670,42 @@ class CollectionBuilder:
             for e in np.flatnonzero(conflict):
                 if keep[e]:
                     keep[e] = False
-                    self._example_error(f"query id {q_id[int(e)].as_py()!r} was seen before with a different text",
-                                        source, line, int(e), "query_id")
+                    self._example_error(
+                        f"query id {q_id[int(e)].as_py()!r} was seen before with a different text",
+                        source,
+                        line,
+                        int(e),
+                        "query_id",
+                    )
             if is_new.any():
                 idx = np.flatnonzero(is_new)
                 sel = pa.array(idx)
-                self._write("queries", QUERY_SCHEMA, pa.Table.from_arrays(
-                    [pa.array(qids[idx], pa.uint32()), q_id.take(sel), q_text.take(sel),
-                     q_subset.take(sel), q_extra.take(sel)], schema=QUERY_SCHEMA))
+                self._write(
+                    "queries",
+                    QUERY_SCHEMA,
+                    pa.Table.from_arrays(
+                        [
+                            pa.array(qids[idx], pa.uint32()),
+                            q_id.take(sel),
+                            q_text.take(sel),
+                            q_subset.take(sel),
+                            q_extra.take(sel),
+                        ],
+                        schema=QUERY_SCHEMA,
+                    ),
+                )
         elif q_text.null_count == n:
             found = self._queries.lookup(keys)
             for e in np.flatnonzero(found < 0):
                 if keep[e]:
                     keep[e] = False
-                    self._example_error(f"query id {q_id[int(e)].as_py()!r} is not in the queries file",
-                                        source, line, int(e), "query-id")
+                    self._example_error(
+                        f"query id {q_id[int(e)].as_py()!r} is not in the queries file",
+                        source,
+                        line,
+                        int(e),
+                        "query-id",
+                    )
             qids = np.where(found < 0, 0, found).astype(np.uint32)
         else:  # pragma: no cover - formats never mix
             raise RuntimeError("a chunk mixes inline and referenced queries")
@@ -597,10 +717,12 @@ class CollectionBuilder:
         neg_idx = _ranges(starts[sel_e] + pos_n[sel_e], neg_n[sel_e])
         positives = pa.ListArray.from_arrays(
             pa.array(np.concatenate([[0], np.cumsum(pos_n[sel_e])]).astype(np.int32)),
-            pa.array(pids[pos_idx], pa.uint32()))
+            pa.array(pids[pos_idx], pa.uint32()),
+        )
         negatives = pa.ListArray.from_arrays(
             pa.array(np.concatenate([[0], np.cumsum(neg_n[sel_e])]).astype(np.int32)),
-            pa.array(pids[neg_idx], pa.uint32()))
+            pa.array(pids[neg_idx], pa.uint32()),
+        )
         take = pa.array(sel_e)
         tbl = pa.Table.from_arrays(
             [
@@ -622,8 +744,11 @@ class CollectionBuilder:
     def _finish(self) -> None:
         assert self._tmp is not None
         self._close_writers()
-        for name, schema in (("passages", PASSAGE_SCHEMA), ("queries", QUERY_SCHEMA),
-                             ("examples", EXAMPLE_SCHEMA)):
+        for name, schema in (
+            ("passages", PASSAGE_SCHEMA),
+            ("queries", QUERY_SCHEMA),
+            ("examples", EXAMPLE_SCHEMA),
+        ):
             if not (self._tmp / f"{name}.parquet").exists():
                 pq.write_table(schema.empty_table(), self._tmp / f"{name}.parquet")
         manifest = {
@@ -653,7 +778,9 @@ def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     if total == 0:
         return np.zeros(0, np.int64)
     before = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-    return np.arange(total, dtype=np.int64) + np.repeat(np.asarray(starts, np.int64) - before, lengths)
+    return np.arange(total, dtype=np.int64) + np.repeat(
+        np.asarray(starts, np.int64) - before, lengths
+    )
 
 
 def step_record(step: str, **params: Any) -> dict[str, Any]:

@@ -59,7 +59,9 @@ def collection_stats(coll: Collection) -> list[SubsetStats]:
         if pos is not None and neg is not None
         else np.zeros(0, np.int64)
     )
-    sub_of_pid_use = np.concatenate([np.repeat(codes, pos_len), np.repeat(codes, neg_len)]).astype(np.int64)
+    sub_of_pid_use = np.concatenate([np.repeat(codes, pos_len), np.repeat(codes, neg_len)]).astype(
+        np.int64
+    )
     n_p = max(len(coll.passages), 1)
     pairs = np.unique(sub_of_pid_use * n_p + pids)
     pair_sub, pair_pid = pairs // n_p, pairs % n_p
@@ -69,41 +71,75 @@ def collection_stats(coll: Collection) -> list[SubsetStats]:
     for s, name in enumerate(names):
         m = codes == s
         mine = pair_pid[pair_sub == s]
-        out.append(SubsetStats(
-            subset=name,
-            examples=int(m.sum()),
-            queries=len(np.unique(qids[m])),
-            positives_per_example=float(pos_len[m].mean()) if m.any() else 0.0,
-            negatives_per_example=float(neg_len[m].mean()) if m.any() else 0.0,
-            unique_passages=len(mine),
-            shared_with_other_subsets=int((subsets_per_pid[mine] > 1).sum()),
-            duplicate_texts=int((dup_group[mine] > 1).sum()) if len(dup_group) else 0,
-        ))
+        out.append(
+            SubsetStats(
+                subset=name,
+                examples=int(m.sum()),
+                queries=len(np.unique(qids[m])),
+                positives_per_example=float(pos_len[m].mean()) if m.any() else 0.0,
+                negatives_per_example=float(neg_len[m].mean()) if m.any() else 0.0,
+                unique_passages=len(mine),
+                shared_with_other_subsets=int((subsets_per_pid[mine] > 1).sum()),
+                duplicate_texts=int((dup_group[mine] > 1).sum()) if len(dup_group) else 0,
+            )
+        )
     all_pids = np.unique(pids)
-    out.append(SubsetStats(
-        subset="ALL",
-        examples=n_ex,
-        queries=len(np.unique(qids)),
-        positives_per_example=float(pos_len.mean()) if n_ex else 0.0,
-        negatives_per_example=float(neg_len.mean()) if n_ex else 0.0,
-        unique_passages=len(all_pids),
-        shared_with_other_subsets=int((subsets_per_pid[all_pids] > 1).sum()) if len(all_pids) else 0,
-        duplicate_texts=int((dup_group[all_pids] > 1).sum()) if len(dup_group) and len(all_pids) else 0,
-    ))
+    out.append(
+        SubsetStats(
+            subset="ALL",
+            examples=n_ex,
+            queries=len(np.unique(qids)),
+            positives_per_example=float(pos_len.mean()) if n_ex else 0.0,
+            negatives_per_example=float(neg_len.mean()) if n_ex else 0.0,
+            unique_passages=len(all_pids),
+            shared_with_other_subsets=int((subsets_per_pid[all_pids] > 1).sum())
+            if len(all_pids)
+            else 0,
+            duplicate_texts=int((dup_group[all_pids] > 1).sum())
+            if len(dup_group) and len(all_pids)
+            else 0,
+        )
+    )
     return out
 
 
 def format_table(rows: list[SubsetStats]) -> str:
-    head = ["subset", "examples", "queries", "pos/ex", "neg/ex", "passages", "cross-subset", "dup texts"]
+    head = [
+        "subset",
+        "examples",
+        "queries",
+        "pos/ex",
+        "neg/ex",
+        "passages",
+        "cross-subset",
+        "dup texts",
+    ]
     body = [
-        [r.subset, f"{r.examples:,}", f"{r.queries:,}", f"{r.positives_per_example:.2f}",
-         f"{r.negatives_per_example:.2f}", f"{r.unique_passages:,}", f"{r.shared_with_other_subsets:,}",
-         f"{r.duplicate_texts:,}"]
+        [
+            r.subset,
+            f"{r.examples:,}",
+            f"{r.queries:,}",
+            f"{r.positives_per_example:.2f}",
+            f"{r.negatives_per_example:.2f}",
+            f"{r.unique_passages:,}",
+            f"{r.shared_with_other_subsets:,}",
+            f"{r.duplicate_texts:,}",
+        ]
         for r in rows
     ]
     widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(head)]
-    lines = ["  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(head, widths, strict=True)))]
+    lines = [
+        "  ".join(
+            h.ljust(w) if i == 0 else h.rjust(w)
+            for i, (h, w) in enumerate(zip(head, widths, strict=True))
+        )
+    ]
     lines.append("  ".join("-" * w for w in widths))
     for b in body:
-        lines.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(b, widths, strict=True))))
+        lines.append(
+            "  ".join(
+                c.ljust(w) if i == 0 else c.rjust(w)
+                for i, (c, w) in enumerate(zip(b, widths, strict=True))
+            )
+        )
     return "\n".join(lines)

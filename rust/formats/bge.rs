@@ -1,4 +1,4 @@
-//! BGE / FlagEmbedding JSON Lines, `{query, pos: [str], neg: [str], pos_scores?, neg_scores?, ...}`,
+//! BGE / `FlagEmbedding` JSON Lines, `{query, pos: [str], neg: [str], pos_scores?, neg_scores?, ...}`,
 //! parsed in parallel into columns. Bad rows are reported with their line and field, with the same
 //! messages as the Python validators, and left out of the columns.
 
@@ -44,7 +44,10 @@ pub struct BgeColumns {
 
 impl BgeColumns {
     fn new() -> Self {
-        Self { all_int_scores: true, ..Self::default() }
+        Self {
+            all_int_scores: true,
+            ..Self::default()
+        }
     }
 
     fn append(&mut self, o: BgeColumns) {
@@ -87,7 +90,10 @@ fn err(field: &str, message: impl Into<String>) -> (Option<String>, String) {
     (Some(field.to_string()), message.into())
 }
 
-fn str_list<'a>(row: &'a Map<String, Value>, key: &str) -> Result<Vec<&'a str>, (Option<String>, String)> {
+fn str_list<'a>(
+    row: &'a Map<String, Value>,
+    key: &str,
+) -> Result<Vec<&'a str>, (Option<String>, String)> {
     let v = row.get(key).ok_or_else(|| err(key, "missing"))?;
     match v {
         Value::String(_) => Err(err(
@@ -134,11 +140,19 @@ fn scores(
                 ints &= num.is_i64() || num.is_u64();
                 out.push(num.as_f64().unwrap_or(f64::NAN));
             }
-            other => return Err(err(&format!("{key}[{i}]"), format!("expected a number, got {}", type_name(other)))),
+            other => {
+                return Err(err(
+                    &format!("{key}[{i}]"),
+                    format!("expected a number, got {}", type_name(other)),
+                ))
+            }
         }
     }
     if out.len() != n {
-        return Err(err(key, format!("has {} scores for {n} passages", out.len())));
+        return Err(err(
+            key,
+            format!("has {} scores for {n} passages", out.len()),
+        ));
     }
     *all_int &= ints;
     Ok(Some(out))
@@ -153,8 +167,8 @@ struct FastRow<'a> {
     query: Option<Cow<'a, str>>,
     pos: Option<Vec<Cow<'a, str>>>,
     neg: Option<Vec<Cow<'a, str>>>,
-    pos_scores: Option<Option<Vec<Number>>>,
-    neg_scores: Option<Option<Vec<Number>>>,
+    pos_scores: Option<Vec<Number>>,
+    neg_scores: Option<Vec<Number>>,
     extra: Vec<(Cow<'a, str>, &'a RawValue)>,
 }
 
@@ -207,8 +221,8 @@ impl<'de> de::Deserialize<'de> for FastRow<'de> {
                         "query" => r.query = Some(m.next_value::<CowStr<'de>>()?.0),
                         "pos" => r.pos = Some(m.next_value::<CowList<'de>>()?.0),
                         "neg" => r.neg = Some(m.next_value::<CowList<'de>>()?.0),
-                        "pos_scores" => r.pos_scores = Some(m.next_value()?),
-                        "neg_scores" => r.neg_scores = Some(m.next_value()?),
+                        "pos_scores" => r.pos_scores = m.next_value()?,
+                        "neg_scores" => r.neg_scores = m.next_value()?,
                         _ => {
                             let raw: &'de RawValue = m.next_value()?;
                             r.extra.push((k, raw));
@@ -222,10 +236,14 @@ impl<'de> de::Deserialize<'de> for FastRow<'de> {
     }
 }
 
-fn fast_scores(v: Option<Option<Vec<Number>>>, n: usize, all_int: &mut bool) -> Result<Option<Vec<f64>>, ()> {
+fn fast_scores(
+    v: Option<Vec<Number>>,
+    n: usize,
+    all_int: &mut bool,
+) -> Result<Option<Vec<f64>>, ()> {
     match v {
-        None | Some(None) => Ok(None),
-        Some(Some(nums)) => {
+        None => Ok(None),
+        Some(nums) => {
             if nums.len() != n {
                 return Err(());
             }
@@ -247,7 +265,9 @@ fn fast_scores(v: Option<Option<Vec<Number>>>, n: usize, all_int: &mut bool) -> 
 fn parse_line_fast(raw: &[u8], line: u64, out: &mut BgeColumns) -> Result<(), ()> {
     let text = std::str::from_utf8(raw).map_err(|_| ())?;
     let row: FastRow<'_> = serde_json::from_str(text).map_err(|_| ())?;
-    let (Some(query), Some(pos), Some(neg)) = (row.query, row.pos, row.neg) else { return Err(()) };
+    let (Some(query), Some(pos), Some(neg)) = (row.query, row.pos, row.neg) else {
+        return Err(());
+    };
     if pos.is_empty() {
         return Err(());
     }
@@ -300,7 +320,10 @@ fn parse_line_checked(raw: &[u8], line: u64, out: &mut BgeColumns) {
         out.errors.push(RowError {
             line,
             field: None,
-            message: format!("not valid UTF-8 (bad byte 0x{:02x} at byte {at} of the line)", raw[at]),
+            message: format!(
+                "not valid UTF-8 (bad byte 0x{:02x} at byte {at} of the line)",
+                raw[at]
+            ),
         });
         return;
     }
@@ -309,7 +332,11 @@ fn parse_line_checked(raw: &[u8], line: u64, out: &mut BgeColumns) {
         Err(e) => {
             let msg = e.to_string();
             let msg = msg.split(" at line ").next().unwrap_or(&msg);
-            out.errors.push(RowError { line, field: None, message: format!("invalid JSON: {msg}") });
+            out.errors.push(RowError {
+                line,
+                field: None,
+                message: format!("invalid JSON: {msg}"),
+            });
             return;
         }
     };
@@ -326,14 +353,22 @@ fn parse_line_checked(raw: &[u8], line: u64, out: &mut BgeColumns) {
         let query = match row.get("query") {
             None => return Err(err("query", "missing")),
             Some(Value::String(s)) => s.as_str(),
-            Some(other) => return Err(err("query", format!("expected a string, got {}", type_name(other)))),
+            Some(other) => {
+                return Err(err(
+                    "query",
+                    format!("expected a string, got {}", type_name(other)),
+                ))
+            }
         };
         let pos = str_list(&row, "pos")?;
         if pos.is_empty() {
             return Err(err("pos", "no positives (an example needs at least one)"));
         }
         if !row.contains_key("neg") {
-            return Err(err("neg", "missing (use [] for an example without negatives)"));
+            return Err(err(
+                "neg",
+                "missing (use [] for an example without negatives)",
+            ));
         }
         let neg = str_list(&row, "neg")?;
         let ps = scores(&row, "pos_scores", pos.len(), &mut all_int)?;
@@ -341,7 +376,11 @@ fn parse_line_checked(raw: &[u8], line: u64, out: &mut BgeColumns) {
         Ok((query, pos, neg, ps, ns))
     })();
     match checked {
-        Err((field, message)) => out.errors.push(RowError { line, field, message }),
+        Err((field, message)) => out.errors.push(RowError {
+            line,
+            field,
+            message,
+        }),
         Ok((query, pos, neg, ps, ns)) => {
             out.all_int_scores = all_int;
             out.query.push(query);
@@ -371,13 +410,11 @@ fn parse_line_checked(raw: &[u8], line: u64, out: &mut BgeColumns) {
 
 fn parse_serial(data: &[u8], first_line: u64) -> BgeColumns {
     let mut out = BgeColumns::new();
-    let mut line = first_line;
-    for raw in data.split(|&b| b == b'\n') {
+    for (line, raw) in (first_line..).zip(data.split(|&b| b == b'\n')) {
         let trimmed = raw.strip_suffix(b"\r").unwrap_or(raw);
         if !trimmed.iter().all(u8::is_ascii_whitespace) {
             parse_line(trimmed, line, &mut out);
         }
-        line += 1;
     }
     out
 }
@@ -400,7 +437,9 @@ pub fn parse_bge_lines(data: &[u8], first_line: u64) -> BgeColumns {
     let mut start = 0usize;
     let mut line = first_line;
     while start + target < data.len() {
-        let Some(nl) = memchr::memchr(b'\n', &data[start + target..]) else { break };
+        let Some(nl) = memchr::memchr(b'\n', &data[start + target..]) else {
+            break;
+        };
         let cut = start + target + nl + 1;
         line += memchr::memchr_iter(b'\n', &data[start..cut]).count() as u64;
         bounds.push((cut, line));
@@ -454,7 +493,12 @@ mod tests {
         let got: Vec<_> = c.errors.iter().map(|e| (e.line, e.field.clone())).collect();
         assert_eq!(
             got,
-            vec![(10, Some("pos".into())), (11, None), (12, Some("neg[0]".into())), (13, None)]
+            vec![
+                (10, Some("pos".into())),
+                (11, None),
+                (12, Some("neg[0]".into())),
+                (13, None)
+            ]
         );
         assert!(c.errors[1].message.contains("got a list"));
         assert!(c.errors[3].message.starts_with("invalid JSON"));
@@ -463,7 +507,10 @@ mod tests {
     #[test]
     fn non_utf8_is_reported() {
         let c = parse_bge_lines(b"{\"query\": \"caf\xe9\"}", 1);
-        assert_eq!(c.errors[0].message, "not valid UTF-8 (bad byte 0xe9 at byte 14 of the line)");
+        assert_eq!(
+            c.errors[0].message,
+            "not valid UTF-8 (bad byte 0xe9 at byte 14 of the line)"
+        );
     }
 
     #[test]
@@ -508,7 +555,13 @@ pub fn parse_bge_file_block(
     let file = std::fs::File::open(path)?;
     let len = file.metadata()?.len();
     if offset >= len {
-        return Ok((BgeColumns::new(), Resume { offset: len, line: first_line }));
+        return Ok((
+            BgeColumns::new(),
+            Resume {
+                offset: len,
+                line: first_line,
+            },
+        ));
     }
     // SAFETY: the map is read-only and dropped before returning; a file truncated by another
     // process while we read would fault, as any reader of a changing file could.
@@ -527,12 +580,19 @@ pub fn parse_bge_file_block(
     let lines = memchr::memchr_iter(b'\n', block).count() as u64
         + u64::from(!block.is_empty() && !block.ends_with(b"\n"));
     let cols = parse_bge_lines(block, first_line);
-    Ok((cols, Resume { offset: offset + end as u64, line: first_line + lines }))
+    Ok((
+        cols,
+        Resume {
+            offset: offset + end as u64,
+            line: first_line + lines,
+        },
+    ))
 }
 
 #[cfg(test)]
 mod file_tests {
     use super::*;
+    use std::fmt::Write as _;
 
     #[test]
     fn blocks_cover_the_file_exactly() {
@@ -541,7 +601,7 @@ mod file_tests {
         let path = dir.join("x.jsonl");
         let mut s = String::new();
         for i in 0..1000 {
-            s.push_str(&format!("{{\"query\": \"q{i}\", \"pos\": [\"p\"], \"neg\": []}}\n"));
+            writeln!(s, "{{\"query\": \"q{i}\", \"pos\": [\"p\"], \"neg\": []}}").unwrap();
         }
         s.push_str("{\"query\": \"last\", \"pos\": [\"p\"], \"neg\": []}"); // no final newline
         std::fs::write(&path, &s).unwrap();

@@ -11,7 +11,10 @@ pub struct StrBuf {
 
 impl Default for StrBuf {
     fn default() -> Self {
-        Self { offsets: vec![0], data: Vec::new() }
+        Self {
+            offsets: vec![0],
+            data: Vec::new(),
+        }
     }
 }
 
@@ -38,7 +41,8 @@ impl StrBuf {
     pub fn append(&mut self, other: &StrBuf) {
         let base = self.data.len() as i64;
         self.data.extend_from_slice(&other.data);
-        self.offsets.extend(other.offsets[1..].iter().map(|o| o + base));
+        self.offsets
+            .extend(other.offsets[1..].iter().map(|o| o + base));
     }
 
     pub fn get(&self, i: usize) -> &str {

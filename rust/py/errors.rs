@@ -15,7 +15,9 @@ pyo3::create_exception!(
 impl From<CoreError> for PyErr {
     fn from(e: CoreError) -> PyErr {
         match e {
-            CoreError::Shape(_) | CoreError::InvalidParam(_) => CoreValueError::new_err(e.to_string()),
+            CoreError::Shape(_) | CoreError::InvalidParam(_) => {
+                CoreValueError::new_err(e.to_string())
+            }
         }
     }
 }

@@ -1,5 +1,7 @@
-//! The PyO3 module `trueneg._core`: argument checks, GIL release, error mapping.
+//! The `PyO3` module `trueneg._core`: argument checks, GIL release, error mapping.
 //! All computing happens in the pure-Rust modules of the crate.
+// pyo3 hands arguments over by value; borrowing them is not an option here.
+#![allow(clippy::needless_pass_by_value, clippy::elidable_lifetime_names)]
 
 mod errors;
 
@@ -47,7 +49,10 @@ fn array_to_keys(a: &PyReadonlyArray2<'_, u64>, name: &str) -> PyResult<Vec<u128
         .collect())
 }
 
-fn contiguous<'a, T: numpy::Element>(a: &'a PyReadonlyArray1<'_, T>, what: &str) -> PyResult<&'a [T]> {
+fn contiguous<'a, T: numpy::Element>(
+    a: &'a PyReadonlyArray1<'_, T>,
+    what: &str,
+) -> PyResult<&'a [T]> {
     a.as_slice()
         .map_err(|_| PyValueError::new_err(format!("{what} must be a C-contiguous 1-d array")))
 }
@@ -86,11 +91,13 @@ struct PyInterner {
 impl PyInterner {
     #[new]
     fn new() -> Self {
-        Self { inner: Mutex::new(intern::Interner::new()) }
+        Self {
+            inner: Mutex::new(intern::Interner::new()),
+        }
     }
 
     /// Intern `keys` (uint64 (n, 2)); `values` (same shape) are remembered the first
-    /// time a key is seen and compared later. Returns (ids uint32, is_new bool, conflict bool).
+    /// time a key is seen and compared later. Returns (ids uint32, `is_new` bool, conflict bool).
     #[pyo3(signature = (keys, values = None))]
     #[allow(clippy::type_complexity)]
     fn intern<'py>(
@@ -98,36 +105,60 @@ impl PyInterner {
         py: Python<'py>,
         keys: PyReadonlyArray2<'py, u64>,
         values: Option<PyReadonlyArray2<'py, u64>>,
-    ) -> PyResult<(Bound<'py, PyArray1<u32>>, Bound<'py, PyArray1<bool>>, Bound<'py, PyArray1<bool>>)> {
+    ) -> PyResult<(
+        Bound<'py, PyArray1<u32>>,
+        Bound<'py, PyArray1<bool>>,
+        Bound<'py, PyArray1<bool>>,
+    )> {
         let k = array_to_keys(&keys, "keys")?;
         let v = match &values {
             Some(v) => array_to_keys(v, "values")?,
             None => Vec::new(),
         };
         let r = run_detached(py, || {
-            let mut guard = self.inner.lock().map_err(|_| CoreError::InvalidParam("interner lock poisoned".into()))?;
+            let mut guard = self
+                .inner
+                .lock()
+                .map_err(|_| CoreError::InvalidParam("interner lock poisoned".into()))?;
             guard.intern(&k, &v)
         })?;
-        Ok((r.ids.into_pyarray(py), r.is_new.into_pyarray(py), r.conflict.into_pyarray(py)))
+        Ok((
+            r.ids.into_pyarray(py),
+            r.is_new.into_pyarray(py),
+            r.conflict.into_pyarray(py),
+        ))
     }
 
     /// Id of each key (uint64 (n, 2)), -1 where unknown.
-    fn lookup<'py>(&self, py: Python<'py>, keys: PyReadonlyArray2<'py, u64>) -> PyResult<Bound<'py, PyArray1<i64>>> {
+    fn lookup<'py>(
+        &self,
+        py: Python<'py>,
+        keys: PyReadonlyArray2<'py, u64>,
+    ) -> PyResult<Bound<'py, PyArray1<i64>>> {
         let k = array_to_keys(&keys, "keys")?;
         let r = run_detached(py, || {
-            let guard = self.inner.lock().map_err(|_| CoreError::InvalidParam("interner lock poisoned".into()))?;
+            let guard = self
+                .inner
+                .lock()
+                .map_err(|_| CoreError::InvalidParam("interner lock poisoned".into()))?;
             Ok(guard.lookup(&k))
         })?;
         Ok(r.into_pyarray(py))
     }
 
     fn __len__(&self) -> PyResult<usize> {
-        let guard = self.inner.lock().map_err(|_| PyValueError::new_err("interner lock poisoned"))?;
+        let guard = self
+            .inner
+            .lock()
+            .map_err(|_| PyValueError::new_err("interner lock poisoned"))?;
         Ok(guard.len())
     }
 }
 
-fn strbuf_to_py<'py>(py: Python<'py>, b: StrBuf) -> (Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<u8>>) {
+fn strbuf_to_py<'py>(
+    py: Python<'py>,
+    b: StrBuf,
+) -> (Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<u8>>) {
     (b.offsets.into_pyarray(py), b.data.into_pyarray(py))
 }
 
@@ -144,8 +175,11 @@ fn bge_columns_to_py<'py>(py: Python<'py>, c: bge::BgeColumns) -> PyResult<Bound
     d.set_item("has_neg_scores", c.has_neg_scores.into_pyarray(py))?;
     d.set_item("lines", c.lines.into_pyarray(py))?;
     d.set_item("all_int_scores", c.all_int_scores)?;
-    let errors: Vec<(u64, Option<String>, String)> =
-        c.errors.into_iter().map(|e| (e.line, e.field, e.message)).collect();
+    let errors: Vec<(u64, Option<String>, String)> = c
+        .errors
+        .into_iter()
+        .map(|e| (e.line, e.field, e.message))
+        .collect();
     d.set_item("errors", errors)?;
     Ok(d)
 }
@@ -154,7 +188,11 @@ fn bge_columns_to_py<'py>(py: Python<'py>, c: bge::BgeColumns) -> PyResult<Bound
 /// Returns a dict of numpy arrays plus `errors`: a list of (line, field | None, message).
 #[pyfunction]
 #[pyo3(signature = (data, first_line = 1))]
-fn parse_bge_lines<'py>(py: Python<'py>, data: &Bound<'py, PyBytes>, first_line: u64) -> PyResult<Bound<'py, PyDict>> {
+fn parse_bge_lines<'py>(
+    py: Python<'py>,
+    data: &Bound<'py, PyBytes>,
+    first_line: u64,
+) -> PyResult<Bound<'py, PyDict>> {
     let bytes = data.as_bytes();
     let c = py.detach(|| bge::parse_bge_lines(bytes, first_line));
     bge_columns_to_py(py, c)
@@ -174,7 +212,8 @@ fn parse_bge_file_block<'py>(
     if block_bytes == 0 {
         return Err(PyValueError::new_err("block_bytes must be positive"));
     }
-    let (c, next) = py.detach(|| bge::parse_bge_file_block(&path, offset, block_bytes, first_line))?;
+    let (c, next) =
+        py.detach(|| bge::parse_bge_file_block(&path, offset, block_bytes, first_line))?;
     Ok((bge_columns_to_py(py, c)?, next.offset, next.line))
 }
 
@@ -221,7 +260,8 @@ fn cpu_features() -> Vec<String> {
 mod _core {
     #[pymodule_export]
     use super::{
-        cpu_features, hash_string_columns, num_threads, parse_bge_file_block, parse_bge_lines, set_serial, PyInterner,
+        cpu_features, hash_string_columns, num_threads, parse_bge_file_block, parse_bge_lines,
+        set_serial, PyInterner,
     };
 
     #[pymodule_export]

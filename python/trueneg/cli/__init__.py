@@ -29,7 +29,9 @@ from trueneg.cli import stats as _stats  # noqa: E402,F401
 
 def _setup_logging() -> None:
     level = os.environ.get("TRUENEG_VERBOSITY", "warning").upper()
-    logging.basicConfig(level=getattr(logging, level, logging.WARNING), format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=getattr(logging, level, logging.WARNING), format="%(levelname)s %(name)s: %(message)s"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

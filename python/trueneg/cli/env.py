@@ -12,8 +12,19 @@ import typer
 
 from trueneg.cli import app
 
-PACKAGES = ("numpy", "pyarrow", "orjson", "typer", "tqdm", "openai", "torch", "transformers",
-            "sentence-transformers", "usearch", "ray")
+PACKAGES = (
+    "numpy",
+    "pyarrow",
+    "orjson",
+    "typer",
+    "tqdm",
+    "openai",
+    "torch",
+    "transformers",
+    "sentence-transformers",
+    "usearch",
+    "ray",
+)
 
 
 def env_info() -> dict[str, object]:

@@ -13,8 +13,17 @@ from trueneg.cli import app
 @app.command()
 def export(
     collection: Annotated[Path, typer.Argument(help="Collection directory.")],
-    format: Annotated[str, typer.Option("--format", "-f", help="bge | tevatron (rlhn) | tevatron-v2 | st | beir. A .parquet --out writes Parquet (tevatron, st).")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output file (a folder for beir and tevatron-v2).")],
+    format: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            "-f",
+            help="bge | tevatron (rlhn) | tevatron-v2 | st | beir. A .parquet --out writes Parquet (tevatron, st).",
+        ),
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Output file (a folder for beir and tevatron-v2).")
+    ],
 ) -> None:
     """Write a collection back out in an external format."""
     from trueneg.collection import Collection

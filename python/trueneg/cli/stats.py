@@ -14,7 +14,12 @@ from trueneg.cli import app
 
 @app.command()
 def stats(
-    collection: Annotated[Path | None, typer.Argument(help="Collection directory, or a training file in any supported format. Default: the bundled RLHN sample (FiQA + MS MARCO, 50 queries).")] = None,
+    collection: Annotated[
+        Path | None,
+        typer.Argument(
+            help="Collection directory, or a training file in any supported format. Default: the bundled RLHN sample (FiQA + MS MARCO, 50 queries)."
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Per subset: examples, queries, positives and negatives per example, unique passages,
@@ -36,7 +41,9 @@ def stats(
             label = str(collection)
         rows = collection_stats(coll)
     if as_json:
-        typer.echo(json.dumps({"collection": label, "subsets": [r.as_dict() for r in rows]}, indent=2))
+        typer.echo(
+            json.dumps({"collection": label, "subsets": [r.as_dict() for r in rows]}, indent=2)
+        )
     else:
         typer.echo(f"{label}\n")
         typer.echo(format_table(rows))

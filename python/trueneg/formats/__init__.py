@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 from trueneg._io import iter_jsonl
 from trueneg.collection import Collection, CollectionBuilder
 from trueneg.exceptions import FormatError, InputError
-from trueneg.formats import bge, beir, sentence_transformers, tevatron, tevatron_v2
+from trueneg.formats import beir, bge, sentence_transformers, tevatron, tevatron_v2
 from trueneg.formats._common import is_parquet
 
 __all__ = ["FORMATS", "detect_format", "export_collection", "ingest"]
@@ -55,7 +55,9 @@ def detect_format(path: str | os.PathLike[str]) -> str:
     if p.is_dir():
         if beir.is_beir_dir(p):
             return "beir"
-        raise FormatError(f"{p}: a folder that is not a BEIR set (corpus.jsonl, queries.jsonl, qrels/)")
+        raise FormatError(
+            f"{p}: a folder that is not a BEIR set (corpus.jsonl, queries.jsonl, qrels/)"
+        )
     cols = set(_columns_of(p))
     if {"pos", "query"} <= cols:
         return "bge"
@@ -86,8 +88,9 @@ def ingest(
     if not inputs:
         raise InputError("no input files given")
     fmt = canonical_format(format) if format != "auto" else detect_format(inputs[0])
-    with CollectionBuilder(out, source_format=fmt, on_error=on_error, chunk_size=chunk_size,
-                           overwrite=overwrite) as b:
+    with CollectionBuilder(
+        out, source_format=fmt, on_error=on_error, chunk_size=chunk_size, overwrite=overwrite
+    ) as b:
         if fmt == "bge":
             bge.read(b, inputs, subset=subset)
         elif fmt == "tevatron":

@@ -33,7 +33,9 @@ def is_parquet(path: str | os.PathLike[str]) -> bool:
     return str(path).lower().endswith((".parquet", ".pq"))
 
 
-def iter_rows(path: str | os.PathLike[str], batch_rows: int = 8192) -> Iterator[tuple[Where, Any, InputError | None]]:
+def iter_rows(
+    path: str | os.PathLike[str], batch_rows: int = 8192
+) -> Iterator[tuple[Where, Any, InputError | None]]:
     """Rows of a JSON Lines or Parquet file as (where, value, error)."""
     p = str(path)
     if is_parquet(p):

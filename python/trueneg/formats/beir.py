@@ -19,7 +19,14 @@ from trueneg._io import atomic_file, dumps_line, type_name
 from trueneg._progress import progress
 from trueneg.collection import Collection, CollectionBuilder, parse_extra
 from trueneg.exceptions import InputError
-from trueneg.formats._common import PassageLookup, expect_object, extras, iter_examples, iter_rows, req_str
+from trueneg.formats._common import (
+    PassageLookup,
+    expect_object,
+    extras,
+    iter_examples,
+    iter_rows,
+    req_str,
+)
 
 NAME = "beir"
 CORPUS_KNOWN = frozenset({"_id", "title", "text"})
@@ -46,8 +53,9 @@ def _read_corpus(builder: CollectionBuilder, path: Path) -> None:
             title = row.get("title")
             if title is not None and not isinstance(title, str):
                 raise where.error(f"expected a string, got {type_name(title)}", "title")
-            builder.add_corpus_passage(docid, title, text, extras(row, CORPUS_KNOWN), source=src,
-                                       line=where.line)
+            builder.add_corpus_passage(
+                docid, title, text, extras(row, CORPUS_KNOWN), source=src, line=where.line
+            )
     builder.flush()
 
 
@@ -77,10 +85,17 @@ def _read_qrels(builder: CollectionBuilder, path: Path, subset: str) -> bool:
     def emit() -> None:
         if run is not None:
             builder.add_example_refs(
-                query=None, query_id=run["q"], subset=subset,
-                positive_docids=run["pos"], negative_docids=run["neg"],
-                pos_scores=run["ps"], neg_scores=run["ns"],
-                extra={"split": split}, source=src, line=run["line"])
+                query=None,
+                query_id=run["q"],
+                subset=subset,
+                positive_docids=run["pos"],
+                negative_docids=run["neg"],
+                pos_scores=run["ps"],
+                neg_scores=run["ns"],
+                extra={"split": split},
+                source=src,
+                line=run["line"],
+            )
 
     try:
         f = open(path, encoding="utf-8", newline="")  # noqa: SIM115
@@ -92,7 +107,9 @@ def _read_qrels(builder: CollectionBuilder, path: Path, subset: str) -> bool:
             try:
                 raw = f.readline()
             except UnicodeDecodeError as e:
-                raise InputError(f"not valid UTF-8 ({e.reason})", path=str(path), line=lineno + 1) from None
+                raise InputError(
+                    f"not valid UTF-8 ({e.reason})", path=str(path), line=lineno + 1
+                ) from None
             if not raw:
                 break
             lineno += 1
@@ -104,16 +121,26 @@ def _read_qrels(builder: CollectionBuilder, path: Path, subset: str) -> bool:
                 header = True
                 continue
             if len(parts) != 3:
-                builder.error(InputError(
-                    f"expected 3 tab-separated fields (query-id, corpus-id, score), got {len(parts)}",
-                    path=str(path), line=lineno))
+                builder.error(
+                    InputError(
+                        f"expected 3 tab-separated fields (query-id, corpus-id, score), got {len(parts)}",
+                        path=str(path),
+                        line=lineno,
+                    )
+                )
                 continue
             q, d, s = parts
             try:
                 score = int(s)
             except ValueError:
-                builder.error(InputError(f"expected an integer score, got {s!r}", path=str(path),
-                                         line=lineno, field="score"))
+                builder.error(
+                    InputError(
+                        f"expected an integer score, got {s!r}",
+                        path=str(path),
+                        line=lineno,
+                        field="score",
+                    )
+                )
                 continue
             positive = score > 0
             if run is None or run["q"] != q or (positive and run["neg"]):
@@ -129,11 +156,15 @@ def _read_qrels(builder: CollectionBuilder, path: Path, subset: str) -> bool:
     return header
 
 
-def read(builder: CollectionBuilder, folder: str | os.PathLike[str], *, subset: str | None = None) -> None:
+def read(
+    builder: CollectionBuilder, folder: str | os.PathLike[str], *, subset: str | None = None
+) -> None:
     p = Path(folder)
     if not p.is_dir():
-        raise InputError("not a folder (a BEIR set is a folder with corpus.jsonl, queries.jsonl, qrels/)",
-                         path=str(p))
+        raise InputError(
+            "not a folder (a BEIR set is a folder with corpus.jsonl, queries.jsonl, qrels/)",
+            path=str(p),
+        )
     for need in ("corpus.jsonl", "queries.jsonl"):
         if not (p / need).is_file():
             raise InputError(f"{need} is missing", path=str(p))
@@ -166,9 +197,17 @@ def write(coll: Collection, out: str | os.PathLike[str]) -> None:
             f.write(dumps_line(row))
     q = coll.queries
     with atomic_file(out / "queries.jsonl") as f:
-        for qid, query_id, text, extra in zip(q["qid"].to_pylist(), q["query_id"].to_pylist(),
-                                              q["text"].to_pylist(), q["extra"].to_pylist(), strict=True):
-            qrow: dict[str, Any] = {"_id": query_id if query_id is not None else f"q{qid}", "text": text}
+        for qid, query_id, text, extra in zip(
+            q["qid"].to_pylist(),
+            q["query_id"].to_pylist(),
+            q["text"].to_pylist(),
+            q["extra"].to_pylist(),
+            strict=True,
+        ):
+            qrow: dict[str, Any] = {
+                "_id": query_id if query_id is not None else f"q{qid}",
+                "text": text,
+            }
             qrow.update(parse_extra(extra))
             f.write(dumps_line(qrow))
     headers = coll.options.get("qrels_header", {}) if coll.source_format == NAME else {}
@@ -177,11 +216,13 @@ def write(coll: Collection, out: str | os.PathLike[str]) -> None:
         split = str(ex.extra.get("split", "train"))
         rows = by_split.setdefault(split, [])
         qid = ex.query_id if ex.query_id is not None else f"q{ex.qid}"
-        for (docid, *_), pid, s in zip(ex.positives, ex.pos_pids, ex.pos_scores or [1.0] * len(ex.pos_pids),
-                                       strict=True):
+        for (docid, *_), pid, s in zip(
+            ex.positives, ex.pos_pids, ex.pos_scores or [1.0] * len(ex.pos_pids), strict=True
+        ):
             rows.append(f"{qid}\t{docid if docid is not None else synthetic[pid]}\t{int(s)}")
-        for (docid, *_), pid, s in zip(ex.negatives, ex.neg_pids, ex.neg_scores or [0.0] * len(ex.neg_pids),
-                                       strict=True):
+        for (docid, *_), pid, s in zip(
+            ex.negatives, ex.neg_pids, ex.neg_scores or [0.0] * len(ex.neg_pids), strict=True
+        ):
             rows.append(f"{qid}\t{docid if docid is not None else synthetic[pid]}\t{int(s)}")
     for split, rows in by_split.items():
         with atomic_file(out / "qrels" / f"{split}.tsv", "w") as f:

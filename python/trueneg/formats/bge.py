@@ -19,17 +19,17 @@ from trueneg._progress import progress
 from trueneg.collection import Collection, CollectionBuilder
 from trueneg.exceptions import InputError
 from trueneg.formats._common import (
+    IntScores,
     default_subset,
     expect_object,
     extras,
-    iter_examples,
     is_parquet,
+    iter_examples,
     iter_rows,
     opt_scores,
     req_str,
     req_str_list,
     score_out,
-    IntScores,
 )
 
 NAME = "bge"
@@ -40,8 +40,12 @@ KNOWN = frozenset({"query", "pos", "neg", "pos_scores", "neg_scores"})
 BLOCK_BYTES = 32 << 20
 
 
-def read(builder: CollectionBuilder, paths: Sequence[str | os.PathLike[str]], *,
-         subset: str | None = None) -> None:
+def read(
+    builder: CollectionBuilder,
+    paths: Sequence[str | os.PathLike[str]],
+    *,
+    subset: str | None = None,
+) -> None:
     int_scores = IntScores()
     with progress(desc="ingest bge", unit=" rows") as bar:
         for path in paths:
@@ -74,8 +78,14 @@ def _scores_array(values: np.ndarray, counts: np.ndarray, has: np.ndarray) -> pa
     return pa.ListArray.from_arrays(offsets, pa.array(values, pa.float64()), mask=pa.array(~has))
 
 
-def _read_jsonl_fast(builder: CollectionBuilder, path: str | os.PathLike[str], sub: str, src: int,
-                     int_scores: IntScores, bar: Any) -> None:
+def _read_jsonl_fast(
+    builder: CollectionBuilder,
+    path: str | os.PathLike[str],
+    sub: str,
+    src: int,
+    int_scores: IntScores,
+    bar: Any,
+) -> None:
     """JSON Lines parsed in Rust (memory-mapped, in parallel), block by block, into columns."""
     p = str(path)
     if not os.path.exists(p):
@@ -101,16 +111,26 @@ def _read_jsonl_fast(builder: CollectionBuilder, path: str | os.PathLike[str], s
             passages=_str_array(*cols["passages"]),
             pos_n=cols["pos_counts"],
             neg_n=cols["neg_counts"],
-            pos_scores=_scores_array(cols["pos_scores"], cols["pos_counts"], cols["has_pos_scores"]),
-            neg_scores=_scores_array(cols["neg_scores"], cols["neg_counts"], cols["has_neg_scores"]),
+            pos_scores=_scores_array(
+                cols["pos_scores"], cols["pos_counts"], cols["has_pos_scores"]
+            ),
+            neg_scores=_scores_array(
+                cols["neg_scores"], cols["neg_counts"], cols["has_neg_scores"]
+            ),
             extra=_str_array(*cols["extra"], empty_is_null=True),
             source=src,
             line=cols["lines"],
         )
 
 
-def _read_rows(builder: CollectionBuilder, path: str | os.PathLike[str], sub: str, src: int,
-               int_scores: IntScores, bar: Any) -> None:
+def _read_rows(
+    builder: CollectionBuilder,
+    path: str | os.PathLike[str],
+    sub: str,
+    src: int,
+    int_scores: IntScores,
+    bar: Any,
+) -> None:
     """Row-by-row reader (Parquet input); the same checks as the Rust parser."""
     for where, row, err in iter_rows(path):
         bar.update()

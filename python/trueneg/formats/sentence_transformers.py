@@ -38,7 +38,9 @@ def _columns(path: str | os.PathLike[str]) -> list[str]:
         if err is not None:
             raise err
         if not isinstance(row, dict):
-            raise InputError(f"expected a JSON object, got {type_name(row)}", path=str(path), line=1)
+            raise InputError(
+                f"expected a JSON object, got {type_name(row)}", path=str(path), line=1
+            )
         return list(row)
     raise InputError("no rows", path=str(path))
 
@@ -52,8 +54,12 @@ def roles(columns: list[str]) -> tuple[str, str, list[str]]:
     return anchor, positive, [c for c in rest if c != positive]
 
 
-def read(builder: CollectionBuilder, paths: Sequence[str | os.PathLike[str]], *,
-         subset: str | None = None) -> None:
+def read(
+    builder: CollectionBuilder,
+    paths: Sequence[str | os.PathLike[str]],
+    *,
+    subset: str | None = None,
+) -> None:
     layout: list[str] | None = None
     with progress(desc="ingest sentence-transformers", unit=" rows") as bar:
         for path in paths:
@@ -61,7 +67,9 @@ def read(builder: CollectionBuilder, paths: Sequence[str | os.PathLike[str]], *,
             if layout is None:
                 layout = cols
             elif cols != layout:
-                raise InputError(f"columns {cols} differ from the first file's {layout}", path=str(path))
+                raise InputError(
+                    f"columns {cols} differ from the first file's {layout}", path=str(path)
+                )
             anchor, positive, negatives = roles(cols)
             sub = subset or default_subset(path)
             src = builder.add_source(path, sub)
@@ -77,7 +85,8 @@ def read(builder: CollectionBuilder, paths: Sequence[str | os.PathLike[str]], *,
                         missing = [c for c in cols if c not in row]
                         raise where.error(
                             f"columns {list(row)} differ from the file's {cols}",
-                            missing[0] if missing else None)
+                            missing[0] if missing else None,
+                        )
                     for c in cols:
                         v = row[c]
                         if not isinstance(v, str):
@@ -86,13 +95,17 @@ def read(builder: CollectionBuilder, paths: Sequence[str | os.PathLike[str]], *,
                     builder.error(e)
                     continue
                 builder.add_example(
-                    query=row[anchor], subset=sub,
+                    query=row[anchor],
+                    subset=sub,
                     positives=[(None, None, row[positive], None)],
                     negatives=[(None, None, row[c], None) for c in negatives],
-                    source=src, line=where.line)
+                    source=src,
+                    line=where.line,
+                )
     builder.options["columns"] = layout
-    builder.options["roles"] = dict(zip(("anchor", "positive"), roles(layout or ["anchor", "positive"])[:2],
-                                        strict=True))
+    builder.options["roles"] = dict(
+        zip(("anchor", "positive"), roles(layout or ["anchor", "positive"])[:2], strict=True)
+    )
 
 
 def _layout(coll: Collection) -> tuple[str, str, list[str]]:
@@ -103,8 +116,12 @@ def _layout(coll: Collection) -> tuple[str, str, list[str]]:
     lens = pc.list_value_length(coll.examples["negatives"]).to_numpy(zero_copy_only=False)
     n = int(lens.min()) if len(lens) else 0
     if len(lens) and int(lens.max()) > n:
-        logger.warning("sentence-transformers export keeps %d negatives per row; %d negatives of "
-                       "longer examples are left out", n, int((lens - n).sum()))
+        logger.warning(
+            "sentence-transformers export keeps %d negatives per row; %d negatives of "
+            "longer examples are left out",
+            n,
+            int((lens - n).sum()),
+        )
     if n == 0:
         return "anchor", "positive", []
     if n == 1:
@@ -119,7 +136,8 @@ def iter_output_rows(coll: Collection) -> Any:
         if len(ex.negatives) < len(negatives):
             raise InputError(
                 f"example at {coll.source_path(ex.source)}:{ex.line} has {len(ex.negatives)} "
-                f"negatives; this n-tuple layout needs {len(negatives)}")
+                f"negatives; this n-tuple layout needs {len(negatives)}"
+            )
         for p in ex.positives:  # one row per positive: ST rows hold exactly one
             vals = {anchor: ex.query, positive: p[2]}
             vals.update({c: n[2] for c, n in zip(negatives, ex.negatives, strict=False)})
@@ -127,7 +145,10 @@ def iter_output_rows(coll: Collection) -> Any:
 
 
 def write(coll: Collection, out: str | os.PathLike[str]) -> None:
-    with progress(total=len(coll), desc="export sentence-transformers") as bar, atomic_file(out) as f:
+    with (
+        progress(total=len(coll), desc="export sentence-transformers") as bar,
+        atomic_file(out) as f,
+    ):
         if is_parquet(out):
             write_parquet_rows(f, iter_output_rows(coll), 10_000, bar)
         else:

@@ -37,12 +37,16 @@ KNOWN = frozenset({"query_id", "query", "positive_passages", "negative_passages"
 PASSAGE_KNOWN = frozenset({"docid", "title", "text"})
 
 
-def _passages(row: dict[str, Any], key: str, where: Where) -> list[tuple[str | None, str | None, str, dict[str, Any] | None]]:
+def _passages(
+    row: dict[str, Any], key: str, where: Where
+) -> list[tuple[str | None, str | None, str, dict[str, Any] | None]]:
     out = []
     for i, p in enumerate(req_list(row, key, where, what="passage objects")):
         f = f"{key}[{i}]"
         if not isinstance(p, dict):
-            raise where.error(f"expected a passage object {{docid, title, text}}, got {type_name(p)}", f)
+            raise where.error(
+                f"expected a passage object {{docid, title, text}}, got {type_name(p)}", f
+            )
         if "docid" not in p:
             raise where.error("missing", f"{f}.docid")
         docid = p["docid"]
@@ -59,8 +63,12 @@ def _passages(row: dict[str, Any], key: str, where: Where) -> list[tuple[str | N
     return out
 
 
-def read(builder: CollectionBuilder, paths: Sequence[str | os.PathLike[str]], *,
-         subset: str | None = None) -> None:
+def read(
+    builder: CollectionBuilder,
+    paths: Sequence[str | os.PathLike[str]],
+    *,
+    subset: str | None = None,
+) -> None:
     has_subset = False
     with progress(desc="ingest tevatron", unit=" rows") as bar:
         for path in paths:
@@ -77,7 +85,9 @@ def read(builder: CollectionBuilder, paths: Sequence[str | os.PathLike[str]], *,
                     query = req_str(row, "query", where)
                     pos = _passages(row, "positive_passages", where)
                     if not pos:
-                        raise where.error("no positives (an example needs at least one)", "positive_passages")
+                        raise where.error(
+                            "no positives (an example needs at least one)", "positive_passages"
+                        )
                     neg = _passages(row, "negative_passages", where)
                     sub = row.get("subset")
                     if sub is not None and not isinstance(sub, str):
@@ -99,10 +109,15 @@ def read(builder: CollectionBuilder, paths: Sequence[str | os.PathLike[str]], *,
     builder.options["subset_field"] = has_subset
 
 
-def _passage_obj(p: tuple[str | None, str | None, str, str | None], synthetic: str) -> dict[str, Any]:
+def _passage_obj(
+    p: tuple[str | None, str | None, str, str | None], synthetic: str
+) -> dict[str, Any]:
     docid, title, text, extra = p
-    d: dict[str, Any] = {"docid": docid if docid is not None else synthetic,
-                         "title": title if title is not None else "", "text": text}
+    d: dict[str, Any] = {
+        "docid": docid if docid is not None else synthetic,
+        "title": title if title is not None else "",
+        "text": text,
+    }
     d.update(parse_extra(extra))
     return d
 
@@ -116,8 +131,12 @@ def iter_output_rows(coll: Collection) -> Any:
         row: dict[str, Any] = {
             "query_id": ex.query_id if ex.query_id is not None else f"q{ex.qid}",
             "query": ex.query,
-            "positive_passages": [_passage_obj(p, s) for p, s in zip(ex.positives, pos_ids, strict=True)],
-            "negative_passages": [_passage_obj(p, s) for p, s in zip(ex.negatives, neg_ids, strict=True)],
+            "positive_passages": [
+                _passage_obj(p, s) for p, s in zip(ex.positives, pos_ids, strict=True)
+            ],
+            "negative_passages": [
+                _passage_obj(p, s) for p, s in zip(ex.negatives, neg_ids, strict=True)
+            ],
         }
         if subset_field:
             row["subset"] = ex.subset
@@ -127,7 +146,10 @@ def iter_output_rows(coll: Collection) -> Any:
 
 def write(coll: Collection, out: str | os.PathLike[str], chunk_rows: int = 10_000) -> None:
     """JSON Lines, or Parquet when ``out`` ends in .parquet (written in row groups, streaming)."""
-    with progress(total=len(coll), desc="export tevatron", unit=" rows") as bar, atomic_file(out) as f:
+    with (
+        progress(total=len(coll), desc="export tevatron", unit=" rows") as bar,
+        atomic_file(out) as f,
+    ):
         if not is_parquet(out):
             for row in iter_output_rows(coll):
                 f.write(dumps_line(row))
@@ -156,8 +178,7 @@ def write_parquet_rows(f: Any, rows: Any, chunk_rows: int, bar: Any) -> None:
         chunk.append(row)
         if len(chunk) >= chunk_rows:
             emit()
-    if chunk or writer is None:
-        if chunk:
-            emit()
+    if chunk:
+        emit()
     if writer is not None:
         writer.close()

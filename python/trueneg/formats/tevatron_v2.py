@@ -45,15 +45,23 @@ def read_corpus(builder: CollectionBuilder, corpus: str | os.PathLike[str]) -> N
             title = row.get("title")
             if title is not None and not isinstance(title, str):
                 raise where.error(f"expected a string, got {type_name(title)}", "title")
-            builder.add_corpus_passage(docid, title, text, extras(row, CORPUS_KNOWN),
-                                       source=src, line=where.line)
+            builder.add_corpus_passage(
+                docid, title, text, extras(row, CORPUS_KNOWN), source=src, line=where.line
+            )
     builder.flush()
 
 
-def read(builder: CollectionBuilder, paths: Sequence[str | os.PathLike[str]], *,
-         corpus: str | os.PathLike[str] | None, subset: str | None = None) -> None:
+def read(
+    builder: CollectionBuilder,
+    paths: Sequence[str | os.PathLike[str]],
+    *,
+    corpus: str | os.PathLike[str] | None,
+    subset: str | None = None,
+) -> None:
     if corpus is None:
-        raise InputError("the tevatron-v2 format needs --corpus (the corpus JSON Lines or Parquet file)")
+        raise InputError(
+            "the tevatron-v2 format needs --corpus (the corpus JSON Lines or Parquet file)"
+        )
     read_corpus(builder, corpus)
     with progress(desc="ingest tevatron-v2", unit=" rows") as bar:
         for path in paths:
@@ -70,15 +78,23 @@ def read(builder: CollectionBuilder, paths: Sequence[str | os.PathLike[str]], *,
                     query = req_str(row, "query_text", where)
                     pos = req_str_list(row, "positive_document_ids", where)
                     if not pos:
-                        raise where.error("no positives (an example needs at least one)",
-                                          "positive_document_ids")
+                        raise where.error(
+                            "no positives (an example needs at least one)", "positive_document_ids"
+                        )
                     neg = req_str_list(row, "negative_document_ids", where)
                 except InputError as e:
                     builder.error(e)
                     continue
-                builder.add_example_refs(query=query, query_id=qid, subset=sub,
-                                         positive_docids=pos, negative_docids=neg,
-                                         extra=extras(row, KNOWN), source=src, line=where.line)
+                builder.add_example_refs(
+                    query=query,
+                    query_id=qid,
+                    subset=sub,
+                    positive_docids=pos,
+                    negative_docids=neg,
+                    extra=extras(row, KNOWN),
+                    source=src,
+                    line=where.line,
+                )
 
 
 def write(coll: Collection, out: str | os.PathLike[str]) -> None:
@@ -97,15 +113,26 @@ def write(coll: Collection, out: str | os.PathLike[str]) -> None:
             row["text"] = text
             row.update(parse_extra(extra))
             f.write(dumps_line(row))
-    with atomic_file(out / "train.jsonl") as f, progress(total=len(coll), desc="export tevatron-v2") as bar:
+    with (
+        atomic_file(out / "train.jsonl") as f,
+        progress(total=len(coll), desc="export tevatron-v2") as bar,
+    ):
         for ex in iter_examples(coll):
-            f.write(dumps_line({
-                "query_id": ex.query_id if ex.query_id is not None else f"q{ex.qid}",
-                "query_text": ex.query,
-                "positive_document_ids": [d if d is not None else synthetic[p]
-                                          for (d, *_), p in zip(ex.positives, ex.pos_pids, strict=True)],
-                "negative_document_ids": [d if d is not None else synthetic[p]
-                                          for (d, *_), p in zip(ex.negatives, ex.neg_pids, strict=True)],
-                **ex.extra,
-            }))
+            f.write(
+                dumps_line(
+                    {
+                        "query_id": ex.query_id if ex.query_id is not None else f"q{ex.qid}",
+                        "query_text": ex.query,
+                        "positive_document_ids": [
+                            d if d is not None else synthetic[p]
+                            for (d, *_), p in zip(ex.positives, ex.pos_pids, strict=True)
+                        ],
+                        "negative_document_ids": [
+                            d if d is not None else synthetic[p]
+                            for (d, *_), p in zip(ex.negatives, ex.neg_pids, strict=True)
+                        ],
+                        **ex.extra,
+                    }
+                )
+            )
             bar.update()
