@@ -13,6 +13,9 @@ __all__ = [
     "__version__",
     "cpu_features",
     "hash_string_columns",
+    "lsh_clusters",
+    "minhash_signatures",
+    "normalized_hashes",
     "num_threads",
     "parse_bge_file_block",
     "parse_bge_lines",
@@ -34,6 +37,40 @@ def parse_bge_file_block(
     path: str | PathLike[str], offset: int = 0, block_bytes: int = 33554432, first_line: int = 1
 ) -> tuple[dict[str, Any], int, int]:
     """One memory-mapped block of a BGE file: (columns, next offset, next line)."""
+
+_StrColumn = tuple[NDArray[np.int64], NDArray[np.uint8], NDArray[np.bool_] | None]
+
+def normalized_hashes(
+    texts: _StrColumn, nfkc: bool = True, lowercase: bool = True, whitespace: bool = True
+) -> NDArray[np.uint64]:
+    """128-bit keys (uint64 (n, 2)) of normalised texts: equal keys are exact duplicates."""
+
+def minhash_signatures(
+    texts: _StrColumn,
+    num_perm: int = 128,
+    seed: int = 1,
+    unit: str = "word",
+    ngram: int = 5,
+    nfkc: bool = True,
+    lowercase: bool = True,
+    whitespace: bool = True,
+) -> NDArray[np.uint32]:
+    """MinHash signatures, uint32 (n, num_perm)."""
+
+def lsh_clusters(
+    signatures: NDArray[np.uint32],
+    bands: int,
+    rows: int,
+    verify: str = "minhash",
+    threshold: float = 0.0,
+    texts: _StrColumn | None = None,
+    unit: str = "word",
+    ngram: int = 5,
+    nfkc: bool = True,
+    lowercase: bool = True,
+    whitespace: bool = True,
+) -> tuple[NDArray[np.uint32], int, NDArray[np.uint32], NDArray[np.float32]]:
+    """(roots, candidate pairs, edges (m, 2), similarities) of LSH banding + verification."""
 
 def set_serial(serial: bool) -> None: ...
 def num_threads() -> int: ...

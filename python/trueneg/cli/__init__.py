@@ -21,6 +21,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+from trueneg.cli import dedup as _dedup  # noqa: E402,F401
 from trueneg.cli import env as _env  # noqa: E402,F401
 from trueneg.cli import export as _export  # noqa: E402,F401
 from trueneg.cli import ingest as _ingest  # noqa: E402,F401
