@@ -93,7 +93,7 @@ def test_signatures_are_stable_across_runs() -> None:
     assert s.tolist() == [PINNED]
 
 
-PINNED = [183696555, 287783641, 355895517, 1311893817]
+PINNED = [1775098368, 290454545, 372951461, 614269494]
 
 
 def test_normalisation_makes_exact_duplicates() -> None:
@@ -133,8 +133,16 @@ def test_real_data_findings(rlhn_dir: Path, data_dir: Path, tmp_path: Path) -> N
     assert sum(1 for v in used.values() if v > 1) == 5
     r = dedup_collection(rl)
     assert r.queries["duplicate_texts"] == 0
-    assert r.passages["duplicate_texts"] == 1 and r.passages["exact_duplicate_texts"] == 0
+    assert r.passages["exact_duplicate_texts"] == 0
     assert r.free_false_negatives == 0
+    # one pair of MS MARCO passages at exact word-5-gram Jaccard 0.796 (the "pendejo" answer)
+    d = find_duplicates(passage_texts(rl), DedupConfig(threshold=0.75, verify="jaccard"))
+    assert d.summary()["duplicate_texts"] == 1
+    assert d.similarity.tolist() == pytest.approx([0.7963], abs=1e-4)
+    assert sorted(rl.passages["docid"].take(d.edges.ravel()).to_pylist()) == [
+        "bd572a5bd7769cf1c205a6052f754a05",
+        "fbde372ca8cb879e8e08922dc9e45594",
+    ]
     # Cranfield: docs 471 and 995 are both empty, an exact duplicate pair
     cran = ingest([data_dir / "beir-cranfield"], tmp_path / "cran")
     d = find_duplicates(passage_texts(cran), DedupConfig())

@@ -1,5 +1,6 @@
 """Type stubs of the Rust extension ``trueneg._core`` (hand-written; checked by mypy.stubtest)."""
 
+from collections.abc import Iterable
 from os import PathLike
 from typing import Any, final
 
@@ -20,6 +21,7 @@ __all__ = [
     "parse_bge_file_block",
     "parse_bge_lines",
     "set_serial",
+    "strings_to_column",
 ]
 
 class CoreValueError(ValueError): ...
@@ -71,6 +73,11 @@ def lsh_clusters(
     whitespace: bool = True,
 ) -> tuple[NDArray[np.uint32], int, NDArray[np.uint32], NDArray[np.float32]]:
     """(roots, candidate pairs, edges (m, 2), similarities) of LSH banding + verification."""
+
+def strings_to_column(
+    texts: Iterable[str | None],
+) -> tuple[NDArray[np.int64], NDArray[np.uint8], NDArray[np.bool_] | None]:
+    """An iterable of str (or None) as an Arrow-layout column: (offsets, data, nulls | None)."""
 
 def set_serial(serial: bool) -> None: ...
 def num_threads() -> int: ...

@@ -107,6 +107,13 @@ def hash_columns(*arrays: pa.Array | Sequence[str | None], seed: int = 0) -> np.
     return _core.hash_string_columns([_str_args(c) for c in cols], seed)
 
 
+def arrow_indices(idx: np.ndarray) -> pa.Array:
+    """An int64 Arrow view of a numpy index array (no copy; unlike ``pa.array`` it does not make
+    pyarrow import pandas)."""
+    a = np.ascontiguousarray(idx, dtype=np.int64)
+    return pa.Array.from_buffers(pa.int64(), len(a), [None, pa.py_buffer(a)])
+
+
 def keys_to_binary(keys: np.ndarray) -> pa.Array:
     """uint64 (n, 2) keys as a fixed_size_binary(16) array (big-endian high then low)."""
     be = np.ascontiguousarray(keys.astype(">u8"))

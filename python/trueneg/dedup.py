@@ -31,6 +31,7 @@ from trueneg.collection import (
     EXAMPLE_SCHEMA,
     Collection,
     _str_args,
+    arrow_indices,
     step_record,
     write_manifest,
 )
@@ -196,8 +197,17 @@ class Duplicates:
 
 
 def _as_string_array(texts: pa.Array | pa.ChunkedArray | list[str]) -> pa.Array:
-    if isinstance(texts, list):
-        return pa.array(texts, pa.string())
+    if isinstance(texts, list | tuple):
+        # one copy of the UTF-8 bytes in Rust, then a zero-copy Arrow view
+        offsets, data, nulls = _core.strings_to_column(texts)
+        n = len(offsets) - 1
+        validity = None if nulls is None else pa.py_buffer(np.packbits(~nulls, bitorder="little"))
+        return pa.Array.from_buffers(
+            pa.large_string(),
+            n,
+            [validity, pa.py_buffer(offsets), pa.py_buffer(data)],
+            null_count=0 if nulls is None else int(nulls.sum()),
+        )
     if isinstance(texts, pa.ChunkedArray):
         return texts.combine_chunks()
     return texts
@@ -232,7 +242,7 @@ def find_duplicates(
     exact_keys = _core.normalized_hashes(_str_args(arr), **norm)
     groups, is_first, _ = _core.Interner().intern(exact_keys)
     reps = np.flatnonzero(is_first)
-    rep_texts = arr.take(pa.array(reps))
+    rep_texts = arr.take(arrow_indices(reps))
     sigs = np.empty((len(reps), cfg.num_perm), np.uint32)
     with progress(total=len(reps), desc=desc, unit=" texts") as bar:
         for off in range(0, len(reps), cfg.chunk_size):

@@ -1,4 +1,8 @@
 //! Shingling: word n-grams or character n-grams of normalised text, hashed to u64 (fixed seed).
+//!
+//! Word n-grams hash each (normalised) word with XXH3 and combine the `n` word hashes of a window
+//! with a multiply-rotate mix, so a shingle costs `n` multiplies, not a pass over its bytes. ASCII
+//! text takes a fused path (lower case and whitespace splitting in one pass, no copy of the text).
 
 use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
@@ -10,7 +14,7 @@ pub enum Unit {
     Char,
 }
 
-/// Turns texts into sets of shingle hashes.
+/// Turns texts into shingle hashes.
 #[derive(Debug, Clone, Copy)]
 pub struct Shingler {
     pub unit: Unit,
@@ -20,30 +24,109 @@ pub struct Shingler {
 }
 
 const SHINGLE_SEED: u64 = 0x7472_7565_6e65_6721; // "trueneg!"
+const MIX: u64 = 0x9E37_79B9_7F4A_7C15;
+
+#[inline]
+fn combine(words: impl Iterator<Item = u64>) -> u64 {
+    let mut h = SHINGLE_SEED;
+    for w in words {
+        h = (h ^ w).wrapping_mul(MIX).rotate_left(31);
+    }
+    // splitmix64 finaliser
+    h = (h ^ (h >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    h = (h ^ (h >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    h ^ (h >> 31)
+}
+
+/// Emits word n-gram hashes from a stream of word hashes.
+struct WordWindows<'a> {
+    n: usize,
+    ring: &'a mut Vec<u64>,
+}
+
+impl WordWindows<'_> {
+    #[inline]
+    fn push(&mut self, w: u64, out: &mut Vec<u64>) {
+        self.ring.push(w);
+        if self.ring.len() >= self.n {
+            let s = self.ring.len() - self.n;
+            out.push(combine(self.ring[s..].iter().copied()));
+        }
+    }
+
+    /// A text with fewer than `n` words yields one shingle of all its words.
+    fn finish(&mut self, out: &mut Vec<u64>) {
+        if !self.ring.is_empty() && self.ring.len() < self.n {
+            out.push(combine(self.ring.iter().copied()));
+        }
+    }
+}
 
 impl Shingler {
-    /// Shingle hashes of `text`, sorted and deduplicated. A text shorter than `n` units gives one
-    /// shingle (the whole text); an empty text gives none. `buf` is scratch space.
-    pub fn shingles_into(&self, text: &str, buf: &mut String, out: &mut Vec<u64>) {
+    /// Shingle hashes of `text` in text order, repeats included (enough for `MinHash`).
+    /// `buf` and `scratch` are reusable scratch space.
+    pub fn shingle_stream_into(
+        &self,
+        text: &str,
+        buf: &mut String,
+        scratch: &mut Vec<u64>,
+        out: &mut Vec<u64>,
+    ) {
         out.clear();
-        self.normalize.apply_into(text, buf);
-        let t = buf.as_str();
-        if t.is_empty() {
-            return;
-        }
+        scratch.clear();
         match self.unit {
             Unit::Word => {
-                let words: Vec<u64> = t
-                    .split_whitespace()
-                    .map(|w| xxh3_64(w.as_bytes()))
-                    .collect();
-                if words.len() <= self.n {
-                    out.push(hash_words(&words));
+                let mut win = WordWindows {
+                    n: self.n,
+                    ring: scratch,
+                };
+                if text.is_ascii() && self.normalize.whitespace {
+                    // fused ASCII path: NFKC is the identity, lower-casing is per byte
+                    let lower = self.normalize.lowercase;
+                    let mut word = [0u8; 64];
+                    for tok in text
+                        .as_bytes()
+                        .split(u8::is_ascii_whitespace)
+                        .filter(|t| !t.is_empty())
+                    {
+                        let h = if lower && tok.len() <= word.len() {
+                            for (d, s) in word.iter_mut().zip(tok) {
+                                *d = s.to_ascii_lowercase();
+                            }
+                            xxh3_64(&word[..tok.len()])
+                        } else if lower {
+                            xxh3_64(&tok.to_ascii_lowercase())
+                        } else {
+                            xxh3_64(tok)
+                        };
+                        win.push(h, out);
+                    }
                 } else {
-                    out.extend(words.windows(self.n).map(hash_words));
+                    self.normalize.apply_into(text, buf);
+                    for w in buf.split_whitespace() {
+                        win.push(xxh3_64(w.as_bytes()), out);
+                    }
                 }
+                win.finish(out);
             }
             Unit::Char => {
+                self.normalize.apply_into(text, buf);
+                let t = buf.as_str();
+                if t.is_empty() {
+                    return;
+                }
+                if t.is_ascii() {
+                    let b = t.as_bytes();
+                    if b.len() <= self.n {
+                        out.push(xxh3_64_with_seed(b, SHINGLE_SEED));
+                    } else {
+                        out.extend(
+                            b.windows(self.n)
+                                .map(|w| xxh3_64_with_seed(w, SHINGLE_SEED)),
+                        );
+                    }
+                    return;
+                }
                 let bounds: Vec<usize> =
                     t.char_indices().map(|(i, _)| i).chain([t.len()]).collect();
                 let chars = bounds.len() - 1;
@@ -59,6 +142,12 @@ impl Shingler {
                 }
             }
         }
+    }
+
+    /// The shingle set of `text`: sorted and deduplicated hashes.
+    pub fn shingles_into(&self, text: &str, buf: &mut String, out: &mut Vec<u64>) {
+        let mut scratch = Vec::new();
+        self.shingle_stream_into(text, buf, &mut scratch, out);
         out.sort_unstable();
         out.dedup();
     }
@@ -68,19 +157,6 @@ impl Shingler {
         let mut out = Vec::new();
         self.shingles_into(text, &mut buf, &mut out);
         out
-    }
-}
-
-fn hash_words(words: &[u64]) -> u64 {
-    let mut bytes = [0u8; 8 * 16];
-    if words.len() <= 16 {
-        for (i, w) in words.iter().enumerate() {
-            bytes[i * 8..i * 8 + 8].copy_from_slice(&w.to_le_bytes());
-        }
-        xxh3_64_with_seed(&bytes[..words.len() * 8], SHINGLE_SEED)
-    } else {
-        let v: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
-        xxh3_64_with_seed(&v, SHINGLE_SEED)
     }
 }
 
@@ -123,6 +199,24 @@ mod tests {
     }
 
     #[test]
+    fn ascii_fast_path_equals_general_path() {
+        let s = Shingler {
+            unit: Unit::Word,
+            n: 3,
+            normalize: Normalize::default(),
+        };
+        let ascii = "The Quick  brown\tFOX jumps over the lazy dog";
+        // the same words with a non-ASCII character appended: only the last shingle differs
+        let general = "The Quick  brown\tFOX jumps over the lazy dog é";
+        let a = s.shingles(ascii);
+        let g = s.shingles(general);
+        assert_eq!(a.len() + 1, g.len());
+        assert!(a.iter().all(|x| g.contains(x)));
+        let long = "x".repeat(100);
+        assert_eq!(s.shingles(&long.to_uppercase()), s.shingles(&long));
+    }
+
+    #[test]
     fn char_shingles_respect_unicode() {
         let s = Shingler {
             unit: Unit::Char,
@@ -131,6 +225,7 @@ mod tests {
         };
         assert_eq!(s.shingles("héllo").len(), 3);
         assert_eq!(s.shingles("hé").len(), 1);
+        assert_eq!(s.shingles("hello").len(), 3);
     }
 
     #[test]

@@ -218,6 +218,45 @@ fn parse_bge_file_block<'py>(
     Ok((bge_columns_to_py(py, c)?, next.offset, next.line))
 }
 
+type StrColumnOut<'py> = (
+    Bound<'py, PyArray1<i64>>,
+    Bound<'py, PyArray1<u8>>,
+    Option<Bound<'py, PyArray1<bool>>>,
+);
+
+/// An iterable of `str | None` as an Arrow-layout string column (offsets, data, nulls | None):
+/// one copy of the UTF-8 bytes, no per-row objects.
+#[pyfunction]
+fn strings_to_column<'py>(
+    py: Python<'py>,
+    texts: &Bound<'py, PyAny>,
+) -> PyResult<StrColumnOut<'py>> {
+    let mut buf = StrBuf::default();
+    let mut nulls: Vec<bool> = Vec::new();
+    let mut any_null = false;
+    for (i, item) in texts.try_iter()?.enumerate() {
+        let item = item?;
+        if item.is_none() {
+            any_null = true;
+            nulls.push(true);
+            buf.push("");
+            continue;
+        }
+        let s = item.cast::<pyo3::types::PyString>().map_err(|_| {
+            pyo3::exceptions::PyTypeError::new_err(format!(
+                "texts[{i}]: expected a str or None, got {}",
+                item.get_type()
+                    .name()
+                    .map_or_else(|_| "?".to_string(), |n| n.to_string())
+            ))
+        })?;
+        buf.push(s.to_str()?);
+        nulls.push(false);
+    }
+    let (offsets, data) = strbuf_to_py(py, buf);
+    Ok((offsets, data, any_null.then(|| nulls.into_pyarray(py))))
+}
+
 fn str_column<'a>(args: &'a StrColumnArgs<'_>, what: &str) -> PyResult<StrColumn<'a>> {
     let (offsets, data, nulls) = args;
     Ok(StrColumn {
@@ -435,7 +474,8 @@ mod _core {
     #[pymodule_export]
     use super::{
         cpu_features, hash_string_columns, lsh_clusters, minhash_signatures, normalized_hashes,
-        num_threads, parse_bge_file_block, parse_bge_lines, set_serial, PyInterner,
+        num_threads, parse_bge_file_block, parse_bge_lines, set_serial, strings_to_column,
+        PyInterner,
     };
 
     #[pymodule_export]
