@@ -7,6 +7,7 @@ pub mod dedup;
 pub mod error;
 pub mod formats;
 pub mod intern;
+pub mod ledger;
 pub mod pool;
 pub mod text;
 

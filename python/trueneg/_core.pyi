@@ -12,6 +12,7 @@ __all__ = [
     "CoreValueError",
     "Interner",
     "__version__",
+    "count_tokens",
     "cpu_features",
     "hash_string_columns",
     "lsh_clusters",
@@ -20,6 +21,7 @@ __all__ = [
     "num_threads",
     "parse_bge_file_block",
     "parse_bge_lines",
+    "plan_calls",
     "set_serial",
     "strings_to_column",
 ]
@@ -78,6 +80,14 @@ def strings_to_column(
     texts: Iterable[str | None],
 ) -> tuple[NDArray[np.int64], NDArray[np.uint8], NDArray[np.bool_] | None]:
     """An iterable of str (or None) as an Arrow-layout column: (offsets, data, nulls | None)."""
+
+def plan_calls(
+    counts: NDArray[np.uint32], max_per_call: int = 25
+) -> tuple[NDArray[np.uint64], NDArray[np.uint32], NDArray[np.uint32]]:
+    """Calls as (example, start, end): each example's negatives in near-equal calls of <= max."""
+
+def count_tokens(texts: _StrColumn, encoding: str = "o200k_base") -> NDArray[np.uint32]:
+    """Token count of each text with an OpenAI BPE encoding (bundled, offline)."""
 
 def set_serial(serial: bool) -> None: ...
 def num_threads() -> int: ...

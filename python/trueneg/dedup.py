@@ -361,19 +361,19 @@ def free_false_negatives(examples: pa.Table, pdup: Duplicates) -> pa.Table:
         for e, m in zip(exact.tolist(), match.tolist(), strict=True)
     ]
     n = len(idx)
-    return pa.Table.from_arrays(
-        [
-            pa.array(neg_ex[idx], pa.int64()),
-            pa.array(qids[neg_ex[idx]], pa.uint32()),
-            pa.array(neg_p, pa.uint32()),
-            pa.repeat(pa.scalar("dedup"), n).cast(pa.string()),
-            pa.repeat(pa.scalar("false_negative"), n).cast(pa.string()),
-            pa.repeat(pa.scalar("ok"), n).cast(pa.string()),
-            pa.nulls(n, pa.string()),
-            pa.array(reasons, pa.string()),
-            pa.array(sim, pa.float32()),
-        ],
-        schema=judgments.JUDGMENT_SCHEMA,
+    return judgments.table(
+        {
+            "example": neg_ex[idx],
+            "qid": qids[neg_ex[idx]],
+            "pid": neg_p,
+            "stage": ["dedup"] * n,
+            "stage_index": [0] * n,
+            "label": ["false_negative"] * n,
+            "flagged": [True] * n,
+            "status": ["ok"] * n,
+            "reason": reasons,
+            "similarity": sim,
+        }
     )
 
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute
 import pyarrow.parquet as pq
 
 JUDGMENT_SCHEMA = pa.schema(
@@ -19,9 +21,13 @@ JUDGMENT_SCHEMA = pa.schema(
         ("qid", pa.uint32()),
         ("pid", pa.uint32()),
         ("stage", pa.string()),
+        ("stage_index", pa.int16()),  # 0 = dedup, 1.. = judge stages in cascade order
         ("label", pa.string()),
+        ("flagged", pa.bool_()),  # a false negative by this stage's flag rule
         ("status", pa.string()),
         ("model", pa.string()),
+        ("prompt", pa.string()),
+        ("request_key", pa.string()),
         ("reason", pa.string()),
         ("similarity", pa.float32()),
     ]
@@ -40,3 +46,32 @@ def load(collection_dir: str | Path) -> pa.Table:
     if not f.is_file():
         return empty()
     return pq.read_table(f)
+
+
+def table(columns: dict[str, object]) -> pa.Table:
+    """A judgment table from a dict of columns; missing columns are nulls."""
+    n = len(next(iter(columns.values())))  # type: ignore[arg-type]
+    arrays = []
+    for f in JUDGMENT_SCHEMA:
+        v = columns.get(f.name)
+        arrays.append(pa.nulls(n, f.type) if v is None else pa.array(v, f.type))
+    return pa.Table.from_arrays(arrays, schema=JUDGMENT_SCHEMA)
+
+
+def final_flags(t: pa.Table) -> pa.Table:
+    """For each (example, pid), the row of the deepest stage that judged it with a readable answer:
+    the verdict the fix stage applies. Dedup rows (stage 0) stand unless a judge stage overrules."""
+    if len(t) == 0:
+        return t
+    ok = t.filter(
+        pa.compute.or_(pa.compute.equal(t["stage"], "dedup"), pa.compute.is_valid(t["label"]))
+    )
+    if len(ok) == 0:
+        return ok
+    order = ok.sort_by(
+        [("example", "ascending"), ("pid", "ascending"), ("stage_index", "descending")]
+    )
+    ex = order["example"].to_numpy()
+    pid = order["pid"].to_numpy()
+    first = np.concatenate([[True], (ex[1:] != ex[:-1]) | (pid[1:] != pid[:-1])])
+    return order.filter(pa.array(first))

@@ -16,6 +16,7 @@ use crate::dedup;
 use crate::error::CoreError;
 use crate::formats::{bge, StrBuf};
 use crate::intern;
+use crate::ledger;
 use crate::pool;
 use crate::text::{self, StrColumn};
 
@@ -430,6 +431,45 @@ fn lsh_clusters<'py>(
     ))
 }
 
+/// Plan judge calls: each example's negatives split into the fewest near-equal calls of at most
+/// `max_per_call`. Returns (example int64, start int32, end int32) arrays, one entry per call.
+#[pyfunction]
+#[pyo3(signature = (counts, max_per_call = 25))]
+#[allow(clippy::type_complexity)]
+fn plan_calls<'py>(
+    py: Python<'py>,
+    counts: PyReadonlyArray1<'py, u32>,
+    max_per_call: u32,
+) -> PyResult<(
+    Bound<'py, PyArray1<u64>>,
+    Bound<'py, PyArray1<u32>>,
+    Bound<'py, PyArray1<u32>>,
+)> {
+    let c = contiguous(&counts, "counts")?;
+    let calls = run_detached(py, || ledger::pack::plan_calls(c, max_per_call))?;
+    let ex: Vec<u64> = calls.iter().map(|x| x.example).collect();
+    let st: Vec<u32> = calls.iter().map(|x| x.start).collect();
+    let en: Vec<u32> = calls.iter().map(|x| x.end).collect();
+    Ok((
+        ex.into_pyarray(py),
+        st.into_pyarray(py),
+        en.into_pyarray(py),
+    ))
+}
+
+/// Token count of each text with an `OpenAI` encoding (`o200k_base` or `cl100k_base`), offline.
+#[pyfunction]
+#[pyo3(signature = (texts, encoding = "o200k_base"))]
+fn count_tokens<'py>(
+    py: Python<'py>,
+    texts: StrColumnArgs<'py>,
+    encoding: &str,
+) -> PyResult<Bound<'py, PyArray1<u32>>> {
+    let col = str_column(&texts, "texts")?;
+    let n = run_detached(py, || ledger::tokens::count_tokens(&col, encoding))?;
+    Ok(n.into_pyarray(py))
+}
+
 /// Run every later kernel on the calling thread (set in forked children).
 #[pyfunction]
 fn set_serial(serial: bool) {
@@ -473,9 +513,9 @@ fn cpu_features() -> Vec<String> {
 mod _core {
     #[pymodule_export]
     use super::{
-        cpu_features, hash_string_columns, lsh_clusters, minhash_signatures, normalized_hashes,
-        num_threads, parse_bge_file_block, parse_bge_lines, set_serial, strings_to_column,
-        PyInterner,
+        count_tokens, cpu_features, hash_string_columns, lsh_clusters, minhash_signatures,
+        normalized_hashes, num_threads, parse_bge_file_block, parse_bge_lines, plan_calls,
+        set_serial, strings_to_column, PyInterner,
     };
 
     #[pymodule_export]

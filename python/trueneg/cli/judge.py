@@ -1,0 +1,233 @@
+"""``trueneg judge``: run the LLM cascade, estimate its cost, import past answers, show status, export."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from trueneg.cli import app
+
+judge_app = typer.Typer(
+    help="LLM judge cascade (RLHN: gpt-4o-mini then gpt-4o by default).", no_args_is_help=True
+)
+app.add_typer(judge_app, name="judge")
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        help="Judge TOML ([judge] settings and [[judge.stages]]); default: RLHN's two stages.",
+    ),
+]
+CacheOpt = Annotated[
+    Path | None,
+    typer.Option(
+        help="Answer cache (SQLite); default: judge-cache.sqlite in the collection. Share one across collections to pay once per identical request."
+    ),
+]
+
+
+def _config(config: Path | None, **overrides: object):  # type: ignore[no-untyped-def]
+    from trueneg.judge.cascade import JudgeConfig, with_overrides
+
+    cfg = JudgeConfig.from_toml(config) if config else JudgeConfig()
+    return with_overrides(cfg, **overrides)
+
+
+def _print_summary(s, as_json: bool) -> None:  # type: ignore[no-untyped-def]
+    if as_json:
+        typer.echo(json.dumps(s.as_dict(), indent=2, default=str))
+        return
+    for st in s.stages:
+        if s.dry_run:
+            typer.echo(
+                f"{st.name} ({st.model}): {st.calls:,} calls, worst case ${st.estimated_cost_usd:,.2f}"
+            )
+            continue
+        typer.echo(
+            f"{st.name} ({st.model}): {st.calls:,} calls, {st.cache_hits:,} cached, {st.sent:,} sent, "
+            f"{st.failed:,} failed; statuses {st.statuses}; {st.flagged_calls:,} calls flag "
+            f"{st.false_negatives:,} false negatives; ${st.cost_usd:,.4f}"
+        )
+    if s.dry_run:
+        typer.echo(
+            "(dry run: worst case = every call of every stage, the full max_completion_tokens of output; "
+            "stage 2 runs only on the calls stage 1 flags)"
+        )
+        return
+    per = f"${s.cost_per_false_negative:,.4f}" if s.cost_per_false_negative is not None else "-"
+    typer.echo(
+        f"false negatives: {s.false_negatives:,} in {s.examples_with_false_negatives:,} examples; "
+        f"cost ${s.cost_usd:,.4f} ({per} per false negative); {s.seconds:.1f} s"
+    )
+
+
+@judge_app.command("run")
+def run(
+    collection: Annotated[
+        Path, typer.Argument(help="Collection directory (judgments are written into it).")
+    ],
+    config: ConfigOpt = None,
+    cache: CacheOpt = None,
+    base_url: Annotated[
+        str | None,
+        typer.Option(help="OpenAI-compatible endpoint (vLLM, llama.cpp server); default: OpenAI."),
+    ] = None,
+    api_key_env: Annotated[
+        str | None,
+        typer.Option(help="Environment variable that holds the API key (default OPENAI_API_KEY)."),
+    ] = None,
+    budget: Annotated[
+        float | None,
+        typer.Option(
+            help="Stop sending once this many dollars (paid + in flight, worst case) would be exceeded."
+        ),
+    ] = None,
+    concurrency: Annotated[
+        int | None, typer.Option(help="Requests in flight (default 16).")
+    ] = None,
+    rpm: Annotated[int | None, typer.Option(help="Requests per minute limit.")] = None,
+    tpm: Annotated[
+        int | None, typer.Option(help="Tokens per minute limit (worst case per request).")
+    ] = None,
+    offline: Annotated[
+        bool, typer.Option(help="Send nothing: judge from cached/imported answers only.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Run the cascade: cached answers are reused, only missing requests are sent."""
+    from trueneg.judge import judge_collection
+
+    cfg = _config(
+        config,
+        base_url=base_url,
+        api_key_env=api_key_env,
+        budget_usd=budget,
+        concurrency=concurrency,
+        rpm=rpm,
+        tpm=tpm,
+    )
+    _print_summary(judge_collection(collection, cfg, cache_path=cache, offline=offline), as_json)
+
+
+@judge_app.command("estimate")
+def estimate(
+    collection: Annotated[Path, typer.Argument(help="Collection directory.")],
+    config: ConfigOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Worst-case cost before anything is sent (o200k_base tokens, full output budget, price table)."""
+    from trueneg.judge import judge_collection
+
+    _print_summary(judge_collection(collection, _config(config), dry_run=True), as_json)
+
+
+@judge_app.command("import")
+def import_(
+    collection: Annotated[
+        Path, typer.Argument(help="Collection directory (its cache receives the answers).")
+    ],
+    files: Annotated[
+        list[Path],
+        typer.Argument(help="RLHN judged JSON Lines, or Batch API output files (--batch-output)."),
+    ],
+    stage: Annotated[
+        str, typer.Option(help="Stage whose model and prompt produced the RLHN answers.")
+    ] = "stage1",
+    batch_output: Annotated[
+        bool, typer.Option(help="The files are Batch API output files (custom_id = request key).")
+    ] = False,
+    config: ConfigOpt = None,
+    cache: CacheOpt = None,
+) -> None:
+    """Import answers already paid for, so the cascade reuses them."""
+    from trueneg.collection import Collection
+    from trueneg.exceptions import InputError
+    from trueneg.judge import Cache, default_cache
+    from trueneg.judge.importers import import_batch_output, import_rlhn
+
+    cfg = _config(config)
+    coll = Collection.load(collection)
+    with Cache(cache or default_cache(coll)) as c:
+        if batch_output:
+            st = import_batch_output(c, files, cfg)
+        else:
+            by_name = {s.name: s for s in cfg.stages}
+            if stage not in by_name:
+                raise InputError(f"unknown stage {stage!r} (stages: {', '.join(by_name)})")
+            st = import_rlhn(c, files, by_name[stage])
+    typer.echo(
+        f"{st.rows:,} rows: {st.imported:,} answers imported, {st.already:,} already cached, {st.skipped:,} skipped"
+    )
+
+
+@judge_app.command("status")
+def status(
+    collection: Annotated[Path, typer.Argument(help="Collection directory.")],
+    cache: CacheOpt = None,
+) -> None:
+    """Cached answers, money spent, and the judgments written so far."""
+    import pyarrow.compute as pc
+
+    from trueneg import judgments
+    from trueneg.collection import Collection
+    from trueneg.judge import Cache, default_cache
+
+    coll = Collection.load(collection)
+    with Cache(cache or default_cache(coll)) as c:
+        typer.echo(f"cache {c.path}: {c.count():,} answers, ${c.spent():,.4f} spent")
+    t = judgments.load(coll.path)
+    if len(t) == 0:
+        typer.echo("no judgments yet")
+        return
+    for stage in pc.unique(t["stage"]).to_pylist():
+        s = t.filter(pc.equal(t["stage"], stage))
+        counts = pc.value_counts(s["status"]).to_pylist()
+        typer.echo(
+            f"{stage}: {len(s):,} pairs, {pc.sum(s['flagged']).as_py() or 0:,} flagged; "
+            + ", ".join(f"{d['values']} {d['counts']:,}" for d in counts)
+        )
+
+
+@judge_app.command("export")
+def export(
+    collection: Annotated[Path, typer.Argument(help="Collection directory.")],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out", "-o", help="Output: .parquet, or JSON Lines (one judgment per line)."
+        ),
+    ],
+) -> None:
+    """Write the judgments (every stage, with docids and query ids) out."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from trueneg import judgments
+    from trueneg._io import atomic_file, dumps_line
+    from trueneg.collection import Collection
+
+    coll = Collection.load(collection)
+    t = judgments.load(coll.path)
+    docid = (
+        coll.passages["docid"]
+        .combine_chunks()
+        .take(t["pid"].combine_chunks() if len(t) else pa.array([], pa.uint32()))
+    )
+    qid = (
+        coll.queries["query_id"]
+        .combine_chunks()
+        .take(t["qid"].combine_chunks() if len(t) else pa.array([], pa.uint32()))
+    )
+    t = t.append_column("docid", docid).append_column("query_id", qid)
+    with atomic_file(out) as f:
+        if str(out).endswith(".parquet"):
+            pq.write_table(t, f)
+        else:
+            for row in t.to_pylist():
+                f.write(dumps_line(row))
+    typer.echo(f"wrote {len(t):,} judgments to {out}")

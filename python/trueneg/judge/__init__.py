@@ -1,0 +1,77 @@
+"""The LLM judge: RLHN's cascade (GPT-4o-mini then GPT-4o by default) over any OpenAI-compatible
+backend or the Batch API, with a durable answer cache, cost estimates and a budget cap."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from trueneg import judgments
+from trueneg._io import atomic_file
+from trueneg.collection import COMPRESSION, Collection, step_record, write_manifest
+from trueneg.judge.cache import Cache, request_key
+from trueneg.judge.cascade import RLHN_STAGES, JudgeConfig, JudgeSummary, Stage, run_cascade
+
+__all__ = [
+    "RLHN_STAGES",
+    "Cache",
+    "JudgeConfig",
+    "JudgeSummary",
+    "Stage",
+    "judge_collection",
+    "request_key",
+]
+
+logger = logging.getLogger(__name__)
+
+CACHE_FILE = "judge-cache.sqlite"
+
+
+def default_cache(coll: Collection) -> Path:
+    return coll.path / CACHE_FILE
+
+
+def judge_collection(
+    path: str | Path,
+    config: JudgeConfig | None = None,
+    *,
+    cache_path: str | Path | None = None,
+    dry_run: bool = False,
+    offline: bool = False,
+) -> JudgeSummary:
+    """Judge a collection in place: the judge stages' rows of ``judgments.parquet`` are replaced (the
+    dedup rows kept), ``judge-summary.json`` written and the step added to the manifest. Answers
+    live in the cache (default: ``judge-cache.sqlite`` in the collection), so a rerun pays nothing."""
+    coll = Collection.load(path)
+    cfg = config or JudgeConfig()
+    with Cache(cache_path or default_cache(coll)) as cache:
+        summary, table = run_cascade(coll, cfg, cache, dry_run=dry_run, offline=offline)
+    if dry_run:
+        return summary
+    old = judgments.load(coll.path)
+    names = [s.name for s in cfg.stages]
+    keep = old.filter(pc.invert(pc.is_in(old["stage"], pa.array(names)))) if len(old) else old
+    merged = pa.concat_tables([keep, table])
+    with atomic_file(coll.path / judgments.FILE) as f:
+        pq.write_table(merged, f, compression=COMPRESSION)
+    with atomic_file(coll.path / "judge-summary.json") as f:
+        f.write(orjson.dumps(summary.as_dict(), option=orjson.OPT_INDENT_2))
+    manifest = dict(coll.manifest)
+    manifest["steps"] = [
+        *manifest.get("steps", []),
+        step_record(
+            "judge",
+            stages=[s.__dict__ for s in cfg.stages],
+            base_url=cfg.base_url,
+            offline=offline,
+            false_negatives=summary.false_negatives,
+            cost_usd=summary.cost_usd,
+        ),
+    ]
+    write_manifest(coll.path, manifest)
+    return summary

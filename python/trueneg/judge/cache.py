@@ -1,0 +1,233 @@
+"""The answer cache and ledger: SQLite in WAL mode, keyed by the hash of the request.
+
+Every answer is committed the moment it arrives, before it is parsed or used, so a process killed at
+any point loses nothing it paid for and a rerun sends only what is missing. The key covers the
+model, the rendered messages, the sampling parameters and the response schema; never the API key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS responses (
+    key TEXT PRIMARY KEY,
+    model TEXT NOT NULL,
+    content TEXT,
+    refusal TEXT,
+    finish_reason TEXT,
+    prompt_tokens INTEGER,
+    completion_tokens INTEGER,
+    cost_usd REAL,
+    source TEXT NOT NULL,
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS failures (
+    key TEXT NOT NULL,
+    status TEXT NOT NULL,
+    http_status INTEGER,
+    message TEXT,
+    created REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS failures_key ON failures(key);
+CREATE TABLE IF NOT EXISTS batches (
+    chunk TEXT PRIMARY KEY,
+    model TEXT NOT NULL,
+    input_file_id TEXT,
+    batch_id TEXT,
+    status TEXT,
+    output_file_id TEXT,
+    error_file_id TEXT,
+    keys TEXT NOT NULL,
+    created REAL NOT NULL
+);
+"""
+
+
+def request_key(
+    model: str, messages: Sequence[dict[str, Any]], params: dict[str, Any], schema: Any = None
+) -> str:
+    """sha256 of the canonical JSON of (model, messages, sampling params, response schema)."""
+    payload = {"model": model, "messages": list(messages), "params": params, "schema": schema}
+    return hashlib.sha256(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+@dataclass
+class Answer:
+    key: str
+    model: str
+    content: str | None
+    refusal: str | None
+    finish_reason: str | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    cost_usd: float | None
+    source: str
+
+
+class Cache:
+    """Thread-safe handle on the SQLite ledger (one connection, a lock around writes)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(
+            self.path, check_same_thread=False, isolation_level=None, timeout=60
+        )
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")  # durable against a killed process
+        self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> Cache:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- answers ---------------------------------------------------------------------------
+
+    def put(self, a: Answer) -> bool:
+        """Store an answer (committed on return). False when the key was already there."""
+        with self._lock:
+            cur = self._db.execute(
+                "INSERT OR IGNORE INTO responses VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (
+                    a.key,
+                    a.model,
+                    a.content,
+                    a.refusal,
+                    a.finish_reason,
+                    a.prompt_tokens,
+                    a.completion_tokens,
+                    a.cost_usd,
+                    a.source,
+                    time.time(),
+                ),
+            )
+            return cur.rowcount == 1
+
+    def put_many(self, answers: Iterable[Answer]) -> int:
+        rows = [
+            (
+                a.key,
+                a.model,
+                a.content,
+                a.refusal,
+                a.finish_reason,
+                a.prompt_tokens,
+                a.completion_tokens,
+                a.cost_usd,
+                a.source,
+                time.time(),
+            )
+            for a in answers
+        ]
+        with self._lock:
+            before = self._db.total_changes
+            self._db.execute("BEGIN")
+            self._db.executemany(
+                "INSERT OR IGNORE INTO responses VALUES (?,?,?,?,?,?,?,?,?,?)", rows
+            )
+            self._db.execute("COMMIT")
+            return self._db.total_changes - before
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, Answer]:
+        out: dict[str, Answer] = {}
+        uniq = list(dict.fromkeys(keys))
+        with self._lock:
+            for i in range(0, len(uniq), 900):
+                part = uniq[i : i + 900]
+                q = (
+                    "SELECT key, model, content, refusal, finish_reason, prompt_tokens, completion_tokens,"
+                    f" cost_usd, source FROM responses WHERE key IN ({','.join('?' * len(part))})"
+                )
+                for row in self._db.execute(q, part):
+                    out[row[0]] = Answer(*row)
+        return out
+
+    def __contains__(self, key: str) -> bool:
+        with self._lock:
+            return (
+                self._db.execute("SELECT 1 FROM responses WHERE key=?", (key,)).fetchone()
+                is not None
+            )
+
+    def count(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT count(*) FROM responses").fetchone()[0])
+
+    def spent(self) -> float:
+        """Dollars paid for answers stored from the API (imports and replays cost nothing here)."""
+        with self._lock:
+            v = self._db.execute(
+                "SELECT coalesce(sum(cost_usd), 0) FROM responses WHERE source IN ('api', 'batch')"
+            ).fetchone()[0]
+        return float(v)
+
+    # -- failures --------------------------------------------------------------------------
+
+    def record_failure(self, key: str, status: str, http_status: int | None, message: str) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO failures VALUES (?,?,?,?,?)",
+                (key, status, http_status, message[:2000], time.time()),
+            )
+
+    def last_failures(self, keys: Sequence[str]) -> dict[str, tuple[str, int | None, str]]:
+        out: dict[str, tuple[str, int | None, str]] = {}
+        uniq = list(dict.fromkeys(keys))
+        with self._lock:
+            for i in range(0, len(uniq), 900):
+                part = uniq[i : i + 900]
+                q = (
+                    f"SELECT key, status, http_status, message FROM failures WHERE key IN ({','.join('?' * len(part))})"
+                    " ORDER BY created"
+                )
+                for k, s, h, m in self._db.execute(q, part):
+                    out[k] = (s, h, m)
+        return out
+
+    # -- batch jobs ------------------------------------------------------------------------
+
+    def save_batch(self, chunk: str, model: str, keys: Sequence[str], **fields: Any) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT OR IGNORE INTO batches (chunk, model, keys, created) VALUES (?,?,?,?)",
+                (chunk, model, orjson.dumps(list(keys)).decode(), time.time()),
+            )
+            for k, v in fields.items():
+                if k not in (
+                    "input_file_id",
+                    "batch_id",
+                    "status",
+                    "output_file_id",
+                    "error_file_id",
+                ):
+                    raise ValueError(k)
+                self._db.execute(f"UPDATE batches SET {k}=? WHERE chunk=?", (v, chunk))
+
+    def batches(self) -> list[dict[str, Any]]:
+        with self._lock:
+            cur = self._db.execute(
+                "SELECT chunk, model, input_file_id, batch_id, status, output_file_id,"
+                " error_file_id, keys FROM batches ORDER BY created"
+            )
+            cols = [d[0] for d in cur.description]
+            rows = [dict(zip(cols, r, strict=True)) for r in cur]
+        for r in rows:
+            r["keys"] = orjson.loads(r["keys"])
+        return rows

@@ -1,0 +1,500 @@
+"""The judge cascade: N stages from config, each a backend, a model, a prompt, a trigger and a flag
+rule. The default is RLHN: GPT-4o-mini on every example, then GPT-4o on the calls it flagged.
+
+Each stage plans its calls (a Rust kernel packs each example's negatives into calls of at most 25),
+renders the prompts, looks every request up in the cache, sends only the missing ones, and parses
+the answers. Work goes in chunks, so memory stays bounded and a progress bar moves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import tomllib
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from trueneg import _core, judgments
+from trueneg._progress import progress
+from trueneg.collection import Collection
+from trueneg.exceptions import InputError
+from trueneg.judge.cache import Answer, Cache, request_key
+from trueneg.judge.client import Outcome, Request, Sender, SendStats
+from trueneg.judge.cost import MESSAGE_OVERHEAD, count_tokens, price_for
+from trueneg.judge.parse import parse_listwise, parse_pointwise
+from trueneg.judge.render import load_prompt, render_listwise, render_pointwise
+
+logger = logging.getLogger(__name__)
+
+BACKENDS = ("openai", "batch", "replay")
+RULES = ("better", "both")
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    model: str
+    prompt: str
+    #: openai (any OpenAI-compatible endpoint), batch (the Batch API), replay (cache only, send nothing)
+    backend: str = "openai"
+    #: "all" examples, or "previous": the calls the previous stage flagged by ``trigger_rule``
+    trigger: str = "all"
+    trigger_rule: str = "both"
+    #: labels that count as false negatives from this stage: "better", or "both" (better + worse)
+    flag_rule: str = "better"
+    temperature: float = 0.1
+    max_completion_tokens: int = 4096
+    max_per_call: int = 25
+    #: pointwise prompts: scores at or above this are false negatives
+    min_score: int = 2
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise InputError(
+                f"stage {self.name}: backend must be one of {BACKENDS}, got {self.backend!r}"
+            )
+        if self.trigger not in ("all", "previous"):
+            raise InputError(
+                f"stage {self.name}: trigger must be 'all' or 'previous', got {self.trigger!r}"
+            )
+        for r in (self.trigger_rule, self.flag_rule):
+            if r not in RULES:
+                raise InputError(f"stage {self.name}: rules are 'better' or 'both', got {r!r}")
+        if not 1 <= self.max_per_call <= 1000:
+            raise InputError(f"stage {self.name}: max_per_call must be in 1..1000")
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "temperature": self.temperature,
+            "max_completion_tokens": self.max_completion_tokens,
+        }
+
+
+#: RLHN as its code runs it: stage-1 flags count "better" docs, stage 2 re-judges every call with any
+#: doc in <better> or <worse> and its flags count both (the paper's Fig. 6 says better only: set
+#: flag_rule = "better" on stage 2 for that reading).
+RLHN_STAGES = (
+    Stage("stage1", "gpt-4o-mini", "gpt-4o-mini", trigger="all", flag_rule="better"),
+    Stage("stage2", "gpt-4o", "gpt-4o", trigger="previous", trigger_rule="both", flag_rule="both"),
+)
+
+
+@dataclass(frozen=True)
+class JudgeConfig:
+    stages: tuple[Stage, ...] = RLHN_STAGES
+    base_url: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    concurrency: int = 16
+    rpm: int | None = None
+    tpm: int | None = None
+    timeout: float = 120.0
+    max_attempts: int = 6
+    budget_usd: float | None = None
+    prices: dict[str, tuple[float, ...]] = field(default_factory=dict)
+    chunk_calls: int = 20_000
+
+    def __post_init__(self) -> None:
+        if not self.stages:
+            raise InputError("a cascade needs at least one stage")
+        if self.stages[0].trigger != "all":
+            raise InputError("the first stage must have trigger = 'all'")
+        names = [s.name for s in self.stages]
+        if len(set(names)) != len(names) or "dedup" in names:
+            raise InputError(f"stage names must be unique and not 'dedup': {names}")
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> JudgeConfig:
+        p = Path(path)
+        try:
+            data = tomllib.loads(p.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise InputError("config file not found", path=str(p)) from None
+        except tomllib.TOMLDecodeError as e:
+            raise InputError(f"invalid TOML: {e}", path=str(p)) from None
+        j = data.get("judge", data)
+        kw = {k: v for k, v in j.items() if k != "stages"}
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = set(kw) - known
+        if unknown:
+            raise InputError(f"unknown judge settings {sorted(unknown)}", path=str(p))
+        if "api_key" in kw:
+            raise InputError(
+                "put the API key in an environment variable, named by api_key_env", path=str(p)
+            )
+        if "stages" in j:
+            stages = []
+            for i, s in enumerate(j["stages"]):
+                bad = set(s) - set(Stage.__dataclass_fields__)
+                if bad:
+                    raise InputError(
+                        f"unknown settings {sorted(bad)} in stage {i + 1}", path=str(p)
+                    )
+                stages.append(Stage(**s))
+            kw["stages"] = tuple(stages)
+        if "prices" in kw:
+            kw["prices"] = {k: tuple(v) for k, v in kw["prices"].items()}
+        return cls(**kw)
+
+    def price_of(self, model: str) -> Any:
+        return price_for(model, self.prices)
+
+
+# ---------------------------------------------------------------------------------------------
+# Planning
+
+
+@dataclass
+class CallPlan:
+    """The calls of one stage: example, negatives span, and (after rendering) the request key."""
+
+    example: np.ndarray
+    start: np.ndarray
+    end: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.example)
+
+    def take(self, idx: np.ndarray) -> CallPlan:
+        return CallPlan(self.example[idx], self.start[idx], self.end[idx])
+
+
+class CollectionText:
+    """The texts prompts are built from, held once: query text per example, passage texts by pid."""
+
+    def __init__(self, coll: Collection) -> None:
+        ex = coll.examples
+        q = coll.queries["text"].to_pylist()
+        self.qids = ex["qid"].to_numpy()
+        self.query = [q[i] for i in self.qids.tolist()]
+        self.passage = coll.passages["text"].to_pylist()
+        self.positives = ex["positives"].to_pylist()
+        self.negatives = ex["negatives"].to_pylist()
+
+
+def plan_stage(text: CollectionText, stage: Stage, pointwise: bool) -> CallPlan:
+    counts = np.fromiter((len(n) for n in text.negatives), np.uint32, len(text.negatives))
+    ex, st, en = _core.plan_calls(counts, 1 if pointwise else stage.max_per_call)
+    return CallPlan(ex.astype(np.int64), st.astype(np.int64), en.astype(np.int64))
+
+
+def render_calls(text: CollectionText, stage: Stage, plan: CallPlan) -> list[str]:
+    prompt = load_prompt(stage.prompt)
+    out = []
+    for e, s, t in zip(plan.example.tolist(), plan.start.tolist(), plan.end.tolist(), strict=True):
+        negs = [text.passage[p] for p in text.negatives[e][s:t]]
+        if prompt.kind == "pointwise":
+            out.append(render_pointwise(prompt, text.query[e], negs[0]))
+        else:
+            pos = [text.passage[p] for p in text.positives[e]]
+            out.append(render_listwise(prompt, text.query[e], pos, negs))
+    return out
+
+
+def make_requests(
+    stage: Stage, prompts: Sequence[str], config: JudgeConfig, *, tokens: np.ndarray | None = None
+) -> list[Request]:
+    params = stage.params()
+    price = config.price_of(stage.model)
+    if tokens is None:
+        tokens = (
+            count_tokens(prompts)
+            if (price is not None or config.tpm)
+            else np.zeros(len(prompts), np.uint32)
+        )
+    out = []
+    for p, n in zip(prompts, tokens.tolist(), strict=True):
+        messages = ({"role": "user", "content": p},)
+        est_in = int(n) + MESSAGE_OVERHEAD
+        est = (
+            price.cost(est_in, stage.max_completion_tokens, batch=stage.backend == "batch")
+            if price
+            else 0.0
+        )
+        out.append(
+            Request(
+                key=request_key(stage.model, messages, params),
+                model=stage.model,
+                messages=messages,
+                params=tuple(sorted(params.items())),
+                est_tokens=est_in + stage.max_completion_tokens,
+                est_cost=est,
+            )
+        )
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Running
+
+
+@dataclass
+class StageSummary:
+    name: str
+    model: str
+    calls: int = 0
+    unique_requests: int = 0
+    cache_hits: int = 0
+    sent: int = 0
+    failed: int = 0
+    statuses: dict[str, int] = field(default_factory=dict)
+    flagged_calls: int = 0
+    false_negatives: int = 0
+    examples_with_false_negatives: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    estimated_cost_usd: float = 0.0
+    send: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class JudgeSummary:
+    stages: list[StageSummary]
+    false_negatives: int
+    examples_with_false_negatives: int
+    cost_usd: float
+    cost_per_false_negative: float | None
+    seconds: float
+    dry_run: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _chunks(n: int, size: int) -> Iterator[slice]:
+    for i in range(0, n, size):
+        yield slice(i, min(n, i + size))
+
+
+def _send(
+    config: JudgeConfig, cache: Cache, stage: Stage, requests: list[Request]
+) -> tuple[SendStats, dict[str, Outcome]]:
+    outcomes: dict[str, Outcome] = {}
+    if stage.backend == "batch":
+        from trueneg.judge.batch_api import run_batch
+
+        stats = run_batch(config, cache, stage, requests)
+        return stats, outcomes
+    sender = Sender(
+        cache=cache,
+        base_url=config.base_url,
+        api_key_env=config.api_key_env,
+        concurrency=config.concurrency,
+        rpm=config.rpm,
+        tpm=config.tpm,
+        timeout=config.timeout,
+        max_attempts=config.max_attempts,
+        budget_usd=config.budget_usd,
+        price_of=config.price_of,
+    )
+    stats = asyncio.run(sender.send_all(requests, on_done=lambda o: outcomes.__setitem__(o.key, o)))
+    return stats, outcomes
+
+
+def run_cascade(
+    coll: Collection,
+    config: JudgeConfig,
+    cache: Cache,
+    *,
+    dry_run: bool = False,
+    offline: bool = False,
+) -> tuple[JudgeSummary, pa.Table]:
+    """Run every stage over the collection. Returns the summary and the judge stages' judgment rows.
+
+    ``dry_run`` sends nothing and estimates worst-case cost (every call of every stage, the full
+    ``max_completion_tokens`` of output); ``offline`` sends nothing and judges from the cache only."""
+    t0 = time.perf_counter()
+    text = CollectionText(coll)
+    summaries: list[StageSummary] = []
+    rows: list[pa.Table] = []
+    prev_flagged: CallPlan | None = None
+    for si, stage in enumerate(config.stages, start=1):
+        prompt = load_prompt(stage.prompt)
+        pointwise = prompt.kind == "pointwise"
+        summ = StageSummary(stage.name, stage.model)
+        if stage.trigger == "all" or dry_run:
+            plan = plan_stage(text, stage, pointwise)
+        else:
+            plan = (
+                prev_flagged
+                if prev_flagged is not None
+                else CallPlan(*(np.zeros(0, np.int64),) * 3)
+            )
+        summ.calls = len(plan)
+        flagged_idx: list[np.ndarray] = []
+        examples_fn: set[int] = set()
+        bar = progress(total=len(plan), desc=f"judge {stage.name}", unit=" calls")
+        for sl in _chunks(len(plan), config.chunk_calls):
+            part = plan.take(np.arange(sl.start, sl.stop))
+            prompts = render_calls(text, stage, part)
+            requests = make_requests(stage, prompts, config)
+            summ.estimated_cost_usd += sum(r.est_cost for r in requests)
+            keys = [r.key for r in requests]
+            if dry_run:
+                bar.update(len(part))
+                continue
+            uniq: dict[str, Request] = {}
+            for r in requests:
+                uniq.setdefault(r.key, r)
+            summ.unique_requests += len(uniq)
+            found = cache.get_many(list(uniq))
+            summ.cache_hits += len(found)
+            missing = [r for k, r in uniq.items() if k not in found]
+            outcomes: dict[str, Outcome] = {}
+            if missing and not offline and stage.backend != "replay":
+                stats, outcomes = _send(config, cache, stage, missing)
+                summ.sent += stats.answered
+                summ.failed += stats.failed
+                for k, v in asdict(stats).items():
+                    if isinstance(v, int | float) and not isinstance(v, bool):
+                        summ.send[k] = summ.send.get(k, 0) + v
+                found.update(cache.get_many([r.key for r in missing]))
+            failures = (
+                cache.last_failures([k for k in uniq if k not in found])
+                if len(found) < len(uniq)
+                else {}
+            )
+            rows.append(
+                _judge_rows(
+                    text,
+                    stage,
+                    si,
+                    prompt.name,
+                    part,
+                    keys,
+                    found,
+                    failures,
+                    outcomes,
+                    pointwise,
+                    summ,
+                    flagged_idx,
+                    examples_fn,
+                    sl.start,
+                )
+            )
+            bar.update(len(part))
+        bar.close()
+        summ.examples_with_false_negatives = len(examples_fn)
+        fi = np.concatenate(flagged_idx) if flagged_idx else np.zeros(0, np.int64)
+        prev_flagged = plan.take(fi)
+        summaries.append(summ)
+    table = pa.concat_tables(rows) if rows else judgments.empty()
+    fin = judgments.final_flags(table) if len(table) else table
+    fin_flag = fin.filter(fin["flagged"]) if len(fin) else fin
+    total_cost = sum(s.cost_usd for s in summaries)
+    n_fn = len(fin_flag)
+    summary = JudgeSummary(
+        stages=summaries,
+        false_negatives=n_fn,
+        examples_with_false_negatives=len(np.unique(fin_flag["example"].to_numpy())) if n_fn else 0,
+        cost_usd=total_cost,
+        cost_per_false_negative=(total_cost / n_fn) if n_fn else None,
+        seconds=time.perf_counter() - t0,
+        dry_run=dry_run,
+    )
+    return summary, table
+
+
+def _judge_rows(
+    text: CollectionText,
+    stage: Stage,
+    stage_index: int,
+    prompt_name: str,
+    part: CallPlan,
+    keys: list[str],
+    found: dict[str, Answer],
+    failures: dict[str, tuple[str, int | None, str]],
+    outcomes: dict[str, Outcome],
+    pointwise: bool,
+    summ: StageSummary,
+    flagged_idx: list[np.ndarray],
+    examples_fn: set[int],
+    offset: int,
+) -> pa.Table:
+    ex_col: list[int] = []
+    pid_col: list[int] = []
+    label_col: list[str | None] = []
+    flag_col: list[bool] = []
+    status_col: list[str] = []
+    key_col: list[str] = []
+    reason_col: list[str | None] = []
+    flagged_here: list[int] = []
+    counted: set[str] = set()
+    for i, (e, s, t, k) in enumerate(
+        zip(part.example.tolist(), part.start.tolist(), part.end.tolist(), keys, strict=True)
+    ):
+        pids = text.negatives[e][s:t]
+        a = found.get(k)
+        if a is None:
+            f = failures.get(k)
+            o = outcomes.get(k)
+            status = (o.status if o is not None else None) or (f[0] if f else "missing")
+            reason = (o.message if o is not None and o.message else None) or (
+                f[2] if f else "no answer in the cache"
+            )
+            labels: list[str | None] = [None] * len(pids)
+            flags = [False] * len(pids)
+        else:
+            if k not in counted:
+                counted.add(k)
+                summ.prompt_tokens += a.prompt_tokens or 0
+                summ.completion_tokens += a.completion_tokens or 0
+                if a.source in ("api", "batch"):
+                    summ.cost_usd += a.cost_usd or 0.0
+            if pointwise:
+                sc = parse_pointwise(a.content, finish_reason=a.finish_reason, refusal=a.refusal)
+                status, reason = sc.status, None
+                labels = [None if sc.score is None else str(sc.score)]
+                flags = [sc.score is not None and sc.score >= stage.min_score]
+                trig = flags[0]
+            else:
+                v = parse_listwise(
+                    a.content, len(pids), finish_reason=a.finish_reason, refusal=a.refusal
+                )
+                status, reason = v.status, ("; ".join(v.notes) or None)
+                labels = v.labels(len(pids))
+                fl = set(v.flagged(stage.flag_rule))
+                flags = [j in fl for j in range(len(pids))]
+                trig = bool(v.flagged(stage.trigger_rule))
+            if trig:
+                flagged_here.append(offset + i)
+        summ.statuses[status] = summ.statuses.get(status, 0) + 1
+        if any(flags):
+            summ.flagged_calls += 1
+            examples_fn.add(e)
+            summ.false_negatives += sum(flags)
+        ex_col.extend([e] * len(pids))
+        pid_col.extend(pids)
+        label_col.extend(labels)
+        flag_col.extend(flags)
+        status_col.extend([status] * len(pids))
+        key_col.extend([k] * len(pids))
+        reason_col.extend([reason] * len(pids))
+    flagged_idx.append(np.asarray(flagged_here, np.int64))
+    n = len(ex_col)
+    return judgments.table(
+        {
+            "example": ex_col,
+            "qid": text.qids[np.asarray(ex_col, np.int64)] if n else [],
+            "pid": pid_col,
+            "stage": [stage.name] * n,
+            "stage_index": [stage_index] * n,
+            "label": label_col,
+            "flagged": flag_col,
+            "status": status_col,
+            "model": [stage.model] * n,
+            "prompt": [prompt_name] * n,
+            "request_key": key_col,
+            "reason": reason_col,
+        }
+    )
+
+
+def with_overrides(config: JudgeConfig, **kw: Any) -> JudgeConfig:
+    return replace(config, **{k: v for k, v in kw.items() if v is not None})

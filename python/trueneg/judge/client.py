@@ -1,0 +1,276 @@
+"""Sending chat requests through the official ``openai`` client (OpenAI or any OpenAI-compatible
+server: vLLM, llama.cpp), with a concurrency cap, an RPM/TPM limiter, retries that honour
+Retry-After, and a budget checked before every send. Answers go to the cache before anything else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from trueneg.exceptions import TruenegError
+from trueneg.judge.cache import Answer, Cache
+from trueneg.judge.cost import Price
+
+logger = logging.getLogger(__name__)
+
+#: statuses retried with backoff (the client's own retries are off so attempts do not multiply)
+RETRY_STATUS = {408, 409, 429}
+
+
+class JudgeError(TruenegError):
+    """A judge run that cannot go on (no API key, budget exhausted before starting, ...)."""
+
+
+class BudgetExceeded(JudgeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Request:
+    key: str
+    model: str
+    messages: tuple[dict[str, str], ...]
+    params: tuple[tuple[str, Any], ...]
+    #: worst-case cost and tokens, reserved against the budget and the TPM limit before sending
+    est_tokens: int = 0
+    est_cost: float = 0.0
+
+
+@dataclass
+class Outcome:
+    key: str
+    answer: Answer | None = None
+    status: str = "ok"  # ok or api_error / budget
+    http_status: int | None = None
+    message: str = ""
+
+
+@dataclass
+class SendStats:
+    sent: int = 0
+    answered: int = 0
+    failed: int = 0
+    retries: int = 0
+    rate_limited: int = 0
+    stopped_by_budget: int = 0
+    spent_usd: float = 0.0
+    seconds: float = 0.0
+    by_status: dict[str, int] = field(default_factory=dict)
+
+
+class RateLimiter:
+    """Requests-per-minute and tokens-per-minute token buckets (either may be off)."""
+
+    def __init__(self, rpm: int | None, tpm: int | None) -> None:
+        self.rpm, self.tpm = rpm, tpm
+        now = time.monotonic()
+        self._r, self._t, self._last = float(rpm or 0), float(tpm or 0), now
+        self._lock = asyncio.Lock()
+
+    async def acquire(self, tokens: int) -> None:
+        if not self.rpm and not self.tpm:
+            return
+        async with self._lock:
+            while True:
+                now = time.monotonic()
+                dt, self._last = now - self._last, now
+                if self.rpm:
+                    self._r = min(self.rpm, self._r + dt * self.rpm / 60)
+                if self.tpm:
+                    self._t = min(self.tpm, self._t + dt * self.tpm / 60)
+                need_t = min(tokens, self.tpm) if self.tpm else 0
+                if (not self.rpm or self._r >= 1) and (not self.tpm or self._t >= need_t):
+                    if self.rpm:
+                        self._r -= 1
+                    if self.tpm:
+                        self._t -= need_t
+                    return
+                wait_r = (1 - self._r) * 60 / self.rpm if self.rpm and self._r < 1 else 0
+                wait_t = (need_t - self._t) * 60 / self.tpm if self.tpm and self._t < need_t else 0
+                await asyncio.sleep(max(wait_r, wait_t, 0.001))
+
+
+def scrub(message: str, secret: str | None) -> str:
+    """Remove an API key from a message before it is stored or shown."""
+    if secret:
+        message = message.replace(secret, "***")
+    return message
+
+
+@dataclass
+class Sender:
+    """Sends requests to one endpoint. Build inside each worker: the openai client is not picklable."""
+
+    cache: Cache
+    base_url: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    concurrency: int = 16
+    rpm: int | None = None
+    tpm: int | None = None
+    timeout: float = 120.0
+    max_attempts: int = 6
+    max_backoff: float = 60.0
+    budget_usd: float | None = None
+    price_of: Callable[[str], Price | None] = lambda m: None
+    source: str = "api"
+
+    def _client(self) -> Any:
+        from openai import AsyncOpenAI
+
+        key = os.environ.get(self.api_key_env)
+        if not key:
+            if self.base_url is None:
+                raise JudgeError(f"no API key: set the environment variable {self.api_key_env}")
+            key = "unused"  # local OpenAI-compatible servers often need none
+        self._secret = key
+        return AsyncOpenAI(api_key=key, base_url=self.base_url, max_retries=0, timeout=self.timeout)
+
+    async def send_all(
+        self, requests: Sequence[Request], on_done: Callable[[Outcome], None] | None = None
+    ) -> SendStats:
+        stats = SendStats()
+        if not requests:
+            return stats
+        client = self._client()
+        sem = asyncio.Semaphore(self.concurrency)
+        limiter = RateLimiter(self.rpm, self.tpm)
+        spent = self.cache.spent() if self.budget_usd is not None else 0.0
+        reserved = 0.0
+        budget_lock = asyncio.Lock()
+        t0 = time.perf_counter()
+
+        async def one(req: Request) -> None:
+            nonlocal spent, reserved
+            async with sem:
+                if self.budget_usd is not None:
+                    async with budget_lock:
+                        if spent + reserved + req.est_cost > self.budget_usd:
+                            stats.stopped_by_budget += 1
+                            out = Outcome(
+                                req.key, status="budget", message="budget reached before sending"
+                            )
+                            if on_done:
+                                on_done(out)
+                            return
+                        reserved += req.est_cost
+                try:
+                    out = await self._send(client, req, limiter, stats)
+                finally:
+                    if self.budget_usd is not None:
+                        async with budget_lock:
+                            reserved -= req.est_cost
+                if out.answer is not None and out.answer.cost_usd:
+                    spent += out.answer.cost_usd
+                    stats.spent_usd += out.answer.cost_usd
+                if on_done:
+                    on_done(out)
+
+        try:
+            await asyncio.gather(*(one(r) for r in requests))
+        finally:
+            await client.close()
+        stats.seconds = time.perf_counter() - t0
+        return stats
+
+    async def _send(
+        self, client: Any, req: Request, limiter: RateLimiter, stats: SendStats
+    ) -> Outcome:
+        import openai
+
+        params = dict(req.params)
+        last_err = ""
+        for attempt in range(self.max_attempts):
+            await limiter.acquire(req.est_tokens)
+            stats.sent += 1
+            try:
+                raw = await client.chat.completions.with_raw_response.create(
+                    model=req.model, messages=list(req.messages), **params
+                )
+                body = raw.content
+                answer = self._answer(req, body)
+                self.cache.put(answer)  # committed before anything reads it
+                stats.answered += 1
+                return Outcome(req.key, answer=answer)
+            except openai.APIStatusError as e:
+                code = e.status_code
+                msg = scrub(f"HTTP {code}: {e.message}", getattr(self, "_secret", None))
+                if code in RETRY_STATUS or code >= 500:
+                    last_err = msg
+                    if code == 429:
+                        stats.rate_limited += 1
+                    delay = self._retry_after(e) if code == 429 else None
+                    await self._backoff(attempt, delay, stats)
+                    continue
+                self.cache.record_failure(req.key, "api_error", code, msg)
+                stats.failed += 1
+                return Outcome(req.key, status="api_error", http_status=code, message=msg)
+            except (openai.APITimeoutError, openai.APIConnectionError) as e:
+                last_err = scrub(f"{type(e).__name__}: {e}", getattr(self, "_secret", None))
+                await self._backoff(attempt, None, stats)
+                continue
+            except (ValueError, KeyError, TypeError) as e:  # a body that is not a chat completion
+                msg = scrub(f"unreadable response: {e}", getattr(self, "_secret", None))
+                last_err = msg
+                await self._backoff(attempt, None, stats)
+                continue
+        self.cache.record_failure(
+            req.key, "api_error", None, f"gave up after {self.max_attempts} attempts: {last_err}"
+        )
+        stats.failed += 1
+        return Outcome(
+            req.key,
+            status="api_error",
+            message=f"gave up after {self.max_attempts} attempts: {last_err}",
+        )
+
+    def _answer(self, req: Request, body: bytes) -> Answer:
+        data = orjson.loads(body)
+        choice = data["choices"][0]
+        msg = choice.get("message") or {}
+        usage = data.get("usage") or {}
+        pt, ct = usage.get("prompt_tokens"), usage.get("completion_tokens")
+        cached = ((usage.get("prompt_tokens_details") or {}).get("cached_tokens")) or 0
+        price = self.price_of(req.model)
+        cost = (
+            price.cost(pt or 0, ct or 0, cached, batch=False) if price and pt is not None else None
+        )
+        return Answer(
+            key=req.key,
+            model=req.model,
+            content=msg.get("content"),
+            refusal=msg.get("refusal"),
+            finish_reason=choice.get("finish_reason"),
+            prompt_tokens=pt,
+            completion_tokens=ct,
+            cost_usd=cost,
+            source=self.source,
+        )
+
+    @staticmethod
+    def _retry_after(e: Any) -> float | None:
+        h = getattr(getattr(e, "response", None), "headers", None) or {}
+        for name, scale in (("retry-after-ms", 1e-3), ("retry-after", 1.0)):
+            v = h.get(name)
+            if v is not None:
+                try:
+                    return max(0.0, float(v) * scale)
+                except ValueError:
+                    return None
+        return None
+
+    async def _backoff(self, attempt: int, retry_after: float | None, stats: SendStats) -> None:
+        stats.retries += 1
+        if retry_after is not None:
+            delay = min(retry_after, self.max_backoff)
+        else:
+            delay = min(self.max_backoff, 0.5 * 2**attempt) * (1 - 0.25 * random.random())
+        await asyncio.sleep(delay)

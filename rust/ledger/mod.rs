@@ -1,0 +1,4 @@
+//! Bookkeeping of the judge stage: packing negatives into calls, token counting for estimates.
+
+pub mod pack;
+pub mod tokens;
