@@ -98,6 +98,9 @@ class JudgeConfig:
     budget_usd: float | None = None
     prices: dict[str, tuple[float, ...]] = field(default_factory=dict)
     chunk_calls: int = 20_000
+    #: Batch API: seconds between polls, and requests per uploaded file (the API allows 50,000)
+    batch_poll_seconds: float = 30.0
+    batch_max_lines: int = 50_000
 
     def __post_init__(self) -> None:
         if not self.stages:

@@ -1,0 +1,355 @@
+"""A real HTTP server speaking the OpenAI chat-completions and Batch APIs, for tests and benches.
+
+It replays recorded answers (looked up by the sha256 of the user message), answers everything else
+with an empty RLHN verdict, and injects faults on request: 429 with Retry-After, 500, timeouts,
+garbage bodies, truncated output (finish_reason "length"), refusals. It counts the completions it
+fully delivered per prompt ("paid"), so tests can prove nothing is paid twice.
+
+Run standalone: ``python tests/fake_openai.py --latency 0.05`` prints ``PORT <n>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import random
+import re
+import threading
+import time
+import uuid
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+EMPTY_VERDICT = (
+    "<thinking>none of the documents answers the question</thinking>\n<preference></preference>\n"
+    "<verdict> \n<better> Preferred over ground truth: [] </better>, \n"
+    "<worse> Relevant but not preferred over ground truth:  [] </worse>\n</verdict>"
+)
+FAULTS = ("429", "500", "timeout", "garbage", "truncated", "refusal")
+
+
+def content_hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class State:
+    def __init__(
+        self,
+        latency: float = 0.0,
+        fault_rate: float = 0.0,
+        faults: tuple[str, ...] = FAULTS,
+        seed: int = 0,
+        timeout_sleep: float = 3.0,
+        echo_auth_on_400: bool = False,
+    ) -> None:
+        self.latency = latency
+        self.fault_rate = fault_rate
+        self.faults = faults
+        self.rng = random.Random(seed)
+        self.timeout_sleep = timeout_sleep
+        self.echo_auth_on_400 = echo_auth_on_400
+        self.replay: dict[str, str] = {}
+        self.paid: Counter[str] = Counter()
+        self.requests = 0
+        self.fault_counts: Counter[str] = Counter()
+        self.bad_request_for: set[str] = set()
+        self.lock = threading.Lock()
+        self.files: dict[str, bytes] = {}
+        self.batches: dict[str, dict[str, Any]] = {}
+        self.batch_polls_until_done = 1
+
+    def add_rlhn_answers(self, rows: list[dict[str, Any]], template: str) -> None:
+        """Record the answers of RLHN rows under the prompts the reference builds."""
+        for r in rows:
+            gt = "".join("P(0): " + p["text"] + "\n\n" for p in r["positive_passages"]).strip()
+            docs = "".join(
+                f"Doc ({i}): " + p["text"] + "\n\n" for i, p in enumerate(r["negative_passages"], 1)
+            ).strip()
+            prompt = re.sub(
+                r"\{(question|ground_truth|documents)\}",
+                lambda m: {"question": r["query"], "ground_truth": gt, "documents": docs}[
+                    m.group(1)
+                ],
+                template,
+            )
+            self.replay[content_hash(prompt)] = r["response"]
+
+    def pick_fault(self) -> str | None:
+        with self.lock:
+            if self.fault_rate and self.rng.random() < self.fault_rate:
+                f = self.rng.choice(self.faults)
+                self.fault_counts[f] += 1
+                return f
+        return None
+
+    def completion(
+        self, body: dict[str, Any], fault: str | None = None
+    ) -> tuple[int, dict[str, Any]]:
+        user = body["messages"][-1]["content"]
+        h = content_hash(user)
+        content = self.replay.get(h, EMPTY_VERDICT)
+        finish, refusal = "stop", None
+        if fault == "truncated":
+            content, finish = content[: len(content) // 3], "length"
+        elif fault == "refusal":
+            content, refusal = None, "I'm sorry, I can't help with that."
+        return 200, {
+            "id": "chatcmpl-" + uuid.uuid4().hex[:12],
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body.get("model", "fake"),
+            "choices": [
+                {
+                    "index": 0,
+                    "finish_reason": finish,
+                    "message": {"role": "assistant", "content": content, "refusal": refusal},
+                }
+            ],
+            "usage": {
+                "prompt_tokens": max(1, len(user) // 4),
+                "completion_tokens": max(1, len(content or "x") // 4),
+                "total_tokens": 0,
+            },
+        }
+
+
+def make_handler(state: State) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def _send(
+            self,
+            code: int,
+            payload: bytes,
+            headers: dict[str, str] | None = None,
+            ctype: str = "application/json",
+        ) -> bool:
+            try:
+                self.send_response(code)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(payload)))
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(payload)
+                self.wfile.flush()
+                return True
+            except (BrokenPipeError, ConnectionResetError):
+                return False
+
+        def _json(self, code: int, obj: Any, headers: dict[str, str] | None = None) -> bool:
+            return self._send(code, json.dumps(obj).encode(), headers)
+
+        def _body(self) -> bytes:
+            n = int(self.headers.get("Content-Length", "0"))
+            try:
+                return self.rfile.read(n)
+            except (ConnectionResetError, BrokenPipeError):
+                return b""
+
+        def handle(self) -> None:
+            try:
+                super().handle()
+            except (ConnectionResetError, BrokenPipeError, TimeoutError):
+                pass  # a client killed mid-request
+
+        def do_GET(self) -> None:
+            if self.path == "/stats":
+                with state.lock:
+                    self._json(
+                        200,
+                        {
+                            "requests": state.requests,
+                            "paid": dict(state.paid),
+                            "faults": dict(state.fault_counts),
+                        },
+                    )
+                return
+            m = re.fullmatch(r"/v1/batches/([\w-]+)", self.path)
+            if m:
+                b = state.batches.get(m.group(1))
+                if b is None:
+                    self._json(404, {"error": {"message": "no such batch"}})
+                    return
+                b["_polls"] += 1
+                if b["_polls"] >= state.batch_polls_until_done and b["status"] != "completed":
+                    self._run_batch(b)
+                self._json(200, {k: v for k, v in b.items() if not k.startswith("_")})
+                return
+            m = re.fullmatch(r"/v1/files/([\w-]+)/content", self.path)
+            if m and m.group(1) in state.files:
+                self._send(200, state.files[m.group(1)], ctype="application/octet-stream")
+                return
+            self._json(404, {"error": {"message": "not found"}})
+
+        def _run_batch(self, b: dict[str, Any]) -> None:
+            out_lines = []
+            for line in state.files[b["input_file_id"]].decode().splitlines():
+                if not line.strip():
+                    continue
+                req = json.loads(line)
+                _, comp = state.completion(req["body"])
+                with state.lock:
+                    state.paid[content_hash(req["body"]["messages"][-1]["content"])] += 1
+                out_lines.append(
+                    json.dumps(
+                        {
+                            "id": "batch_req_" + uuid.uuid4().hex[:8],
+                            "custom_id": req["custom_id"],
+                            "response": {"status_code": 200, "request_id": "r", "body": comp},
+                            "error": None,
+                        }
+                    )
+                )
+            out_lines.reverse()  # the Batch API does not keep order
+            fid = "file-" + uuid.uuid4().hex[:12]
+            state.files[fid] = ("\n".join(out_lines) + "\n").encode()
+            b.update(
+                status="completed",
+                output_file_id=fid,
+                request_counts={"total": len(out_lines), "completed": len(out_lines), "failed": 0},
+            )
+
+        def do_POST(self) -> None:
+            raw = self._body()
+            if self.path == "/v1/files":
+                # multipart/form-data: take the part named "file"
+                ctype = self.headers.get("Content-Type", "")
+                boundary = ctype.split("boundary=")[-1].strip('"').encode()
+                content = b""
+                for part in raw.split(b"--" + boundary):
+                    if b'name="file"' in part:
+                        content = part.split(b"\r\n\r\n", 1)[1].rsplit(b"\r\n", 1)[0]
+                fid = "file-" + uuid.uuid4().hex[:12]
+                state.files[fid] = content
+                self._json(
+                    200,
+                    {
+                        "id": fid,
+                        "object": "file",
+                        "bytes": len(content),
+                        "created_at": int(time.time()),
+                        "filename": "batch.jsonl",
+                        "purpose": "batch",
+                        "status": "processed",
+                    },
+                )
+                return
+            if self.path == "/v1/batches":
+                body = json.loads(raw)
+                bid = "batch_" + uuid.uuid4().hex[:12]
+                b = {
+                    "id": bid,
+                    "object": "batch",
+                    "endpoint": body["endpoint"],
+                    "input_file_id": body["input_file_id"],
+                    "completion_window": body.get("completion_window", "24h"),
+                    "status": "in_progress",
+                    "created_at": int(time.time()),
+                    "output_file_id": None,
+                    "error_file_id": None,
+                    "request_counts": {"total": 0, "completed": 0, "failed": 0},
+                    "_polls": 0,
+                }
+                state.batches[bid] = b
+                self._json(200, {k: v for k, v in b.items() if not k.startswith("_")})
+                return
+            if self.path != "/v1/chat/completions":
+                self._json(404, {"error": {"message": "not found"}})
+                return
+            if not raw:
+                return
+            with state.lock:
+                state.requests += 1
+            try:
+                body = json.loads(raw)
+            except json.JSONDecodeError:
+                self._json(400, {"error": {"message": "bad json"}})
+                return
+            if state.latency:
+                time.sleep(state.latency)
+            user = body["messages"][-1]["content"]
+            if content_hash(user) in state.bad_request_for:
+                msg = "context length exceeded"
+                if state.echo_auth_on_400:
+                    msg += " for " + self.headers.get("Authorization", "")
+                self._json(400, {"error": {"message": msg, "type": "invalid_request_error"}})
+                return
+            fault = state.pick_fault()
+            if fault == "429":
+                self._json(429, {"error": {"message": "rate limited"}}, {"Retry-After": "0.05"})
+                return
+            if fault == "500":
+                self._json(500, {"error": {"message": "boom"}})
+                return
+            if fault == "timeout":
+                time.sleep(state.timeout_sleep)
+                return
+            if fault == "garbage":
+                self._send(200, b"<html>this is not json", ctype="application/json")
+                return
+            code, comp = state.completion(body, fault)
+            if self._json(code, comp):
+                with state.lock:
+                    state.paid[content_hash(user)] += 1
+
+    return Handler
+
+
+class FakeOpenAI:
+    """The server on a background thread: ``with FakeOpenAI() as srv: srv.base_url``."""
+
+    def __init__(self, state: State | None = None) -> None:
+        self.state = state or State()
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(self.state))
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+
+    def __enter__(self) -> FakeOpenAI:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def load_rlhn(state: State, data_dir: Path, prompts_dir: Path) -> None:
+    for f in sorted(data_dir.glob("*.jsonl")):
+        template = (
+            prompts_dir / ("gpt-4o.txt" if "stage_2" in f.name else "gpt-4o-mini.txt")
+        ).read_text()
+        state.add_rlhn_answers(
+            [json.loads(x) for x in f.read_text().splitlines() if x.strip()], template
+        )
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--latency", type=float, default=0.0)
+    ap.add_argument("--fault-rate", type=float, default=0.0)
+    ap.add_argument("--replay-rlhn", type=Path, default=None)
+    ap.add_argument("--prompts", type=Path, default=None)
+    ap.add_argument("--timeout-sleep", type=float, default=3.0)
+    a = ap.parse_args()
+    st = State(latency=a.latency, fault_rate=a.fault_rate, timeout_sleep=a.timeout_sleep)
+    if a.replay_rlhn:
+        load_rlhn(st, a.replay_rlhn, a.prompts)
+    srv = FakeOpenAI(st)
+    srv.thread.start()
+    print(f"PORT {srv.httpd.server_address[1]}", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
