@@ -11,6 +11,7 @@ Run standalone: ``python tests/fake_openai.py --latency 0.05`` prints ``PORT <n>
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import random
@@ -154,10 +155,8 @@ def make_handler(state: State) -> type[BaseHTTPRequestHandler]:
                 return b""
 
         def handle(self) -> None:
-            try:
-                super().handle()
-            except (ConnectionResetError, BrokenPipeError, TimeoutError):
-                pass  # a client killed mid-request
+            with contextlib.suppress(ConnectionResetError, BrokenPipeError, TimeoutError):
+                super().handle()  # a client killed mid-request is not an error here
 
         def do_GET(self) -> None:
             if self.path == "/stats":
