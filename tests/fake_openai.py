@@ -69,11 +69,10 @@ class State:
             docs = "".join(
                 f"Doc ({i}): " + p["text"] + "\n\n" for i, p in enumerate(r["negative_passages"], 1)
             ).strip()
+            values = {"question": r["query"], "ground_truth": gt, "documents": docs}
             prompt = re.sub(
                 r"\{(question|ground_truth|documents)\}",
-                lambda m: {"question": r["query"], "ground_truth": gt, "documents": docs}[
-                    m.group(1)
-                ],
+                lambda m, v=values: v[m.group(1)],
                 template,
             )
             self.replay[content_hash(prompt)] = r["response"]
