@@ -300,13 +300,17 @@ def make_handler(state: State) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 512  # the default backlog of 5 drops connections under concurrency 64
+    daemon_threads = True
+
+
 class FakeOpenAI:
     """The server on a background thread: ``with FakeOpenAI() as srv: srv.base_url``."""
 
     def __init__(self, state: State | None = None) -> None:
         self.state = state or State()
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(self.state))
-        self.httpd.daemon_threads = True
+        self.httpd = _Server(("127.0.0.1", 0), make_handler(self.state))
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     @property
@@ -320,6 +324,40 @@ class FakeOpenAI:
     def __exit__(self, *exc: object) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+async def serve_fast(state: State, port: int = 0) -> None:
+    """A lean asyncio HTTP/1.1 server for throughput benchmarks: chat completions only, no faults."""
+    import asyncio
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n"):
+                    if line[:15].lower() == b"content-length:":
+                        length = int(line[15:])
+                body = json.loads(await reader.readexactly(length))
+                if state.latency:
+                    await asyncio.sleep(state.latency)
+                _, comp = state.completion(body)
+                payload = json.dumps(comp).encode()
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+                    + str(len(payload)).encode()
+                    + b"\r\n\r\n"
+                    + payload
+                )
+                await writer.drain()
+                state.requests += 1
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", port, backlog=512)
+    print(f"PORT {server.sockets[0].getsockname()[1]}", flush=True)
+    async with server:
+        await server.serve_forever()
 
 
 def load_rlhn(state: State, data_dir: Path, prompts_dir: Path) -> None:
@@ -339,10 +377,21 @@ if __name__ == "__main__":
     ap.add_argument("--replay-rlhn", type=Path, default=None)
     ap.add_argument("--prompts", type=Path, default=None)
     ap.add_argument("--timeout-sleep", type=float, default=3.0)
+    ap.add_argument("--fast", action="store_true", help="lean asyncio server (benchmarks)")
     a = ap.parse_args()
     st = State(latency=a.latency, fault_rate=a.fault_rate, timeout_sleep=a.timeout_sleep)
     if a.replay_rlhn:
         load_rlhn(st, a.replay_rlhn, a.prompts)
+    if a.fast:
+        import asyncio
+
+        try:
+            import uvloop
+
+            uvloop.run(serve_fast(st))
+        except ImportError:
+            asyncio.run(serve_fast(st))
+        raise SystemExit(0)
     srv = FakeOpenAI(st)
     srv.thread.start()
     print(f"PORT {srv.httpd.server_address[1]}", flush=True)

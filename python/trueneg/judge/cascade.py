@@ -199,37 +199,62 @@ def render_calls(text: CollectionText, stage: Stage, plan: CallPlan) -> list[str
     return out
 
 
+#: bytes per token used to reserve budget and TPM before a send: deliberately low (English runs
+#: ~4.2 bytes per o200k token), so the reservation over-estimates the input
+RESERVE_BYTES_PER_TOKEN = 3.0
+
+
 def make_requests(
     stage: Stage, prompts: Sequence[str], config: JudgeConfig, *, tokens: np.ndarray | None = None
 ) -> list[Request]:
+    """Requests with their keys and a worst-case reservation (input from ``tokens`` when given,
+    else a conservative bytes-based bound; output the full ``max_completion_tokens``)."""
     params = stage.params()
+    sorted_params = tuple(sorted(params.items()))
     price = config.price_of(stage.model)
-    if tokens is None:
-        tokens = (
-            count_tokens(prompts)
-            if (price is not None or config.tpm)
-            else np.zeros(len(prompts), np.uint32)
-        )
+    batch = stage.backend == "batch"
     out = []
-    for p, n in zip(prompts, tokens.tolist(), strict=True):
+    for i, p in enumerate(prompts):
         messages = ({"role": "user", "content": p},)
-        est_in = int(n) + MESSAGE_OVERHEAD
-        est = (
-            price.cost(est_in, stage.max_completion_tokens, batch=stage.backend == "batch")
-            if price
-            else 0.0
+        n_in = (
+            int(tokens[i])
+            if tokens is not None
+            else int(len(p.encode()) / RESERVE_BYTES_PER_TOKEN) + 1
         )
+        est_in = n_in + MESSAGE_OVERHEAD
+        est = price.cost(est_in, stage.max_completion_tokens, batch=batch) if price else 0.0
         out.append(
             Request(
                 key=request_key(stage.model, messages, params),
                 model=stage.model,
                 messages=messages,
-                params=tuple(sorted(params.items())),
+                params=sorted_params,
                 est_tokens=est_in + stage.max_completion_tokens,
                 est_cost=est,
             )
         )
     return out
+
+
+def exact_estimate(
+    stage: Stage, prompts: Sequence[str], config: JudgeConfig, sample: int | None = None
+) -> float:
+    """Worst-case dollars for these prompts with exact o200k_base input tokens (counted in Rust);
+    with ``sample``, counted on that many evenly spaced prompts and scaled by bytes."""
+    price = config.price_of(stage.model)
+    if price is None or not prompts:
+        return 0.0
+    if sample is not None and len(prompts) > sample:
+        idx = np.linspace(0, len(prompts) - 1, sample).astype(int)
+        sub = [prompts[i] for i in idx]
+        ratio = float(count_tokens(sub).sum()) / max(1, sum(len(p.encode()) for p in sub))
+        n_in = sum(len(p.encode()) for p in prompts) * ratio
+    else:
+        n_in = float(count_tokens(prompts).sum())
+    n_in += MESSAGE_OVERHEAD * len(prompts)
+    return price.cost(
+        int(n_in), stage.max_completion_tokens * len(prompts), batch=stage.backend == "batch"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -336,12 +361,13 @@ def run_cascade(
         for sl in _chunks(len(plan), config.chunk_calls):
             part = plan.take(np.arange(sl.start, sl.stop))
             prompts = render_calls(text, stage, part)
+            if dry_run:
+                summ.estimated_cost_usd += exact_estimate(stage, prompts, config, sample=2000)
+                bar.update(len(part))
+                continue
             requests = make_requests(stage, prompts, config)
             summ.estimated_cost_usd += sum(r.est_cost for r in requests)
             keys = [r.key for r in requests]
-            if dry_run:
-                bar.update(len(part))
-                continue
             uniq: dict[str, Request] = {}
             for r in requests:
                 uniq.setdefault(r.key, r)
