@@ -12,6 +12,7 @@ __all__ = [
     "CoreValueError",
     "Interner",
     "__version__",
+    "apply_fix",
     "count_tokens",
     "cpu_features",
     "hash_string_columns",
@@ -85,6 +86,26 @@ def plan_calls(
     counts: NDArray[np.uint32], max_per_call: int = 25
 ) -> tuple[NDArray[np.uint64], NDArray[np.uint32], NDArray[np.uint32]]:
     """Calls as (example, start, end): each example's negatives in near-equal calls of <= max."""
+
+def apply_fix(
+    pos_offsets: NDArray[np.int64],
+    pos: NDArray[np.uint32],
+    neg_offsets: NDArray[np.int64],
+    neg: NDArray[np.uint32],
+    fn_offsets: NDArray[np.int64],
+    fn_pids: NDArray[np.uint32],
+    exempt: NDArray[np.bool_],
+    strategy: str,
+    max_false_negatives: int | None = None,
+) -> tuple[
+    NDArray[np.bool_],
+    NDArray[np.uint32],
+    NDArray[np.int64],
+    NDArray[np.uint64],
+    NDArray[np.int64],
+    NDArray[np.uint64],
+]:
+    """Apply remove / remove-hn / relabel; sources index [positives | negatives]."""
 
 def count_tokens(texts: _StrColumn, encoding: str = "o200k_base") -> NDArray[np.uint32]:
     """Token count of each text with an OpenAI BPE encoding (bundled, offline)."""

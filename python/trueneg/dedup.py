@@ -27,11 +27,11 @@ from trueneg import _core, judgments
 from trueneg._io import atomic_dir, atomic_file, iter_jsonl
 from trueneg._progress import progress
 from trueneg.collection import (
-    COMPRESSION,
     EXAMPLE_SCHEMA,
     Collection,
     _str_args,
     arrow_indices,
+    parquet_options,
     step_record,
     write_manifest,
 )
@@ -568,14 +568,14 @@ def _write_output(
         if examples is coll.examples:
             shutil.copyfile(coll.path / "examples.parquet", tmp / "examples.parquet")
         else:
-            pq.write_table(examples, tmp / "examples.parquet", compression=COMPRESSION)
+            pq.write_table(examples, tmp / "examples.parquet", **parquet_options())
         old = judgments.load(coll.path)
         if len(old) and examples is not coll.examples:
             logger.warning(
                 "earlier judgments refer to the old example rows and are not carried over"
             )
             old = judgments.empty()
-        pq.write_table(pa.concat_tables([old, fn]), tmp / judgments.FILE, compression=COMPRESSION)
+        pq.write_table(pa.concat_tables([old, fn]), tmp / judgments.FILE, **parquet_options())
         with atomic_file(tmp / "dedup.json") as f:
             f.write(
                 orjson.dumps(

@@ -1,4 +1,5 @@
 //! Bookkeeping of the judge stage: packing negatives into calls, token counting for estimates.
 
+pub mod fix;
 pub mod pack;
 pub mod tokens;

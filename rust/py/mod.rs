@@ -457,6 +457,67 @@ fn plan_calls<'py>(
     ))
 }
 
+type FixPy<'py> = (
+    Bound<'py, PyArray1<bool>>,
+    Bound<'py, PyArray1<u32>>,
+    Bound<'py, PyArray1<i64>>,
+    Bound<'py, PyArray1<u64>>,
+    Bound<'py, PyArray1<i64>>,
+    Bound<'py, PyArray1<u64>>,
+);
+
+/// Apply a fix strategy ("remove", "remove-hn", "relabel") to CSR lists of pids. Returns (keep,
+/// false negatives per example, new positives offsets, their sources, new negatives offsets, their
+/// sources); sources index the concatenation of the input positives and negatives.
+#[pyfunction]
+#[pyo3(signature = (pos_offsets, pos, neg_offsets, neg, fn_offsets, fn_pids, exempt, strategy, max_false_negatives = None))]
+#[allow(clippy::too_many_arguments)]
+fn apply_fix<'py>(
+    py: Python<'py>,
+    pos_offsets: PyReadonlyArray1<'py, i64>,
+    pos: PyReadonlyArray1<'py, u32>,
+    neg_offsets: PyReadonlyArray1<'py, i64>,
+    neg: PyReadonlyArray1<'py, u32>,
+    fn_offsets: PyReadonlyArray1<'py, i64>,
+    fn_pids: PyReadonlyArray1<'py, u32>,
+    exempt: PyReadonlyArray1<'py, bool>,
+    strategy: &str,
+    max_false_negatives: Option<u32>,
+) -> PyResult<FixPy<'py>> {
+    let strategy = match strategy {
+        "remove" => ledger::fix::Strategy::Remove,
+        "remove-hn" => ledger::fix::Strategy::RemoveHn,
+        "relabel" => ledger::fix::Strategy::Relabel,
+        other => {
+            return Err(PyValueError::new_err(format!(
+                "strategy must be remove, remove-hn or relabel, got {other:?}"
+            )))
+        }
+    };
+    let (po, pv, no, nv) = (
+        contiguous(&pos_offsets, "pos_offsets")?,
+        contiguous(&pos, "pos")?,
+        contiguous(&neg_offsets, "neg_offsets")?,
+        contiguous(&neg, "neg")?,
+    );
+    let (fo, fp, ex) = (
+        contiguous(&fn_offsets, "fn_offsets")?,
+        contiguous(&fn_pids, "fn_pids")?,
+        contiguous(&exempt, "exempt")?,
+    );
+    let o = run_detached(py, || {
+        ledger::fix::apply(po, pv, no, nv, fo, fp, ex, strategy, max_false_negatives)
+    })?;
+    Ok((
+        o.keep.into_pyarray(py),
+        o.n_false_negatives.into_pyarray(py),
+        o.pos_offsets.into_pyarray(py),
+        o.pos_src.into_pyarray(py),
+        o.neg_offsets.into_pyarray(py),
+        o.neg_src.into_pyarray(py),
+    ))
+}
+
 /// Token count of each text with an `OpenAI` encoding (`o200k_base` or `cl100k_base`), offline.
 #[pyfunction]
 #[pyo3(signature = (texts, encoding = "o200k_base"))]
@@ -513,9 +574,9 @@ fn cpu_features() -> Vec<String> {
 mod _core {
     #[pymodule_export]
     use super::{
-        count_tokens, cpu_features, hash_string_columns, lsh_clusters, minhash_signatures,
-        normalized_hashes, num_threads, parse_bge_file_block, parse_bge_lines, plan_calls,
-        set_serial, strings_to_column, PyInterner,
+        apply_fix, count_tokens, cpu_features, hash_string_columns, lsh_clusters,
+        minhash_signatures, normalized_hashes, num_threads, parse_bge_file_block, parse_bge_lines,
+        plan_calls, set_serial, strings_to_column, PyInterner,
     };
 
     #[pymodule_export]

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 
 from trueneg import judgments
 from trueneg._io import atomic_file
-from trueneg.collection import COMPRESSION, Collection, step_record, write_manifest
+from trueneg.collection import Collection, parquet_options, step_record, write_manifest
 from trueneg.judge.cache import Cache, request_key
 from trueneg.judge.cascade import RLHN_STAGES, JudgeConfig, JudgeSummary, Stage, run_cascade
 
@@ -58,7 +58,7 @@ def judge_collection(
     keep = old.filter(pc.invert(pc.is_in(old["stage"], pa.array(names)))) if len(old) else old
     merged = pa.concat_tables([keep, table])
     with atomic_file(coll.path / judgments.FILE) as f:
-        pq.write_table(merged, f, compression=COMPRESSION)
+        pq.write_table(merged, f, **parquet_options())
     with atomic_file(coll.path / "judge-summary.json") as f:
         f.write(orjson.dumps(summary.as_dict(), option=orjson.OPT_INDENT_2))
     manifest = dict(coll.manifest)

@@ -1,0 +1,132 @@
+"""``trueneg run``, ``trueneg fix`` and ``trueneg report``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from trueneg.cli import app
+
+
+@app.command()
+def run(
+    pipeline: Annotated[
+        Path | None,
+        typer.Argument(
+            help="Pipeline TOML ([ingest] inputs, [dedup], [judge] + [[judge.stages]] + [[judge.import]], [fix], [export], [report]). Default: the built-in RLHN sample, offline."
+        ),
+    ] = None,
+    workdir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Work folder (collections, cache, exports, report). Default: ./trueneg-run, or [pipeline] workdir."
+        ),
+    ] = None,
+    fresh: Annotated[
+        bool,
+        typer.Option(help="Delete the work folder first (otherwise finished stages are skipped)."),
+    ] = False,
+) -> None:
+    """Run the pipeline: ingest -> dedup -> judge -> fix (remove, remove-hn, relabel) -> export -> report.
+    A second run does no work; an interrupted one resumes."""
+    from trueneg.pipeline import PipelineConfig, Runner, clean
+
+    cfg = (
+        PipelineConfig.from_toml(pipeline, workdir)
+        if pipeline
+        else PipelineConfig.default(workdir or "trueneg-run")
+    )
+    if fresh:
+        clean(cfg.workdir)
+    label = (
+        str(pipeline)
+        if pipeline
+        else "built-in default: bundled RLHN sample (FiQA + MS MARCO, 50 queries), recorded answers, offline"
+    )
+    typer.echo(f"pipeline: {label}\nwork folder: {cfg.workdir}")
+    results = Runner(cfg, say=typer.echo).run()
+    if all(r.status in ("skipped", "off") for r in results):
+        typer.echo("nothing to do: every stage is already done")
+    report = cfg.workdir / "report" / "report.html"
+    if report.exists():
+        typer.echo(f"report: {report}")
+
+
+@app.command()
+def fix(
+    collection: Annotated[
+        Path, typer.Argument(help="Judged collection (judgments.parquet from dedup and/or judge).")
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Fixed collection to write.")],
+    strategy: Annotated[
+        str,
+        typer.Option(
+            help="remove: drop examples with a false negative; remove-hn: drop the false negatives; relabel: move them to the positives."
+        ),
+    ] = "relabel",
+    max_false_negatives: Annotated[
+        int | None,
+        typer.Option(
+            "--k",
+            help="remove-hn/relabel drop an example with more than k false negatives (paper 7, reference code 8).",
+        ),
+    ] = 7,
+    no_threshold: Annotated[
+        bool, typer.Option(help="Keep every example however many false negatives it has.")
+    ] = False,
+    exempt: Annotated[
+        str,
+        typer.Option(
+            help="Regex of subsets left unchanged (ArguAna is never relabelled in the paper); '' for none."
+        ),
+    ] = "arguana",
+    overwrite: Annotated[bool, typer.Option(help="Replace --out if it exists.")] = False,
+) -> None:
+    """Apply the false negatives (dedup's and the judge's) with one strategy."""
+    from trueneg.fix import fix_collection
+
+    r = fix_collection(
+        collection,
+        out,
+        strategy,
+        max_false_negatives=None if no_threshold else max_false_negatives,
+        exempt=exempt or None,
+        overwrite=overwrite,
+    )
+    typer.echo(
+        f"{strategy}: {r.examples_before:,} -> {r.examples_after:,} examples; {r.false_negatives:,} false "
+        f"negatives in {r.examples_with_false_negatives:,} examples; {r.moved_to_positives:,} moved to "
+        f"positives; {r.dropped_for_threshold:,} dropped for more than k; wrote {out}"
+    )
+
+
+@app.command()
+def report(
+    collection: Annotated[Path, typer.Argument(help="Judged collection.")],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Folder for report.html, report.md and the PNGs.")
+    ],
+    fixed: Annotated[
+        list[Path] | None,
+        typer.Option(help="Fixed collections to summarise (their fix.json). Repeatable."),
+    ] = None,
+) -> None:
+    """Write the HTML (self-contained) and Markdown report of a judged collection."""
+    from trueneg.collection import Collection
+    from trueneg.report import ReportData, load_json, write_report
+
+    coll = Collection.load(collection)
+    fixes = [load_json(f / "fix.json") for f in fixed or []]
+    p = write_report(
+        ReportData(
+            "trueneg report",
+            coll,
+            load_json(coll.path / "judge-summary.json"),
+            load_json(coll.path / "dedup.json"),
+            [f for f in fixes if f],
+        ),
+        out,
+    )
+    typer.echo(f"wrote {p}")

@@ -1,0 +1,259 @@
+"""Applying false-negative verdicts: RLHN's three strategies, by passage id.
+
+- ``remove``: drop every example with a false negative.
+- ``remove-hn``: drop the false negatives from the negatives.
+- ``relabel`` (RLHN): move them to the positives, after the original ones.
+
+With ``max_false_negatives = k``, remove-hn and relabel drop an example with more than k false
+negatives (the paper uses k = 7; its code keeps up to 8). Examples of exempt subsets (ArguAna by
+default: counter-argument retrieval, never relabelled in the paper) are left as they are. False
+negatives are the union of dedup's free ones (a negative duplicating a positive) and the judge's
+final verdicts (the deepest stage that read a pair). The kernel runs in Rust over CSR buffers.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from trueneg import _core, judgments
+from trueneg._io import atomic_dir, atomic_file
+from trueneg.collection import (
+    EXAMPLE_SCHEMA,
+    Collection,
+    parquet_options,
+    step_record,
+    write_manifest,
+)
+from trueneg.exceptions import InputError
+
+STRATEGIES = ("remove", "remove-hn", "relabel")
+DEFAULT_EXEMPT = r"arguana"
+
+
+def false_negative_pairs(t: pa.Table) -> pa.Table:
+    """(example, pid, stage, reason) of every false negative: dedup's flags plus each pair's final
+    judge verdict."""
+    if len(t) == 0:
+        return t
+    is_dedup = pc.equal(t["stage"], "dedup")
+    dedup = t.filter(pc.and_(is_dedup, t["flagged"]))
+    judged = judgments.final_flags(t.filter(pc.invert(is_dedup)))
+    judged = judged.filter(judged["flagged"]) if len(judged) else judged
+    return pa.concat_tables([dedup, judged]) if len(judged) else dedup
+
+
+@dataclass
+class FixReport:
+    strategy: str
+    max_false_negatives: int | None
+    exempt_subsets: list[str]
+    examples_before: int
+    examples_after: int
+    false_negatives: int
+    examples_with_false_negatives: int
+    moved_to_positives: int
+    dropped_examples: int
+    dropped_for_threshold: int
+    per_subset: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _csr(col: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    arr = col.combine_chunks()
+    off = arr.offsets.to_numpy().astype(np.int64)
+    vals = arr.values.to_numpy().astype(np.uint32)
+    return off - off[0], vals[off[0] : off[-1]] if len(off) else vals
+
+
+def apply_strategy(
+    coll: Collection,
+    pairs: pa.Table,
+    strategy: str,
+    *,
+    max_false_negatives: int | None = 7,
+    exempt: str | None = DEFAULT_EXEMPT,
+) -> tuple[pa.Table, FixReport]:
+    """The new examples table and a report; ``pairs`` are (example, pid) false negatives."""
+    if strategy not in STRATEGIES:
+        raise InputError(f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
+    ex = coll.examples
+    n = len(ex)
+    pos_off, pos = _csr(ex["positives"])
+    neg_off, neg = _csr(ex["negatives"])
+    if len(pairs):
+        e = pairs["example"].to_numpy().astype(np.int64)
+        order = np.argsort(e, kind="stable")
+        fn_pid = pairs["pid"].to_numpy().astype(np.uint32)[order]
+        fn_off = np.concatenate([[0], np.cumsum(np.bincount(e, minlength=n))]).astype(np.int64)
+    else:
+        fn_pid, fn_off = np.zeros(0, np.uint32), np.zeros(n + 1, np.int64)
+    # subsets as dictionary codes: no per-row Python strings
+    enc = pc.dictionary_encode(coll.queries["subset"].combine_chunks())
+    q_codes = enc.indices.to_numpy(zero_copy_only=False)
+    codes = q_codes[ex["qid"].to_numpy()] if n else np.zeros(0, np.int64)
+    dict_names = enc.dictionary.to_pylist()
+    names = sorted(dict_names[c] for c in np.unique(codes))
+    exempt_names = (
+        [s for s in names if exempt and re.search(exempt, s, re.IGNORECASE)]
+        if strategy != "remove"
+        else []
+    )
+    exempt_codes = [dict_names.index(s) for s in exempt_names]
+    exempt_mask = np.isin(codes, exempt_codes) if exempt_codes else np.zeros(n, bool)
+    keep, n_fn, p_off, p_src, n_off, n_src = _core.apply_fix(
+        pos_off, pos, neg_off, neg, fn_off, fn_pid, exempt_mask, strategy, max_false_negatives
+    )
+    all_pids = np.concatenate([pos, neg])
+    scores = _gather_scores(ex, p_off, p_src, n_off, n_src, keep)
+    kept = np.flatnonzero(keep)
+    take = pa.array(kept)
+    new = pa.Table.from_arrays(
+        [
+            ex["qid"].take(take),
+            pa.ListArray.from_arrays(
+                pa.array(p_off.astype(np.int32)), pa.array(all_pids[p_src], pa.uint32())
+            ),
+            pa.ListArray.from_arrays(
+                pa.array(n_off.astype(np.int32)), pa.array(all_pids[n_src], pa.uint32())
+            ),
+            scores[0],
+            scores[1],
+            ex["extra"].take(take),
+            ex["source"].take(take),
+            ex["line"].take(take),
+        ],
+        schema=EXAMPLE_SCHEMA,
+    )
+    counted = ~exempt_mask
+    over = (
+        (n_fn > max_false_negatives) & counted
+        if max_false_negatives is not None and strategy != "remove"
+        else np.zeros(n, bool)
+    )
+    per_subset = []
+    for s in names:
+        m = codes == dict_names.index(s)
+        per_subset.append(
+            {
+                "subset": s,
+                "examples_before": int(m.sum()),
+                "examples_after": int((m & keep).sum()),
+                "false_negatives": int(n_fn[m].sum()),
+                "examples_with_false_negatives": int((n_fn[m] > 0).sum()),
+                "false_negative_rate": float((n_fn[m] > 0).mean()) if m.any() else 0.0,
+                "exempt": s in exempt_names,
+            }
+        )
+    moved = int((np.diff(p_off) - np.diff(pos_off)[kept]).sum()) if strategy == "relabel" else 0
+    report = FixReport(
+        strategy=strategy,
+        max_false_negatives=max_false_negatives,
+        exempt_subsets=exempt_names,
+        examples_before=n,
+        examples_after=int(keep.sum()),
+        false_negatives=int(n_fn.sum()),
+        examples_with_false_negatives=int((n_fn > 0).sum()),
+        moved_to_positives=moved,
+        dropped_examples=int((~keep).sum()),
+        dropped_for_threshold=int(over.sum()),
+        per_subset=per_subset,
+    )
+    return new, report
+
+
+def _gather_scores(
+    ex: pa.Table,
+    p_off: np.ndarray,
+    p_src: np.ndarray,
+    n_off: np.ndarray,
+    n_src: np.ndarray,
+    keep: np.ndarray,
+) -> tuple[pa.Array, pa.Array]:
+    """Scores follow their passages (a moved negative keeps its score; NaN where the input had
+    none); a side without scores in the input stays null."""
+    ps, ns = ex["pos_scores"].combine_chunks(), ex["neg_scores"].combine_chunks()
+    kept = np.flatnonzero(keep)
+    m = len(kept)
+    if ps.null_count == len(ps) and ns.null_count == len(ns):
+        return pa.nulls(m, pa.list_(pa.float64())), pa.nulls(m, pa.list_(pa.float64()))
+    pos_len = pc.list_value_length(ex["positives"].combine_chunks()).to_numpy(zero_copy_only=False)
+    neg_len = pc.list_value_length(ex["negatives"].combine_chunks()).to_numpy(zero_copy_only=False)
+    allv = np.concatenate([_flat_scores(ps, pos_len), _flat_scores(ns, neg_len)])
+    p_has = ps.is_valid().to_numpy(zero_copy_only=False)[kept]
+    n_has = ns.is_valid().to_numpy(zero_copy_only=False)[kept]
+
+    def lists(off: np.ndarray, src: np.ndarray, has: np.ndarray) -> pa.Array:
+        return pa.ListArray.from_arrays(
+            pa.array(off.astype(np.int32)), pa.array(allv[src], pa.float64()), mask=pa.array(~has)
+        )
+
+    return lists(p_off, p_src, p_has), lists(n_off, n_src, n_has)
+
+
+def _flat_scores(col: pa.Array, lengths: np.ndarray) -> np.ndarray:
+    """Scores flattened to line up with the flattened passages (NaN for rows without scores)."""
+    out = np.full(int(lengths.sum()), np.nan)
+    valid = col.is_valid().to_numpy(zero_copy_only=False)
+    if not valid.any():
+        return out
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    off = col.offsets.to_numpy()
+    vals = col.values.to_numpy(zero_copy_only=False)
+    idx = np.flatnonzero(valid)
+    src = np.concatenate([np.arange(off[i], off[i + 1]) for i in idx])
+    dst = np.concatenate([np.arange(starts[i], starts[i] + lengths[i]) for i in idx])
+    out[dst] = vals[src]
+    return out
+
+
+def fix_collection(
+    path: str | Path,
+    out: str | Path,
+    strategy: str,
+    *,
+    max_false_negatives: int | None = 7,
+    exempt: str | None = DEFAULT_EXEMPT,
+    overwrite: bool = False,
+) -> FixReport:
+    """Write a fixed copy of the collection at ``out`` (passages and queries shared by copy)."""
+    coll = Collection.load(path)
+    pairs = false_negative_pairs(judgments.load(coll.path))
+    new, report = apply_strategy(
+        coll, pairs, strategy, max_false_negatives=max_false_negatives, exempt=exempt
+    )
+    out = Path(out)
+    if out.resolve() == coll.path.resolve():
+        raise InputError("--out must differ from the input collection")
+    with atomic_dir(out, overwrite=overwrite) as tmp:
+        for name in ("passages", "queries"):
+            shutil.copyfile(coll.path / f"{name}.parquet", tmp / f"{name}.parquet")
+        pq.write_table(new, tmp / "examples.parquet", **parquet_options())
+        with atomic_file(tmp / "fix.json") as f:
+            f.write(orjson.dumps(report.as_dict(), option=orjson.OPT_INDENT_2))
+        manifest = dict(coll.manifest)
+        manifest["counts"] = {**manifest["counts"], "examples": len(new)}
+        manifest["steps"] = [
+            *manifest.get("steps", []),
+            step_record(
+                "fix",
+                strategy=strategy,
+                max_false_negatives=max_false_negatives,
+                exempt=exempt,
+                source=str(coll.path),
+                false_negatives=report.false_negatives,
+            ),
+        ]
+        write_manifest(tmp, manifest)
+    return report

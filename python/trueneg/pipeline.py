@@ -1,0 +1,284 @@
+"""``trueneg run``: ingest -> dedup -> judge -> fix -> export -> report, with resume.
+
+Each stage records a fingerprint of its settings and of the stage before it in the work folder; a
+stage whose fingerprint matches is not redone, an interrupted one starts again (the judge's answer
+cache makes that free). With no config the built-in default runs: the bundled RLHN sample (FiQA +
+MS MARCO, 50 queries) with its recorded GPT-4o-mini and GPT-4o answers imported, offline, at zero
+cost, ending with the three fixed collections and the report.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+import time
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from trueneg._io import atomic_file
+from trueneg.exceptions import InputError
+
+logger = logging.getLogger(__name__)
+
+STAGES = ("ingest", "dedup", "judge", "fix", "export", "report")
+
+
+@dataclass
+class PipelineConfig:
+    workdir: Path
+    inputs: list[str]
+    format: str = "auto"
+    corpus: str | None = None
+    dedup: dict[str, Any] | None = field(default_factory=dict)  # None: skip
+    judge: dict[str, Any] = field(default_factory=dict)
+    judge_imports: list[dict[str, Any]] = field(default_factory=list)
+    offline: bool = False
+    fix: dict[str, Any] = field(
+        default_factory=lambda: {"strategies": ["remove", "remove-hn", "relabel"]}
+    )
+    export_format: str = "tevatron"
+    report: bool = True
+
+    @classmethod
+    def default(cls, workdir: str | Path = "trueneg-run") -> PipelineConfig:
+        from trueneg.data import RLHN_SAMPLE_DIR, rlhn_sample_stage1
+
+        return cls(
+            workdir=Path(workdir),
+            inputs=[str(p) for p in rlhn_sample_stage1()],
+            format="tevatron",
+            judge_imports=[
+                {"files": [str(p) for p in rlhn_sample_stage1()], "stage": "stage1"},
+                {
+                    "files": [str(p) for p in sorted(RLHN_SAMPLE_DIR.glob("*stage_2*.jsonl"))],
+                    "stage": "stage2",
+                },
+            ],
+            offline=True,
+        )
+
+    @classmethod
+    def from_toml(cls, path: str | Path, workdir: str | Path | None = None) -> PipelineConfig:
+        p = Path(path)
+        try:
+            d = tomllib.loads(p.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise InputError("pipeline file not found", path=str(p)) from None
+        except tomllib.TOMLDecodeError as e:
+            raise InputError(f"invalid TOML: {e}", path=str(p)) from None
+        base = p.parent
+        ing = d.get("ingest", {})
+        if "inputs" not in ing:
+            raise InputError("[ingest] needs inputs = [...]", path=str(p))
+        rel = lambda x: str((base / x) if not Path(x).is_absolute() else Path(x))  # noqa: E731
+        judge = dict(d.get("judge", {}))
+        imports = judge.pop("import", [])
+        offline = bool(judge.pop("offline", False))
+        for imp in imports:
+            imp["files"] = [rel(f) for f in imp.get("files", [])]
+        return cls(
+            workdir=Path(workdir or d.get("pipeline", {}).get("workdir", base / "trueneg-run")),
+            inputs=[rel(x) for x in ing["inputs"]],
+            format=ing.get("format", "auto"),
+            corpus=rel(ing["corpus"]) if ing.get("corpus") else None,
+            dedup=None
+            if d.get("dedup", {}).get("enabled", True) is False
+            else {k: v for k, v in d.get("dedup", {}).items() if k != "enabled"},
+            judge=judge,
+            judge_imports=imports,
+            offline=offline,
+            fix=d.get("fix", {"strategies": ["remove", "remove-hn", "relabel"]}),
+            export_format=d.get("export", {}).get("format", "tevatron"),
+            report=d.get("report", {}).get("enabled", True),
+        )
+
+
+@dataclass
+class StageResult:
+    name: str
+    status: str  # done / skipped (already done) / off
+    seconds: float
+    detail: str = ""
+
+
+def _fp(*parts: Any) -> str:
+    return hashlib.sha256(
+        orjson.dumps(parts, default=str, option=orjson.OPT_SORT_KEYS)
+    ).hexdigest()[:16]
+
+
+def _file_fp(paths: list[str]) -> list[Any]:
+    out = []
+    for p in paths:
+        q = Path(p)
+        st = q.stat() if q.exists() else None
+        out.append([p, st.st_size if st else None, int(st.st_mtime) if st else None])
+    return out
+
+
+class Runner:
+    def __init__(self, cfg: PipelineConfig, say: Callable[[str], None] = print) -> None:
+        self.cfg = cfg
+        self.say = say
+        self.w = cfg.workdir
+        self.state_dir = self.w / ".state"
+        self.results: list[StageResult] = []
+
+    def _done(self, stage: str, fp: str) -> bool:
+        f = self.state_dir / f"{stage}.json"
+        return f.is_file() and orjson.loads(f.read_bytes()).get("fingerprint") == fp
+
+    def _mark(self, stage: str, fp: str, info: dict[str, Any]) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        with atomic_file(self.state_dir / f"{stage}.json") as f:
+            f.write(orjson.dumps({"fingerprint": fp, "finished": time.time(), **info}, default=str))
+
+    def _stage(self, name: str, fp: str, fn: Callable[[], str]) -> None:
+        if self._done(name, fp):
+            self.results.append(StageResult(name, "skipped", 0.0, "already done"))
+            self.say(f"{name:7s} already done, skipped")
+            return
+        t = time.perf_counter()
+        detail = fn()
+        dt = time.perf_counter() - t
+        self._mark(name, fp, {"detail": detail})
+        self.results.append(StageResult(name, "done", dt, detail))
+        self.say(f"{name:7s} {detail} ({dt:.1f} s)")
+
+    def run(self) -> list[StageResult]:
+        from trueneg import ingest
+        from trueneg.dedup import DedupConfig, dedup_collection
+        from trueneg.fix import fix_collection
+        from trueneg.formats import export_collection
+        from trueneg.judge import Cache, judge_collection
+        from trueneg.judge.cascade import JudgeConfig
+        from trueneg.judge.importers import import_rlhn
+
+        cfg, w = self.cfg, self.w
+        w.mkdir(parents=True, exist_ok=True)
+        ingested, deduped = w / "collection", w / "deduped"
+        fp_ingest = _fp("ingest", _file_fp(cfg.inputs), cfg.format, cfg.corpus)
+
+        def do_ingest() -> str:
+            c = ingest(cfg.inputs, ingested, format=cfg.format, corpus=cfg.corpus, overwrite=True)
+            return f"{len(c):,} examples, {len(c.passages):,} passages"
+
+        self._stage("ingest", fp_ingest, do_ingest)
+
+        judged = ingested
+        fp_prev = fp_ingest
+        if cfg.dedup is not None:
+            fp_dedup = _fp("dedup", fp_prev, cfg.dedup)
+
+            def do_dedup() -> str:
+                from trueneg import Collection
+
+                r = dedup_collection(
+                    Collection.load(ingested), DedupConfig(**cfg.dedup), out=deduped, overwrite=True
+                )
+                return (
+                    f"{r.queries['duplicate_texts']:,} duplicate queries, {r.passages['duplicate_texts']:,} "
+                    f"duplicate passages, {r.free_false_negatives:,} free false negatives"
+                )
+
+            self._stage("dedup", fp_dedup, do_dedup)
+            judged, fp_prev = deduped, fp_dedup
+        else:
+            self.results.append(StageResult("dedup", "off", 0.0))
+
+        jcfg = self._judge_config(JudgeConfig)
+        fp_judge = _fp("judge", fp_prev, jcfg.__dict__, cfg.judge_imports, cfg.offline)
+
+        def do_judge() -> str:
+            cache_path = w / "judge-cache.sqlite"  # survives re-ingests; shared by reruns
+            by_name = {s.name: s for s in jcfg.stages}
+            with Cache(cache_path) as c:
+                for imp in cfg.judge_imports:
+                    stage = by_name.get(imp.get("stage", "stage1"))
+                    if stage is None:
+                        raise InputError(
+                            f"judge import names an unknown stage {imp.get('stage')!r}"
+                        )
+                    import_rlhn(c, imp["files"], stage)
+            s = judge_collection(judged, jcfg, cache_path=cache_path, offline=cfg.offline)
+            sent = sum(x.sent for x in s.stages)
+            return (
+                f"{s.false_negatives:,} false negatives in {s.examples_with_false_negatives:,} examples; "
+                f"{sent:,} requests sent, ${s.cost_usd:.4f}"
+            )
+
+        self._stage("judge", fp_judge, do_judge)
+        fp_prev = fp_judge
+
+        strategies = list(cfg.fix.get("strategies", ["remove", "remove-hn", "relabel"]))
+        k = cfg.fix.get("max_false_negatives", 7)
+        exempt = cfg.fix.get("exempt", "arguana")
+        fp_fix = _fp("fix", fp_prev, strategies, k, exempt)
+
+        def do_fix() -> str:
+            parts = []
+            for s in strategies:
+                r = fix_collection(
+                    judged, w / "fixed" / s, s, max_false_negatives=k, exempt=exempt, overwrite=True
+                )
+                parts.append(f"{s} {r.examples_before}->{r.examples_after}")
+            return ", ".join(parts)
+
+        self._stage("fix", fp_fix, do_fix)
+        fp_prev = fp_fix
+
+        fp_export = _fp("export", fp_prev, cfg.export_format)
+
+        def do_export() -> str:
+            from trueneg import Collection
+
+            ext = {"tevatron": ".jsonl", "bge": ".jsonl", "st": ".jsonl"}.get(cfg.export_format, "")
+            outs = []
+            for s in strategies:
+                target = w / "export" / f"{s}{ext}"
+                export_collection(Collection.load(w / "fixed" / s), cfg.export_format, target)
+                outs.append(target.name)
+            return f"{cfg.export_format}: " + ", ".join(outs)
+
+        self._stage("export", fp_export, do_export)
+
+        if cfg.report:
+            fp_report = _fp("report", fp_prev, "v1")
+
+            def do_report() -> str:
+                from trueneg import Collection
+                from trueneg.report import ReportData, load_json, write_report
+
+                fixes = [load_json(w / "fixed" / s / "fix.json") for s in strategies]
+                d = ReportData(
+                    title="trueneg report",
+                    collection=Collection.load(judged),
+                    judge_summary=load_json(judged / "judge-summary.json"),
+                    dedup=load_json(judged / "dedup.json"),
+                    fixes=[f for f in fixes if f],
+                )
+                p = write_report(d, w / "report")
+                return str(p)
+
+            self._stage("report", fp_report, do_report)
+        return self.results
+
+    def _judge_config(self, JudgeConfig: Any) -> Any:
+        from trueneg.judge.cascade import Stage
+
+        j = dict(self.cfg.judge)
+        if "stages" in j:
+            j["stages"] = tuple(Stage(**s) for s in j["stages"])
+        if "prices" in j:
+            j["prices"] = {k: tuple(v) for k, v in j["prices"].items()}
+        return JudgeConfig(**j)
+
+
+def clean(workdir: str | Path) -> None:
+    shutil.rmtree(workdir, ignore_errors=True)

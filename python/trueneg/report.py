@@ -1,0 +1,354 @@
+"""The report: one self-contained HTML page (plots embedded as PNG data) and a Markdown twin with
+its PNG files, from a pipeline work folder or a judged collection."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import pyarrow.compute as pc
+
+from trueneg import judgments
+from trueneg._io import atomic_file
+from trueneg.collection import Collection
+from trueneg.fix import false_negative_pairs
+
+
+@dataclass
+class Figure:
+    name: str
+    title: str
+    png: bytes
+    caption: str = ""
+
+
+@dataclass
+class ReportData:
+    title: str
+    collection: Collection
+    judge_summary: dict[str, Any] | None = None
+    dedup: dict[str, Any] | None = None
+    fixes: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def _plt() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _png(fig: Any) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    _plt().close(fig)
+    return buf.getvalue()
+
+
+def _figures(d: ReportData) -> tuple[list[Figure], list[str]]:
+    plt = _plt()
+    coll = d.collection
+    figs: list[Figure] = []
+    notes: list[str] = []
+    t = judgments.load(coll.path)
+    ex_subset = (
+        coll.queries["subset"]
+        .combine_chunks()
+        .take(coll.examples["qid"].combine_chunks())
+        .to_numpy(zero_copy_only=False)
+    )
+    subsets = sorted(set(ex_subset.tolist()))
+    stages = sorted(set(t["stage"].to_pylist()), key=lambda s: (s != "dedup", s)) if len(t) else []
+
+    # 1. examples and examples with false negatives, per subset and stage
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    width = 0.8 / (1 + len(stages))
+    x = np.arange(len(subsets))
+    ax.bar(
+        x, [int((ex_subset == s).sum()) for s in subsets], width, label="examples", color="#9aa5b1"
+    )
+    for i, st in enumerate(stages):
+        f = t.filter(pc.and_(pc.equal(t["stage"], st), t["flagged"]))
+        ex_fn = np.unique(f["example"].to_numpy()) if len(f) else np.zeros(0, np.int64)
+        ax.bar(
+            x + (i + 1) * width,
+            [int((ex_subset[ex_fn] == s).sum()) for s in subsets],
+            width,
+            label=f"with false negatives: {st}",
+        )
+    ax.set_xticks(x + width * len(stages) / 2, subsets)
+    ax.set_ylabel("examples")
+    ax.legend(fontsize=8)
+    figs.append(
+        Figure("per_subset", "Examples and false negatives per subset and stage", _png(fig))
+    )
+
+    # 2. false negatives per flagged example (the paper's Fig. 3)
+    pairs = false_negative_pairs(t)
+    if len(pairs):
+        counts = np.bincount(pairs["example"].to_numpy())
+        counts = counts[counts > 0]
+        fig, ax = plt.subplots(figsize=(7, 3.2))
+        top = min(15, int(counts.max()))
+        h = [(counts == k).sum() / len(counts) * 100 for k in range(1, top + 1)]
+        ax.bar(range(1, top + 1), h, color="#3e7cb1")
+        ax.set_xlabel("false negatives in the example")
+        ax.set_ylabel("% of flagged examples")
+        figs.append(
+            Figure(
+                "fn_histogram",
+                "False negatives per flagged example (cf. RLHN Fig. 3)",
+                _png(fig),
+                f"{len(counts):,} flagged examples, {int(counts.sum()):,} false negatives",
+            )
+        )
+    else:
+        notes.append("No false negatives were found, so there is no histogram.")
+
+    # 3. cost per stage and per false negative
+    js = d.judge_summary
+    if js and js.get("stages"):
+        fig, ax = plt.subplots(figsize=(7, 3.0))
+        names = [s["name"] for s in js["stages"]]
+        paid = sum(s["cost_usd"] for s in js["stages"]) > 0
+        key = "cost_usd" if paid else "estimated_cost_usd"
+        cost = [s[key] for s in js["stages"]]
+        per = [
+            (c / s["false_negatives"]) if s["false_negatives"] else 0
+            for c, s in zip(cost, js["stages"], strict=True)
+        ]
+        ax.bar(
+            np.arange(len(names)) - 0.2,
+            cost,
+            0.4,
+            label="cost (USD)" if paid else "worst-case list price (USD)",
+        )
+        ax.bar(np.arange(len(names)) + 0.2, per, 0.4, label="per false negative found (USD)")
+        ax.set_xticks(range(len(names)), names)
+        ax.legend(fontsize=8)
+        cap = (
+            ""
+            if paid
+            else "Nothing was paid in this run (answers imported or cached); the bars show what the "
+            "calls would cost at list price with the full output budget."
+        )
+        figs.append(Figure("cost", "Cost per stage and per false negative found", _png(fig), cap))
+
+    # 4. score distributions
+    ex = coll.examples
+    ps, ns = ex["pos_scores"], ex["neg_scores"]
+    if ps.null_count < len(ps) and ns.null_count < len(ns):
+        pos_v = pc.list_flatten(ps).to_numpy(zero_copy_only=False)
+        neg_all = ns.combine_chunks()
+        fn_set = (
+            set(zip(pairs["example"].to_pylist(), pairs["pid"].to_pylist(), strict=True))
+            if len(pairs)
+            else set()
+        )
+        neg_fn, neg_rest = [], []
+        for i, (pids, sc) in enumerate(
+            zip(ex["negatives"].to_pylist(), neg_all.to_pylist(), strict=True)
+        ):
+            for p, v in zip(pids, sc or [], strict=False):
+                (neg_fn if (i, p) in fn_set else neg_rest).append(v)
+        fig, ax = plt.subplots(figsize=(7, 3.2))
+        bins = np.linspace(
+            np.nanmin(np.concatenate([pos_v, neg_rest or [0]])),
+            np.nanmax(np.concatenate([pos_v, neg_rest or [1]])),
+            40,
+        )
+        ax.hist(pos_v, bins, alpha=0.5, density=True, label="positives")
+        ax.hist(neg_rest, bins, alpha=0.5, density=True, label="negatives")
+        if neg_fn:
+            ax.hist(neg_fn, bins, alpha=0.7, density=True, label="false negatives")
+        ax.set_xlabel("score")
+        ax.legend(fontsize=8)
+        figs.append(
+            Figure(
+                "scores", "Score distributions: positives, negatives, false negatives", _png(fig)
+            )
+        )
+    else:
+        notes.append(
+            "This collection carries no retrieval scores (mining or BGE `pos_scores`/`neg_scores` add "
+            "them), so there is no score distribution plot."
+        )
+    return figs, notes
+
+
+def _samples(d: ReportData, n: int = 12) -> list[dict[str, str]]:
+    coll = d.collection
+    t = judgments.load(coll.path)
+    pairs = false_negative_pairs(t)
+    if not len(pairs):
+        return []
+    text = coll.passages["text"].combine_chunks()
+    q = coll.queries["text"].combine_chunks()
+    pos = coll.examples["positives"].combine_chunks()
+    out = []
+    for r in pairs.slice(0, n).to_pylist():
+        first_pos = pos[r["example"]].as_py()[0]
+        out.append(
+            {
+                "query": q[r["qid"]].as_py(),
+                "positive": text[first_pos].as_py(),
+                "negative": text[r["pid"]].as_py(),
+                "verdict": f"{r['label']} ({r['stage']}{', ' + r['model'] if r.get('model') else ''})",
+            }
+        )
+    return out
+
+
+def _clip(s: str, n: int = 280) -> str:
+    return s if len(s) <= n else s[: n - 1] + "…"
+
+
+def _table(rows: Sequence[dict[str, Any]], cols: Sequence[str]) -> tuple[str, str]:
+    h = "<table><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in cols) + "</tr>"
+    h += "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(r.get(c, '')))}</td>" for c in cols) + "</tr>"
+        for r in rows
+    )
+    h += "</table>"
+    md = "| " + " | ".join(cols) + " |\n| " + " | ".join("---" for _ in cols) + " |\n"
+    md += "".join(
+        "| "
+        + " | ".join(str(r.get(c, "")).replace("|", "\\|").replace("\n", " ") for c in cols)
+        + " |\n"
+        for r in rows
+    )
+    return h, md
+
+
+CSS = """body{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;color:#1f2933}
+table{border-collapse:collapse;margin:1em 0;font-size:13px}td,th{border:1px solid #cbd2d9;padding:4px 8px;
+vertical-align:top;text-align:left;max-width:420px}th{background:#f0f4f8}img{max-width:100%}.cap{color:#616e7c;font-size:13px}"""
+
+CHECK_IMAGES = """<script>window.addEventListener('load',function(){var im=document.images,ok=0;
+for(var i=0;i<im.length;i++){if(im[i].complete&&im[i].naturalWidth>0){ok++;}}
+document.body.setAttribute('data-images',im.length);document.body.setAttribute('data-images-loaded',ok);});</script>"""
+
+
+def write_report(d: ReportData, out_dir: str | Path) -> Path:
+    """Write ``report.html`` (self-contained) and ``report.md`` (+ PNGs) into ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    figs, notes = _figures(d)
+    notes = [*d.notes, *notes]
+    h = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(d.title)}</title>"
+        f"<style>{CSS}</style>{CHECK_IMAGES}</head><body><h1>{html.escape(d.title)}</h1>"
+    ]
+    md = [f"# {d.title}\n"]
+    coll = d.collection
+    c = coll.manifest["counts"]
+    line = f"{c['examples']:,} examples, {c['queries']:,} queries, {c['passages']:,} passages ({coll.source_format})"
+    h.append(f"<p>{html.escape(line)}</p>")
+    md.append(line + "\n")
+    js = d.judge_summary
+    if js:
+        rows = [
+            {
+                "stage": s["name"],
+                "model": s["model"],
+                "calls": s["calls"],
+                "cached": s["cache_hits"],
+                "sent": s["sent"],
+                "failed": s["failed"],
+                "statuses": s["statuses"],
+                "flagged calls": s["flagged_calls"],
+                "false negatives": s["false_negatives"],
+                "cost USD": f"{s['cost_usd']:.4f}",
+            }
+            for s in js["stages"]
+        ]
+        th, tm = _table(rows, list(rows[0]))
+        per = js.get("cost_per_false_negative")
+        summary = (
+            f"Judge: {js['false_negatives']:,} false negatives in {js['examples_with_false_negatives']:,} "
+            f"examples; cost ${js['cost_usd']:.4f}"
+            + (f" (${per:.4f} per false negative)" if per else "")
+        )
+        h += ["<h2>Judge cascade</h2>", f"<p>{html.escape(summary)}</p>", th]
+        md += ["## Judge cascade\n", summary + "\n", tm]
+    for f in figs:
+        (out / f"{f.name}.png").write_bytes(f.png)
+        b64 = base64.b64encode(f.png).decode()
+        h.append(
+            f"<h2>{html.escape(f.title)}</h2><img alt='{html.escape(f.title)}' src='data:image/png;base64,{b64}'>"
+        )
+        md.append(f"## {f.title}\n\n![{f.title}]({f.name}.png)\n")
+        if f.caption:
+            h.append(f"<p class='cap'>{html.escape(f.caption)}</p>")
+            md.append(f"_{f.caption}_\n")
+    if d.fixes:
+        rows = [
+            {
+                "strategy": r["strategy"],
+                "examples before": r["examples_before"],
+                "after": r["examples_after"],
+                "false negatives": r["false_negatives"],
+                "moved to positives": r["moved_to_positives"],
+                "dropped (> k)": r["dropped_for_threshold"],
+                "k": r["max_false_negatives"],
+                "exempt": ", ".join(r["exempt_subsets"]) or "-",
+            }
+            for r in d.fixes
+        ]
+        th, tm = _table(rows, list(rows[0]))
+        h += ["<h2>Fixed collections</h2>", th]
+        md += ["## Fixed collections\n", tm]
+        per = [
+            {
+                "subset": s["subset"],
+                "examples": s["examples_before"],
+                "with false negatives": s["examples_with_false_negatives"],
+                "rate": f"{s['false_negative_rate']:.1%}",
+                "false negatives": s["false_negatives"],
+            }
+            for s in d.fixes[0]["per_subset"]
+        ]
+        th, tm = _table(per, list(per[0]))
+        h += ["<h3>Per subset</h3>", th]
+        md += ["### Per subset\n", tm]
+    if d.dedup:
+        dd = d.dedup
+        rows = [{"what": k, **{kk: v for kk, v in dd[k].items()}} for k in ("queries", "passages")]
+        th, tm = _table(rows, list(rows[0]))
+        line = (
+            f"LSH {dd['bands']} x {dd['rows']}; free false negatives (a negative duplicating its own "
+            f"positive): {dd['free_false_negatives']:,}"
+        )
+        h += ["<h2>Dedup</h2>", f"<p>{html.escape(line)}</p>", th]
+        md += ["## Dedup\n", line + "\n", tm]
+    samples = _samples(d)
+    if samples:
+        rows = [{k: _clip(v) for k, v in s.items()} for s in samples]
+        th, tm = _table(rows, ["query", "positive", "negative", "verdict"])
+        h += ["<h2>Sample flagged pairs</h2>", th]
+        md += ["## Sample flagged pairs\n", tm]
+    if notes:
+        h.append(
+            "<h2>Notes</h2><ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>"
+        )
+        md.append("## Notes\n" + "".join(f"- {n}\n" for n in notes))
+    h.append("</body></html>")
+    with atomic_file(out / "report.html") as f:
+        f.write("\n".join(h).encode())
+    with atomic_file(out / "report.md") as f:
+        f.write("\n".join(md).encode())
+    return out / "report.html"
+
+
+def load_json(p: Path) -> dict[str, Any] | None:
+    return orjson.loads(p.read_bytes()) if p.is_file() else None
