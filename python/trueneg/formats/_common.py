@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -15,6 +15,8 @@ import pyarrow.parquet as pq
 from trueneg._io import iter_jsonl, type_name
 from trueneg.collection import Collection, parse_extra
 from trueneg.exceptions import InputError
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,33 @@ def iter_rows(
         return
     for lineno, value, err in iter_jsonl(p):
         yield Where(p, lineno), value, err
+
+
+def checked_rows(
+    builder: Any,
+    path: str | os.PathLike[str],
+    bar: Any,
+    parse: Callable[[Where, dict[str, Any]], T],
+) -> Iterator[tuple[Where, T]]:
+    """Each row of a file checked and parsed by ``parse``; an unreadable row, or one ``parse``
+    rejects with an InputError, goes to ``builder.error`` (stop, or count it and go on)."""
+    for where, row, err in iter_rows(path):
+        bar.update()
+        if err is not None:
+            builder.error(err)
+            continue
+        try:
+            parsed = parse(where, expect_object(row, where))
+        except InputError as e:
+            builder.error(e)
+            continue
+        yield where, parsed
+
+
+def nonempty(items: list[Any], where: Where, field: str) -> list[Any]:
+    if not items:
+        raise where.error("no positives (an example needs at least one)", field)
+    return items
 
 
 def expect_object(row: Any, where: Where) -> dict[str, Any]:
@@ -247,3 +276,25 @@ def iter_examples(coll: Collection, batch_size: int = 10_000) -> Iterator[Exampl
                 source=src[i],
                 line=line[i],
             )
+
+
+def write_corpus(coll: Collection, path: Path, id_field: str) -> list[str]:
+    """Every passage as a corpus JSON line ``{<id_field>, title?, text, ...extra}``, in pid order;
+    returns the docid of each pid (synthetic for passages that had none)."""
+    from trueneg._io import atomic_file, dumps_line
+
+    lookup = PassageLookup(coll)
+    all_pids = np.arange(len(coll.passages), dtype=np.uint32)
+    synthetic = lookup.synthetic_docids(all_pids)
+    ids = []
+    with atomic_file(path) as f:
+        for pid, (docid, title, text, extra) in enumerate(lookup.rows(all_pids)):
+            did = docid if docid is not None else synthetic[pid]
+            ids.append(did)
+            row: dict[str, Any] = {id_field: did}
+            if title is not None:
+                row["title"] = title
+            row["text"] = text
+            row.update(parse_extra(extra))
+            f.write(dumps_line(row))
+    return ids

@@ -13,19 +13,17 @@ import os
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from trueneg._io import atomic_file, dumps_line, type_name
 from trueneg._progress import progress
 from trueneg.collection import Collection, CollectionBuilder, parse_extra
 from trueneg.exceptions import InputError
 from trueneg.formats._common import (
-    PassageLookup,
     expect_object,
     extras,
     iter_examples,
     iter_rows,
     req_str,
+    write_corpus,
 )
 
 NAME = "beir"
@@ -184,17 +182,7 @@ def read(
 def write(coll: Collection, out: str | os.PathLike[str]) -> None:
     out = Path(out)
     (out / "qrels").mkdir(parents=True, exist_ok=True)
-    lookup = PassageLookup(coll)
-    all_pids = np.arange(len(coll.passages), dtype=np.uint32)
-    synthetic = lookup.synthetic_docids(all_pids)
-    with atomic_file(out / "corpus.jsonl") as f:
-        for pid, (docid, title, text, extra) in enumerate(lookup.rows(all_pids)):
-            row: dict[str, Any] = {"_id": docid if docid is not None else synthetic[pid]}
-            if title is not None:
-                row["title"] = title
-            row["text"] = text
-            row.update(parse_extra(extra))
-            f.write(dumps_line(row))
+    synthetic = write_corpus(coll, out / "corpus.jsonl", "_id")
     q = coll.queries
     with atomic_file(out / "queries.jsonl") as f:
         for qid, query_id, text, extra in zip(

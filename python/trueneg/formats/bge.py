@@ -20,12 +20,13 @@ from trueneg.collection import Collection, CollectionBuilder
 from trueneg.exceptions import InputError
 from trueneg.formats._common import (
     IntScores,
+    Where,
+    checked_rows,
     default_subset,
-    expect_object,
     extras,
     is_parquet,
     iter_examples,
-    iter_rows,
+    nonempty,
     opt_scores,
     req_str,
     req_str_list,
@@ -123,6 +124,18 @@ def _read_jsonl_fast(
         )
 
 
+def _parse_row(where: Where, row: dict[str, Any]) -> tuple[Any, ...]:
+    """The same checks as the Rust parser, for rows that do not come from JSON Lines."""
+    query = req_str(row, "query", where)
+    pos = nonempty(req_str_list(row, "pos", where), where, "pos")
+    if "neg" not in row:
+        raise where.error("missing (use [] for an example without negatives)", "neg")
+    neg = req_str_list(row, "neg", where)
+    ps = opt_scores(row, "pos_scores", len(pos), where)
+    ns = opt_scores(row, "neg_scores", len(neg), where)
+    return query, pos, neg, ps, ns, row
+
+
 def _read_rows(
     builder: CollectionBuilder,
     path: str | os.PathLike[str],
@@ -131,27 +144,9 @@ def _read_rows(
     int_scores: IntScores,
     bar: Any,
 ) -> None:
-    """Row-by-row reader (Parquet input); the same checks as the Rust parser."""
-    for where, row, err in iter_rows(path):
-        bar.update()
-        if err is not None:
-            builder.error(err)
-            continue
-        try:
-            row = expect_object(row, where)
-            query = req_str(row, "query", where)
-            pos = req_str_list(row, "pos", where)
-            if not pos:
-                raise where.error("no positives (an example needs at least one)", "pos")
-            if "neg" not in row:
-                raise where.error("missing (use [] for an example without negatives)", "neg")
-            neg = req_str_list(row, "neg", where)
-            ps = opt_scores(row, "pos_scores", len(pos), where)
-            ns = opt_scores(row, "neg_scores", len(neg), where)
-            int_scores.see(row.get("pos_scores"), row.get("neg_scores"))
-        except InputError as e:
-            builder.error(e)
-            continue
+    """Row-by-row reader (Parquet input)."""
+    for where, (query, pos, neg, ps, ns, row) in checked_rows(builder, path, bar, _parse_row):
+        int_scores.see(row.get("pos_scores"), row.get("neg_scores"))
         builder.add_example(
             query=query,
             subset=sub,

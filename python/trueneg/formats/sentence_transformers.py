@@ -21,7 +21,14 @@ from trueneg._io import atomic_file, dumps_line, type_name
 from trueneg._progress import progress
 from trueneg.collection import Collection, CollectionBuilder
 from trueneg.exceptions import InputError
-from trueneg.formats._common import default_subset, is_parquet, iter_examples, iter_rows
+from trueneg.formats._common import (
+    Where,
+    checked_rows,
+    default_subset,
+    is_parquet,
+    iter_examples,
+    iter_rows,
+)
 from trueneg.formats.tevatron import write_parquet_rows
 
 logger = logging.getLogger(__name__)
@@ -73,27 +80,7 @@ def read(
             anchor, positive, negatives = roles(cols)
             sub = subset or default_subset(path)
             src = builder.add_source(path, sub)
-            for where, row, err in iter_rows(path):
-                bar.update()
-                if err is not None:
-                    builder.error(err)
-                    continue
-                try:
-                    if not isinstance(row, dict):
-                        raise where.error(f"expected a JSON object, got {type_name(row)}")
-                    if list(row) != cols:
-                        missing = [c for c in cols if c not in row]
-                        raise where.error(
-                            f"columns {list(row)} differ from the file's {cols}",
-                            missing[0] if missing else None,
-                        )
-                    for c in cols:
-                        v = row[c]
-                        if not isinstance(v, str):
-                            raise where.error(f"expected a string, got {type_name(v)}", c)
-                except InputError as e:
-                    builder.error(e)
-                    continue
+            for where, row in checked_rows(builder, path, bar, _checker(cols)):
                 builder.add_example(
                     query=row[anchor],
                     subset=sub,
@@ -106,6 +93,22 @@ def read(
     builder.options["roles"] = dict(
         zip(("anchor", "positive"), roles(layout or ["anchor", "positive"])[:2], strict=True)
     )
+
+
+def _checker(cols: list[str]) -> Any:
+    def check(where: Where, row: dict[str, Any]) -> dict[str, Any]:
+        if list(row) != cols:
+            missing = [c for c in cols if c not in row]
+            raise where.error(
+                f"columns {list(row)} differ from the file's {cols}",
+                missing[0] if missing else None,
+            )
+        for c in cols:
+            if not isinstance(row[c], str):
+                raise where.error(f"expected a string, got {type_name(row[c])}", c)
+        return row
+
+    return check
 
 
 def _layout(coll: Collection) -> tuple[str, str, list[str]]:

@@ -18,16 +18,15 @@ import pyarrow.parquet as pq
 from trueneg._io import atomic_file, dumps_line, type_name
 from trueneg._progress import progress
 from trueneg.collection import Collection, CollectionBuilder, parse_extra
-from trueneg.exceptions import InputError
 from trueneg.formats._common import (
     PassageLookup,
     Where,
+    checked_rows,
     default_subset,
-    expect_object,
     extras,
     is_parquet,
     iter_examples,
-    iter_rows,
+    nonempty,
     req_list,
     req_str,
 )
@@ -63,6 +62,17 @@ def _passages(
     return out
 
 
+def _parse(where: Where, row: dict[str, Any]) -> tuple[Any, ...]:
+    qid = req_str(row, "query_id", where)
+    query = req_str(row, "query", where)
+    pos = nonempty(_passages(row, "positive_passages", where), where, "positive_passages")
+    neg = _passages(row, "negative_passages", where)
+    sub = row.get("subset")
+    if sub is not None and not isinstance(sub, str):
+        raise where.error(f"expected a string, got {type_name(sub)}", "subset")
+    return qid, query, pos, neg, sub, extras(row, KNOWN)
+
+
 def read(
     builder: CollectionBuilder,
     paths: Sequence[str | os.PathLike[str]],
@@ -74,27 +84,9 @@ def read(
         for path in paths:
             file_subset = subset or default_subset(path)
             src = builder.add_source(path, file_subset)
-            for where, row, err in iter_rows(path):
-                bar.update()
-                if err is not None:
-                    builder.error(err)
-                    continue
-                try:
-                    row = expect_object(row, where)
-                    qid = req_str(row, "query_id", where)
-                    query = req_str(row, "query", where)
-                    pos = _passages(row, "positive_passages", where)
-                    if not pos:
-                        raise where.error(
-                            "no positives (an example needs at least one)", "positive_passages"
-                        )
-                    neg = _passages(row, "negative_passages", where)
-                    sub = row.get("subset")
-                    if sub is not None and not isinstance(sub, str):
-                        raise where.error(f"expected a string, got {type_name(sub)}", "subset")
-                except InputError as e:
-                    builder.error(e)
-                    continue
+            for where, (qid, query, pos, neg, sub, extra) in checked_rows(
+                builder, path, bar, _parse
+            ):
                 has_subset = has_subset or sub is not None
                 builder.add_example(
                     query=query,
@@ -102,7 +94,7 @@ def read(
                     subset=sub if sub is not None else file_subset,
                     positives=pos,
                     negatives=neg,
-                    extra=extras(row, KNOWN),
+                    extra=extra,
                     source=src,
                     line=where.line,
                 )

@@ -14,17 +14,20 @@ from typing import Any
 
 from trueneg._io import atomic_file, dumps_line, type_name
 from trueneg._progress import progress
-from trueneg.collection import Collection, CollectionBuilder, parse_extra
+from trueneg.collection import Collection, CollectionBuilder
 from trueneg.exceptions import InputError
 from trueneg.formats._common import (
-    PassageLookup,
+    Where,
+    checked_rows,
     default_subset,
     expect_object,
     extras,
     iter_examples,
     iter_rows,
+    nonempty,
     req_str,
     req_str_list,
+    write_corpus,
 )
 
 NAME = "tevatron-v2"
@@ -67,52 +70,33 @@ def read(
         for path in paths:
             sub = subset or default_subset(path)
             src = builder.add_source(path, sub)
-            for where, row, err in iter_rows(path):
-                bar.update()
-                if err is not None:
-                    builder.error(err)
-                    continue
-                try:
-                    row = expect_object(row, where)
-                    qid = req_str(row, "query_id", where)
-                    query = req_str(row, "query_text", where)
-                    pos = req_str_list(row, "positive_document_ids", where)
-                    if not pos:
-                        raise where.error(
-                            "no positives (an example needs at least one)", "positive_document_ids"
-                        )
-                    neg = req_str_list(row, "negative_document_ids", where)
-                except InputError as e:
-                    builder.error(e)
-                    continue
+            for where, (qid, query, pos, neg, extra) in checked_rows(builder, path, bar, _parse):
                 builder.add_example_refs(
                     query=query,
                     query_id=qid,
                     subset=sub,
                     positive_docids=pos,
                     negative_docids=neg,
-                    extra=extras(row, KNOWN),
+                    extra=extra,
                     source=src,
                     line=where.line,
                 )
 
 
+def _parse(where: Where, row: dict[str, Any]) -> tuple[Any, ...]:
+    return (
+        req_str(row, "query_id", where),
+        req_str(row, "query_text", where),
+        nonempty(req_str_list(row, "positive_document_ids", where), where, "positive_document_ids"),
+        req_str_list(row, "negative_document_ids", where),
+        extras(row, KNOWN),
+    )
+
+
 def write(coll: Collection, out: str | os.PathLike[str]) -> None:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    lookup = PassageLookup(coll)
-    import numpy as np
-
-    all_pids = np.arange(len(coll.passages), dtype=np.uint32)
-    synthetic = lookup.synthetic_docids(all_pids)
-    with atomic_file(out / "corpus.jsonl") as f:
-        for pid, (docid, title, text, extra) in enumerate(lookup.rows(all_pids)):
-            row: dict[str, Any] = {"docid": docid if docid is not None else synthetic[pid]}
-            if title is not None:
-                row["title"] = title
-            row["text"] = text
-            row.update(parse_extra(extra))
-            f.write(dumps_line(row))
+    synthetic = write_corpus(coll, out / "corpus.jsonl", "docid")
     with (
         atomic_file(out / "train.jsonl") as f,
         progress(total=len(coll), desc="export tevatron-v2") as bar,

@@ -100,42 +100,31 @@ class Cache:
 
     # -- answers ---------------------------------------------------------------------------
 
+    @staticmethod
+    def _row(a: Answer) -> tuple[Any, ...]:
+        return (
+            a.key,
+            a.model,
+            a.content,
+            a.refusal,
+            a.finish_reason,
+            a.prompt_tokens,
+            a.completion_tokens,
+            a.cost_usd,
+            a.source,
+            time.time(),
+        )
+
     def put(self, a: Answer) -> bool:
         """Store an answer (committed on return). False when the key was already there."""
         with self._lock:
             cur = self._db.execute(
-                "INSERT OR IGNORE INTO responses VALUES (?,?,?,?,?,?,?,?,?,?)",
-                (
-                    a.key,
-                    a.model,
-                    a.content,
-                    a.refusal,
-                    a.finish_reason,
-                    a.prompt_tokens,
-                    a.completion_tokens,
-                    a.cost_usd,
-                    a.source,
-                    time.time(),
-                ),
+                "INSERT OR IGNORE INTO responses VALUES (?,?,?,?,?,?,?,?,?,?)", self._row(a)
             )
             return cur.rowcount == 1
 
     def put_many(self, answers: Iterable[Answer]) -> int:
-        rows = [
-            (
-                a.key,
-                a.model,
-                a.content,
-                a.refusal,
-                a.finish_reason,
-                a.prompt_tokens,
-                a.completion_tokens,
-                a.cost_usd,
-                a.source,
-                time.time(),
-            )
-            for a in answers
-        ]
+        rows = [self._row(a) for a in answers]
         with self._lock:
             before = self._db.total_changes
             self._db.execute("BEGIN")
@@ -145,19 +134,26 @@ class Cache:
             self._db.execute("COMMIT")
             return self._db.total_changes - before
 
-    def get_many(self, keys: Sequence[str]) -> dict[str, Answer]:
-        out: dict[str, Answer] = {}
+    def _select_in(self, sql: str, keys: Sequence[str], suffix: str = "") -> list[tuple[Any, ...]]:
+        """Rows of ``sql WHERE key IN (...)`` for many keys, in chunks SQLite accepts."""
         uniq = list(dict.fromkeys(keys))
+        rows: list[tuple[Any, ...]] = []
         with self._lock:
             for i in range(0, len(uniq), 900):
                 part = uniq[i : i + 900]
-                q = (
-                    "SELECT key, model, content, refusal, finish_reason, prompt_tokens, completion_tokens,"
-                    f" cost_usd, source FROM responses WHERE key IN ({','.join('?' * len(part))})"
+                rows.extend(
+                    self._db.execute(
+                        f"{sql} WHERE key IN ({','.join('?' * len(part))}){suffix}", part
+                    )
                 )
-                for row in self._db.execute(q, part):
-                    out[row[0]] = Answer(*row)
-        return out
+        return rows
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, Answer]:
+        sql = (
+            "SELECT key, model, content, refusal, finish_reason, prompt_tokens, completion_tokens, cost_usd,"
+            " source FROM responses"
+        )
+        return {r[0]: Answer(*r) for r in self._select_in(sql, keys)}
 
     def __contains__(self, key: str) -> bool:
         with self._lock:
@@ -188,18 +184,10 @@ class Cache:
             )
 
     def last_failures(self, keys: Sequence[str]) -> dict[str, tuple[str, int | None, str]]:
-        out: dict[str, tuple[str, int | None, str]] = {}
-        uniq = list(dict.fromkeys(keys))
-        with self._lock:
-            for i in range(0, len(uniq), 900):
-                part = uniq[i : i + 900]
-                q = (
-                    f"SELECT key, status, http_status, message FROM failures WHERE key IN ({','.join('?' * len(part))})"
-                    " ORDER BY created"
-                )
-                for k, s, h, m in self._db.execute(q, part):
-                    out[k] = (s, h, m)
-        return out
+        rows = self._select_in(
+            "SELECT key, status, http_status, message FROM failures", keys, " ORDER BY created"
+        )
+        return {k: (st, h, m) for k, st, h, m in rows}
 
     # -- batch jobs ------------------------------------------------------------------------
 
