@@ -329,8 +329,13 @@ def write_report(d: ReportData, out_dir: str | Path) -> Path:
             f"LSH {dd['bands']} x {dd['rows']}; free false negatives (a negative duplicating its own "
             f"positive): {dd['free_false_negatives']:,}"
         )
-        h += ["<h2>Dedup</h2>", f"<p>{html.escape(line)}</p>", th]
-        md += ["## Dedup\n", line + "\n", tm]
+        curve = [
+            {"Jaccard": f"{c['jaccard']:.2f}", "P(candidate)": f"{c['p_candidate']:.2f}"}
+            for c in dd["s_curve"]
+        ]
+        ch, cm = _table(curve, ["Jaccard", "P(candidate)"])
+        h += ["<h2>Dedup</h2>", f"<p>{html.escape(line)}</p>", th, "<h3>LSH S-curve</h3>", ch]
+        md += ["## Dedup\n", line + "\n", tm, "### LSH S-curve\n", cm]
     samples = _samples(d)
     if samples:
         rows = [{k: _clip(v) for k, v in s.items()} for s in samples]

@@ -1,0 +1,138 @@
+"""Dataset pruning as in RLHN §5.1: leave-one-subset-out runs, a keep/drop decision from their
+results, and a collection restricted to the kept subsets.
+
+1. ``plan``: one training run on every subset ("all") plus one per subset without it; the train and
+   eval stage executes them (each run names its training subsets and the evaluation sets).
+2. ``decide``: a subset is dropped when training without it scores higher on average than training
+   on everything ("removing it helps"), unless it is listed as necessary (the paper keeps every
+   subset with a BEIR counterpart).
+3. ``apply``: write a collection with only the kept subsets.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from trueneg._io import atomic_dir, atomic_file
+from trueneg.collection import Collection, parquet_options, step_record, write_manifest
+from trueneg.exceptions import InputError
+
+
+def subset_sizes(coll: Collection) -> dict[str, int]:
+    sub = coll.queries["subset"].combine_chunks().take(coll.examples["qid"].combine_chunks())
+    counts = pc.value_counts(sub).to_pylist()
+    return {d["values"]: d["counts"] for d in sorted(counts, key=lambda d: d["values"])}
+
+
+def plan(coll: Collection, evals: list[str]) -> dict[str, Any]:
+    sizes = subset_sizes(coll)
+    subsets = list(sizes)
+    runs = [{"name": "all", "train_subsets": subsets, "examples": sum(sizes.values())}]
+    for s in subsets:
+        rest = [x for x in subsets if x != s]
+        runs.append(
+            {
+                "name": f"without:{s}",
+                "left_out": s,
+                "train_subsets": rest,
+                "examples": sum(sizes[x] for x in rest),
+            }
+        )
+    return {"collection": str(coll.path), "eval": evals, "subsets": sizes, "runs": runs}
+
+
+@dataclass
+class Decision:
+    baseline: float
+    keep: list[str]
+    drop: list[str]
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _score(v: Any) -> float:
+    """A run's result: a number, or a mapping of per-dataset scores (averaged)."""
+    if isinstance(v, int | float):
+        return float(v)
+    if isinstance(v, dict):
+        nums = [float(x) for x in v.values() if isinstance(x, int | float)]
+        if nums:
+            return float(np.mean(nums))
+        for key in ("ndcg@10", "nDCG@10", "average"):
+            if key in v:
+                return _score(v[key])
+    raise InputError(
+        f"cannot read a score from {v!r} (give a number or a mapping of dataset -> score)"
+    )
+
+
+def decide(
+    plan_: dict[str, Any],
+    results: dict[str, Any],
+    necessary: list[str] | None = None,
+    margin: float = 0.0,
+) -> Decision:
+    if "all" not in results:
+        raise InputError(
+            "the results need the 'all' run (training on every subset) as the baseline"
+        )
+    base = _score(results["all"])
+    keep, drop, rows = [], [], []
+    for r in plan_["runs"][1:]:
+        s = r["left_out"]
+        if r["name"] not in results:
+            raise InputError(f"no result for run {r['name']!r}")
+        without = _score(results[r["name"]])
+        helps = without > base + margin
+        is_necessary = s in (necessary or [])
+        (drop if helps and not is_necessary else keep).append(s)
+        rows.append(
+            {
+                "subset": s,
+                "score_without": without,
+                "delta": without - base,
+                "removal_helps": helps,
+                "necessary": is_necessary,
+                "decision": "drop" if helps and not is_necessary else "keep",
+            }
+        )
+    return Decision(baseline=base, keep=keep, drop=drop, rows=rows)
+
+
+def apply(path: str | Path, out: str | Path, keep: list[str], *, overwrite: bool = False) -> int:
+    """Write a collection with only the examples of the ``keep`` subsets; returns their count."""
+    coll = Collection.load(path)
+    sizes = subset_sizes(coll)
+    unknown = sorted(set(keep) - set(sizes))
+    if unknown:
+        raise InputError(f"unknown subsets {unknown} (the collection has {sorted(sizes)})")
+    sub = coll.queries["subset"].combine_chunks().take(coll.examples["qid"].combine_chunks())
+    ex = coll.examples.filter(pc.is_in(sub, pa.array(keep)))
+    with atomic_dir(out, overwrite=overwrite) as tmp:
+        for name in ("passages", "queries"):
+            shutil.copyfile(coll.path / f"{name}.parquet", tmp / f"{name}.parquet")
+        pq.write_table(ex, tmp / "examples.parquet", **parquet_options())
+        manifest = dict(coll.manifest)
+        manifest["counts"] = {**manifest["counts"], "examples": len(ex)}
+        manifest["steps"] = [
+            *manifest.get("steps", []),
+            step_record("prune", keep=keep, source=str(coll.path)),
+        ]
+        write_manifest(tmp, manifest)
+    return len(ex)
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    with atomic_file(path) as f:
+        f.write(orjson.dumps(obj, option=orjson.OPT_INDENT_2))
