@@ -160,7 +160,7 @@ def test_fix(
         times.append(time.perf_counter() - t)
         RESULTS[side + "_rows"] = len(new)
 
-    benchmark.pedantic(once, rounds=2, iterations=1)
+    benchmark.pedantic(once, rounds=3, iterations=1)
     RESULTS[side] = min(times)
     if "trueneg" in RESULTS and "plain python" in RESULTS:
         assert RESULTS["trueneg_rows"] == RESULTS["plain python_rows"]

@@ -97,15 +97,14 @@ def apply_fix(
     exempt: NDArray[np.bool_],
     strategy: str,
     max_false_negatives: int | None = None,
+    with_sources: bool = False,
 ) -> tuple[
     NDArray[np.bool_],
     NDArray[np.uint32],
-    NDArray[np.int64],
-    NDArray[np.uint64],
-    NDArray[np.int64],
-    NDArray[np.uint64],
+    tuple[NDArray[np.int64], NDArray[np.uint32], NDArray[np.uint64]],
+    tuple[NDArray[np.int64], NDArray[np.uint32], NDArray[np.uint64]],
 ]:
-    """Apply remove / remove-hn / relabel; sources index [positives | negatives]."""
+    """Apply remove / remove-hn / relabel: (keep, counts, (pos offsets, pids, sources), (neg ...))."""
 
 def count_tokens(texts: _StrColumn, encoding: str = "o200k_base") -> NDArray[np.uint32]:
     """Token count of each text with an OpenAI BPE encoding (bundled, offline)."""

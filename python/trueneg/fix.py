@@ -112,10 +112,19 @@ def apply_strategy(
     )
     exempt_codes = [dict_names.index(s) for s in exempt_names]
     exempt_mask = np.isin(codes, exempt_codes) if exempt_codes else np.zeros(n, bool)
-    keep, n_fn, p_off, p_src, n_off, n_src = _core.apply_fix(
-        pos_off, pos, neg_off, neg, fn_off, fn_pid, exempt_mask, strategy, max_false_negatives
+    has_scores = ex["pos_scores"].null_count < n or ex["neg_scores"].null_count < n
+    keep, n_fn, (p_off, p_pids, p_src), (n_off, n_pids, n_src) = _core.apply_fix(
+        pos_off,
+        pos,
+        neg_off,
+        neg,
+        fn_off,
+        fn_pid,
+        exempt_mask,
+        strategy,
+        max_false_negatives,
+        has_scores,
     )
-    all_pids = np.concatenate([pos, neg])
     scores = _gather_scores(ex, p_off, p_src, n_off, n_src, keep)
     kept = np.flatnonzero(keep)
     take = pa.array(kept)
@@ -123,10 +132,10 @@ def apply_strategy(
         [
             ex["qid"].take(take),
             pa.ListArray.from_arrays(
-                pa.array(p_off.astype(np.int32)), pa.array(all_pids[p_src], pa.uint32())
+                pa.array(p_off.astype(np.int32)), pa.array(p_pids, pa.uint32())
             ),
             pa.ListArray.from_arrays(
-                pa.array(n_off.astype(np.int32)), pa.array(all_pids[n_src], pa.uint32())
+                pa.array(n_off.astype(np.int32)), pa.array(n_pids, pa.uint32())
             ),
             scores[0],
             scores[1],

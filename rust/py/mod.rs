@@ -460,17 +460,23 @@ fn plan_calls<'py>(
 type FixPy<'py> = (
     Bound<'py, PyArray1<bool>>,
     Bound<'py, PyArray1<u32>>,
-    Bound<'py, PyArray1<i64>>,
-    Bound<'py, PyArray1<u64>>,
-    Bound<'py, PyArray1<i64>>,
-    Bound<'py, PyArray1<u64>>,
+    (
+        Bound<'py, PyArray1<i64>>,
+        Bound<'py, PyArray1<u32>>,
+        Bound<'py, PyArray1<u64>>,
+    ),
+    (
+        Bound<'py, PyArray1<i64>>,
+        Bound<'py, PyArray1<u32>>,
+        Bound<'py, PyArray1<u64>>,
+    ),
 );
 
 /// Apply a fix strategy ("remove", "remove-hn", "relabel") to CSR lists of pids. Returns (keep,
-/// false negatives per example, new positives offsets, their sources, new negatives offsets, their
-/// sources); sources index the concatenation of the input positives and negatives.
+/// false negatives per example, (positives offsets, pids, sources), (negatives offsets, pids,
+/// sources)); sources (empty unless `with_sources`) index the input `[positives | negatives]`.
 #[pyfunction]
-#[pyo3(signature = (pos_offsets, pos, neg_offsets, neg, fn_offsets, fn_pids, exempt, strategy, max_false_negatives = None))]
+#[pyo3(signature = (pos_offsets, pos, neg_offsets, neg, fn_offsets, fn_pids, exempt, strategy, max_false_negatives = None, with_sources = false))]
 #[allow(clippy::too_many_arguments)]
 fn apply_fix<'py>(
     py: Python<'py>,
@@ -483,6 +489,7 @@ fn apply_fix<'py>(
     exempt: PyReadonlyArray1<'py, bool>,
     strategy: &str,
     max_false_negatives: Option<u32>,
+    with_sources: bool,
 ) -> PyResult<FixPy<'py>> {
     let strategy = match strategy {
         "remove" => ledger::fix::Strategy::Remove,
@@ -494,27 +501,31 @@ fn apply_fix<'py>(
             )))
         }
     };
-    let (po, pv, no, nv) = (
-        contiguous(&pos_offsets, "pos_offsets")?,
-        contiguous(&pos, "pos")?,
-        contiguous(&neg_offsets, "neg_offsets")?,
-        contiguous(&neg, "neg")?,
-    );
-    let (fo, fp, ex) = (
-        contiguous(&fn_offsets, "fn_offsets")?,
-        contiguous(&fn_pids, "fn_pids")?,
-        contiguous(&exempt, "exempt")?,
-    );
+    let input = ledger::fix::FixInput {
+        pos_offsets: contiguous(&pos_offsets, "pos_offsets")?,
+        pos: contiguous(&pos, "pos")?,
+        neg_offsets: contiguous(&neg_offsets, "neg_offsets")?,
+        neg: contiguous(&neg, "neg")?,
+        fn_offsets: contiguous(&fn_offsets, "fn_offsets")?,
+        fn_pids: contiguous(&fn_pids, "fn_pids")?,
+        exempt: contiguous(&exempt, "exempt")?,
+    };
     let o = run_detached(py, || {
-        ledger::fix::apply(po, pv, no, nv, fo, fp, ex, strategy, max_false_negatives)
+        ledger::fix::apply(input, strategy, max_false_negatives, with_sources)
     })?;
     Ok((
         o.keep.into_pyarray(py),
         o.n_false_negatives.into_pyarray(py),
-        o.pos_offsets.into_pyarray(py),
-        o.pos_src.into_pyarray(py),
-        o.neg_offsets.into_pyarray(py),
-        o.neg_src.into_pyarray(py),
+        (
+            o.pos_offsets.into_pyarray(py),
+            o.pos_pids.into_pyarray(py),
+            o.pos_src.into_pyarray(py),
+        ),
+        (
+            o.neg_offsets.into_pyarray(py),
+            o.neg_pids.into_pyarray(py),
+            o.neg_src.into_pyarray(py),
+        ),
     ))
 }
 
