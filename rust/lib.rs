@@ -9,6 +9,7 @@ pub mod formats;
 pub mod intern;
 pub mod ledger;
 pub mod pool;
+pub mod search;
 pub mod text;
 
 #[cfg(feature = "python")]

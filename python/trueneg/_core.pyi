@@ -25,6 +25,7 @@ __all__ = [
     "plan_calls",
     "set_serial",
     "strings_to_column",
+    "topk_inner_product",
 ]
 
 class CoreValueError(ValueError): ...
@@ -108,6 +109,11 @@ def apply_fix(
 
 def count_tokens(texts: _StrColumn, encoding: str = "o200k_base") -> NDArray[np.uint32]:
     """Token count of each text with an OpenAI BPE encoding (bundled, offline)."""
+
+def topk_inner_product(
+    queries: NDArray[np.float32], corpus: NDArray[np.float32], k: int
+) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+    """Exact inner-product top-k (indices int64 (n, k), scores float32 (n, k)), best first."""
 
 def set_serial(serial: bool) -> None: ...
 def num_threads() -> int: ...

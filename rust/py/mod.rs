@@ -19,6 +19,7 @@ use crate::intern;
 use crate::ledger;
 use crate::pool;
 use crate::text::{self, StrColumn};
+use errors::CoreValueError as CoreValueErrorNew;
 
 pub(crate) use errors::run_detached;
 
@@ -529,6 +530,38 @@ fn apply_fix<'py>(
     ))
 }
 
+/// Exact inner-product top-k: queries (n, d) and corpus (m, d) float32 C-contiguous. Returns
+/// (indices int64 (n, k), scores float32 (n, k)), best first, ties by lower index.
+#[pyfunction]
+#[pyo3(signature = (queries, corpus, k))]
+#[allow(clippy::type_complexity)]
+fn topk_inner_product<'py>(
+    py: Python<'py>,
+    queries: PyReadonlyArray2<'py, f32>,
+    corpus: PyReadonlyArray2<'py, f32>,
+    k: usize,
+) -> PyResult<(Bound<'py, PyArray2<i64>>, Bound<'py, PyArray2<f32>>)> {
+    let (nq, dq) = (queries.as_array().nrows(), queries.as_array().ncols());
+    let dc = corpus.as_array().ncols();
+    if dq != dc {
+        return Err(CoreValueErrorNew::new_err(format!(
+            "dimension mismatch: queries have {dq} columns, the corpus {dc}"
+        )));
+    }
+    let q = queries.as_slice().map_err(|_| {
+        PyValueError::new_err("queries must be a C-contiguous float32 (n, d) array")
+    })?;
+    let c = corpus
+        .as_slice()
+        .map_err(|_| PyValueError::new_err("corpus must be a C-contiguous float32 (m, d) array"))?;
+    let r = run_detached(py, || crate::search::topk_inner_product(q, c, dq, k))?;
+    let idx = Array2::from_shape_vec((nq, k), r.indices)
+        .map_err(|e| PyValueError::new_err(e.to_string()))?;
+    let sc = Array2::from_shape_vec((nq, k), r.scores)
+        .map_err(|e| PyValueError::new_err(e.to_string()))?;
+    Ok((idx.into_pyarray(py), sc.into_pyarray(py)))
+}
+
 /// Token count of each text with an `OpenAI` encoding (`o200k_base` or `cl100k_base`), offline.
 #[pyfunction]
 #[pyo3(signature = (texts, encoding = "o200k_base"))]
@@ -587,7 +620,7 @@ mod _core {
     use super::{
         apply_fix, count_tokens, cpu_features, hash_string_columns, lsh_clusters,
         minhash_signatures, normalized_hashes, num_threads, parse_bge_file_block, parse_bge_lines,
-        plan_calls, set_serial, strings_to_column, PyInterner,
+        plan_calls, set_serial, strings_to_column, topk_inner_product, PyInterner,
     };
 
     #[pymodule_export]

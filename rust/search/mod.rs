@@ -1,0 +1,5 @@
+//! Exact inner-product search: blocked GEMM with a fused per-row top-k.
+
+pub mod topk;
+
+pub use topk::{topk_inner_product, TopK};
