@@ -8,6 +8,7 @@ pub mod error;
 pub mod formats;
 pub mod intern;
 pub mod ledger;
+pub mod mining;
 pub mod pool;
 pub mod search;
 pub mod text;

@@ -78,3 +78,61 @@ def test_bad_input() -> None:
     assert idx.shape == (2, 2)
     with pytest.raises(ValueError, match="C-contiguous"):
         _core.topk_inner_product(np.ones((4, 8), np.float32)[:, ::2], c, 1)
+
+
+def _reference_select(q, c, positives, n, rmin, rmax, rel):  # type: ignore[no-untyped-def]
+    """A plain numpy/Python reading of the same rules."""
+    out = []
+    s = q @ c.T
+    for i, pos in enumerate(positives):
+        ref = min(s[i, p] for p in pos)
+        bound = ref - abs(ref) * rel if rel is not None else np.inf
+        order = np.lexsort((np.arange(len(c)), -s[i]))
+        ranked = [j for j in order if j not in pos]
+        window = ranked[rmin:rmax]
+        out.append([j for j in window if s[i, j] <= bound][:n])
+    return out
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    seed=st.integers(0, 10**6), rmin=st.integers(0, 5), rel=st.sampled_from([None, 0.0, 0.05, 0.3])
+)
+def test_selection_equals_reference(seed: int, rmin: int, rel: float | None) -> None:
+    from trueneg.mine import select_negatives
+
+    rng = np.random.default_rng(seed)
+    q = rng.standard_normal((12, 16)).astype(np.float32)
+    c = rng.standard_normal((200, 16)).astype(np.float32)
+    positives = [
+        sorted(set(rng.integers(0, 200, size=rng.integers(1, 4)).tolist())) for _ in range(12)
+    ]
+    sel = select_negatives(
+        q, c, positives, num_negatives=5, range_min=rmin, range_max=40, relative_margin=rel
+    )
+    ref = _reference_select(q, c, positives, 5, rmin, 40, rel)
+    for i in range(12):
+        assert sel.negatives(i) == ref[i]
+        assert not set(sel.negatives(i)) & set(positives[i])
+
+
+def test_selection_random_band_and_short() -> None:
+    from trueneg.mine import select_negatives
+
+    rng = np.random.default_rng(0)
+    q = rng.standard_normal((5, 8)).astype(np.float32)
+    c = rng.standard_normal((50, 8)).astype(np.float32)
+    pos = [
+        [int(np.argmax(c @ q[i]))] for i in range(5)
+    ]  # each query's best passage is its positive
+    a = select_negatives(q, c, pos, num_negatives=3, sampling="random", seed=7)
+    b = select_negatives(q, c, pos, num_negatives=3, sampling="random", seed=7)
+    assert np.array_equal(a.ids, b.ids)
+    band = select_negatives(q, c, pos, num_negatives=3, relative_margin=0.5)
+    assert len(band.band_ids) > 0  # candidates close under the positive go to the judge
+    few = select_negatives(q, c, pos, num_negatives=30, range_max=10)
+    assert few.short(30).tolist() == [0, 1, 2, 3, 4] and all(
+        len(few.negatives(i)) == 10 for i in range(5)
+    )
+    with pytest.raises(InputError, match="positive ids must be corpus rows"):
+        select_negatives(q, c, [[99]] * 5)

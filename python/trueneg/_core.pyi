@@ -23,6 +23,7 @@ __all__ = [
     "parse_bge_file_block",
     "parse_bge_lines",
     "plan_calls",
+    "select_negatives",
     "set_serial",
     "strings_to_column",
     "topk_inner_product",
@@ -114,6 +115,29 @@ def topk_inner_product(
     queries: NDArray[np.float32], corpus: NDArray[np.float32], k: int
 ) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
     """Exact inner-product top-k (indices int64 (n, k), scores float32 (n, k)), best first."""
+
+def select_negatives(
+    cand_ids: NDArray[np.int64],
+    cand_scores: NDArray[np.float32],
+    pos_offsets: NDArray[np.int64],
+    pos_ids: NDArray[np.uint32],
+    pos_scores: NDArray[np.float32],
+    num_negatives: int,
+    range_min: int = 0,
+    range_max: int = ...,
+    max_score: float | None = None,
+    min_score: float | None = None,
+    absolute_margin: float | None = None,
+    relative_margin: float | None = None,
+    sampling: str = "top",
+    seed: int = 0,
+    cluster: NDArray[np.uint32] | None = None,
+) -> tuple[
+    tuple[NDArray[np.int64], NDArray[np.uint32], NDArray[np.float32]],
+    NDArray[np.uint32],
+    tuple[NDArray[np.int64], NDArray[np.uint32], NDArray[np.float32]],
+]:
+    """Positive-aware negative selection: ((offsets, ids, scores), eligible, band)."""
 
 def set_serial(serial: bool) -> None: ...
 def num_threads() -> int: ...

@@ -562,6 +562,96 @@ fn topk_inner_product<'py>(
     Ok((idx.into_pyarray(py), sc.into_pyarray(py)))
 }
 
+type SelectPy<'py> = (
+    (
+        Bound<'py, PyArray1<i64>>,
+        Bound<'py, PyArray1<u32>>,
+        Bound<'py, PyArray1<f32>>,
+    ),
+    Bound<'py, PyArray1<u32>>,
+    (
+        Bound<'py, PyArray1<i64>>,
+        Bound<'py, PyArray1<u32>>,
+        Bound<'py, PyArray1<f32>>,
+    ),
+);
+
+/// Positive-aware negative selection over top-k candidates. Returns ((offsets, ids, scores) of
+/// the chosen negatives, eligible count per query, (offsets, ids, scores) of the ambiguous band).
+#[pyfunction]
+#[pyo3(signature = (cand_ids, cand_scores, pos_offsets, pos_ids, pos_scores, num_negatives, range_min = 0, range_max = usize::MAX, max_score = None, min_score = None, absolute_margin = None, relative_margin = None, sampling = "top", seed = 0, cluster = None))]
+#[allow(clippy::too_many_arguments)]
+fn select_negatives<'py>(
+    py: Python<'py>,
+    cand_ids: PyReadonlyArray2<'py, i64>,
+    cand_scores: PyReadonlyArray2<'py, f32>,
+    pos_offsets: PyReadonlyArray1<'py, i64>,
+    pos_ids: PyReadonlyArray1<'py, u32>,
+    pos_scores: PyReadonlyArray1<'py, f32>,
+    num_negatives: usize,
+    range_min: usize,
+    range_max: usize,
+    max_score: Option<f32>,
+    min_score: Option<f32>,
+    absolute_margin: Option<f32>,
+    relative_margin: Option<f32>,
+    sampling: &str,
+    seed: u64,
+    cluster: Option<PyReadonlyArray1<'py, u32>>,
+) -> PyResult<SelectPy<'py>> {
+    let k = cand_ids.as_array().ncols();
+    let ids = cand_ids
+        .as_slice()
+        .map_err(|_| PyValueError::new_err("cand_ids must be C-contiguous int64 (n, k)"))?;
+    let sc = cand_scores
+        .as_slice()
+        .map_err(|_| PyValueError::new_err("cand_scores must be C-contiguous float32 (n, k)"))?;
+    let sampling = match sampling {
+        "top" => crate::mining::Sampling::Top,
+        "random" => crate::mining::Sampling::Random { seed },
+        other => {
+            return Err(PyValueError::new_err(format!(
+                "sampling must be 'top' or 'random', got {other:?}"
+            )))
+        }
+    };
+    let params = crate::mining::SelectParams {
+        num_negatives,
+        range_min,
+        range_max,
+        max_score,
+        min_score,
+        absolute_margin,
+        relative_margin,
+        sampling,
+    };
+    let (po, pi, ps) = (
+        contiguous(&pos_offsets, "pos_offsets")?,
+        contiguous(&pos_ids, "pos_ids")?,
+        contiguous(&pos_scores, "pos_scores")?,
+    );
+    let cl = match &cluster {
+        Some(c) => Some(contiguous(c, "cluster")?),
+        None => None,
+    };
+    let r = run_detached(py, || {
+        crate::mining::select_negatives(ids, sc, k, po, pi, ps, cl, &params)
+    })?;
+    Ok((
+        (
+            r.offsets.into_pyarray(py),
+            r.ids.into_pyarray(py),
+            r.scores.into_pyarray(py),
+        ),
+        r.eligible.into_pyarray(py),
+        (
+            r.band_offsets.into_pyarray(py),
+            r.band_ids.into_pyarray(py),
+            r.band_scores.into_pyarray(py),
+        ),
+    ))
+}
+
 /// Token count of each text with an `OpenAI` encoding (`o200k_base` or `cl100k_base`), offline.
 #[pyfunction]
 #[pyo3(signature = (texts, encoding = "o200k_base"))]
@@ -620,7 +710,8 @@ mod _core {
     use super::{
         apply_fix, count_tokens, cpu_features, hash_string_columns, lsh_clusters,
         minhash_signatures, normalized_hashes, num_threads, parse_bge_file_block, parse_bge_lines,
-        plan_calls, set_serial, strings_to_column, topk_inner_product, PyInterner,
+        plan_calls, select_negatives, set_serial, strings_to_column, topk_inner_product,
+        PyInterner,
     };
 
     #[pymodule_export]
