@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -136,3 +138,54 @@ def test_selection_random_band_and_short() -> None:
     )
     with pytest.raises(InputError, match="positive ids must be corpus rows"):
         select_negatives(q, c, [[99]] * 5)
+
+
+def test_mine_collection_cli(data_dir: Path, tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from trueneg import Collection, ingest
+
+    coll = ingest([data_dir / "beir-cisi"], tmp_path / "c")
+    rng = np.random.default_rng(0)
+    pe = rng.standard_normal((len(coll.passages), 32)).astype(np.float32)
+    qe = rng.standard_normal((len(coll.queries), 32)).astype(np.float32)
+    # make each query close to its first positive so margins matter
+    pos0 = [p[0] for p in coll.examples["positives"].to_pylist()]
+    qids = coll.examples["qid"].to_pylist()
+    qe[qids] = pe[pos0] + 0.1 * qe[qids]
+    np.save(tmp_path / "q.npy", qe)
+    np.save(tmp_path / "p.npy", pe)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "trueneg",
+            "mine",
+            str(coll.path),
+            "--query-embeddings",
+            str(tmp_path / "q.npy"),
+            "--passage-embeddings",
+            str(tmp_path / "p.npy"),
+            "-o",
+            str(tmp_path / "m"),
+            "--num-negatives",
+            "5",
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TRUENEG_DISABLE_PROGRESS_BARS": "1"},
+        check=False,
+    )
+    assert r.returncode == 0, r.stderr
+    m = Collection.load(tmp_path / "m")
+    negs = m.examples["negatives"].to_pylist()
+    pos = m.examples["positives"].to_pylist()
+    assert all(len(n) <= 5 and not set(n) & set(p) for n, p in zip(negs, pos, strict=True))
+    full = sum(len(n) == 5 for n in negs)
+    assert full > 0
+    # the rest are reported short, never filled with random passages
+    assert f"{len(negs) - full:,} examples short of 5" in r.stdout
+    assert m.manifest["steps"][-1]["step"] == "mine"
+    assert (tmp_path / "m" / "band.parquet").exists()

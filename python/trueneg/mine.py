@@ -5,6 +5,8 @@ positive-aware selection are the next steps (see the issue tracker)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -113,3 +115,99 @@ def select_negatives(
         cluster=None if cluster is None else np.ascontiguousarray(cluster, np.uint32),
     )
     return Selection(off, ids, sc, eligible, boff, bids, bsc)
+
+
+def mine_collection(
+    path: str | Path,
+    out: str | Path,
+    query_embeddings: object,
+    passage_embeddings: object,
+    *,
+    keep_old: bool = False,
+    overwrite: bool = False,
+    **kw: Any,
+) -> dict[str, Any]:
+    """Mine new negatives for every example of a collection from precomputed embeddings (queries
+    in qid order, passages in pid order; normalise them for cosine) and write a new collection:
+    negatives replaced (or, with ``keep_old``, appended after the old ones, without repeats), their
+    scores stored, the ambiguous band written to ``band.parquet`` for the judge."""
+    import shutil
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from trueneg._io import atomic_dir
+    from trueneg.collection import (
+        EXAMPLE_SCHEMA,
+        Collection,
+        parquet_options,
+        step_record,
+        write_manifest,
+    )
+
+    coll = Collection.load(path)
+    qe, pe = (
+        _matrix(query_embeddings, "query embeddings"),
+        _matrix(passage_embeddings, "passage embeddings"),
+    )
+    if len(qe) != len(coll.queries) or len(pe) != len(coll.passages):
+        raise InputError(
+            f"embeddings for {len(qe)} queries and {len(pe)} passages; the collection has "
+            f"{len(coll.queries)} and {len(coll.passages)}"
+        )
+    ex = coll.examples
+    qids = ex["qid"].to_numpy()
+    positives = ex["positives"].to_pylist()
+    sel = select_negatives(qe[qids], pe, positives, **kw)
+    old = ex["negatives"].to_pylist()
+    new_neg, new_scores = [], []
+    for i in range(len(ex)):
+        ids = sel.ids[sel.offsets[i] : sel.offsets[i + 1]].tolist()
+        sc = sel.scores[sel.offsets[i] : sel.offsets[i + 1]].tolist()
+        if keep_old:
+            have = set(old[i])
+            extra = [(a, b) for a, b in zip(ids, sc, strict=True) if a not in have]
+            ids = old[i] + [a for a, _ in extra]
+            sc = [float("nan")] * len(old[i]) + [b for _, b in extra]
+        new_neg.append(ids)
+        new_scores.append(sc)
+    table = pa.Table.from_arrays(
+        [
+            ex["qid"],
+            ex["positives"],
+            pa.array(new_neg, pa.list_(pa.uint32())),
+            ex["pos_scores"],
+            pa.array(new_scores, pa.list_(pa.float64())),
+            ex["extra"],
+            ex["source"],
+            ex["line"],
+        ],
+        schema=EXAMPLE_SCHEMA,
+    )
+    band_ex = np.repeat(np.arange(len(ex)), np.diff(sel.band_offsets))
+    band = pa.table(
+        {
+            "example": band_ex.astype(np.int64),
+            "qid": qids[band_ex].astype(np.uint32),
+            "pid": sel.band_ids,
+            "score": sel.band_scores,
+        }
+    )
+    short = sel.short(kw.get("num_negatives", 7))
+    report = {
+        "examples": len(ex),
+        "negatives": len(sel.ids),
+        "band": len(sel.band_ids),
+        "short_examples": len(short),
+        "keep_old": keep_old,
+        "params": {k: v for k, v in kw.items() if not isinstance(v, np.ndarray)},
+    }
+    with atomic_dir(out, overwrite=overwrite) as tmp:
+        for name in ("passages", "queries"):
+            shutil.copyfile(coll.path / f"{name}.parquet", tmp / f"{name}.parquet")
+        pq.write_table(table, tmp / "examples.parquet", **parquet_options())
+        pq.write_table(band, tmp / "band.parquet", **parquet_options())
+        manifest = dict(coll.manifest)
+        manifest["steps"] = [*manifest.get("steps", []), step_record("mine", **report)]
+        write_manifest(tmp, manifest)
+    return report

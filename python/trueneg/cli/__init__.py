@@ -26,6 +26,7 @@ from trueneg.cli import env as _env  # noqa: E402,F401
 from trueneg.cli import export as _export  # noqa: E402,F401
 from trueneg.cli import ingest as _ingest  # noqa: E402,F401
 from trueneg.cli import judge as _judge  # noqa: E402,F401
+from trueneg.cli import mine as _mine  # noqa: E402,F401
 from trueneg.cli import prune as _prune  # noqa: E402,F401
 from trueneg.cli import run as _run  # noqa: E402,F401
 from trueneg.cli import stats as _stats  # noqa: E402,F401
