@@ -116,3 +116,30 @@ def test_mine_with_the_default_model(data_dir: Path, tmp_path: Path) -> None:
     assert all(0 < len(n) <= 3 and not set(n) & set(p) for n, p in zip(negs, pos, strict=True))
     scores = m.examples["neg_scores"].to_pylist()
     assert all(all(a >= b for a, b in itertools.pairwise(s)) for s in scores)  # hardest first
+
+
+def test_pipeline_with_a_mine_stage(tmp_path: Path, data_dir: Path) -> None:
+    src = data_dir / "flagembedding-examples" / "toy_finetune_data.jsonl"
+    cfg = tmp_path / "p.toml"
+    cfg.write_text(
+        f'[ingest]\ninputs = ["{src}"]\n[mine]\nnum_negatives = 3\nrelative_margin = 0.0\n'
+        "[judge]\noffline = true\n[report]\nenabled = false\n"
+    )
+    env = {
+        **os.environ,
+        "TRUENEG_DISABLE_PROGRESS_BARS": "1",
+        "TRUENEG_NUM_THREADS": "1",
+        "OMP_NUM_THREADS": "1",
+    }
+    r = subprocess.run(
+        [sys.executable, "-m", "trueneg", "run", str(cfg), "--workdir", str(tmp_path / "w")],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=600,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "mine    " in r.stdout and "negatives" in r.stdout
+    # offline with an empty cache: every call is "missing", nothing is flagged, nothing is sent
+    assert "0 requests sent" in r.stdout

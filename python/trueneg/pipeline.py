@@ -26,7 +26,7 @@ from trueneg.exceptions import InputError
 
 logger = logging.getLogger(__name__)
 
-STAGES = ("ingest", "dedup", "judge", "fix", "export", "report")
+STAGES = ("ingest", "dedup", "mine", "judge", "fix", "export", "report")
 
 
 @dataclass
@@ -36,6 +36,7 @@ class PipelineConfig:
     format: str = "auto"
     corpus: str | None = None
     dedup: dict[str, Any] | None = field(default_factory=dict)  # None: skip
+    mine: dict[str, Any] | None = None  # None: keep the input negatives
     judge: dict[str, Any] = field(default_factory=dict)
     judge_imports: list[dict[str, Any]] = field(default_factory=list)
     offline: bool = False
@@ -90,6 +91,7 @@ class PipelineConfig:
             dedup=None
             if d.get("dedup", {}).get("enabled", True) is False
             else {k: v for k, v in d.get("dedup", {}).items() if k != "enabled"},
+            mine=dict(d["mine"]) if "mine" in d and d["mine"].get("enabled", True) else None,
             judge=judge,
             judge_imports=imports,
             offline=offline,
@@ -191,6 +193,45 @@ class Runner:
             judged, fp_prev = deduped, fp_dedup
         else:
             self.results.append(StageResult("dedup", "off", 0.0))
+
+        if cfg.mine is not None:
+            mined = w / "mined"
+            fp_mine = _fp("mine", fp_prev, cfg.mine)
+            source = judged
+
+            def do_mine() -> str:
+                from trueneg import Collection
+                from trueneg.embed import Encoder, EncoderConfig
+                from trueneg.mine import mine_collection
+
+                m = {k: v for k, v in cfg.mine.items() if k != "enabled"}
+                enc_keys = set(EncoderConfig.__dataclass_fields__)
+                enc = Encoder(EncoderConfig(**{k: v for k, v in m.items() if k in enc_keys}))
+                coll = Collection.load(source)
+                qe = enc.encode(coll.queries["text"].to_pylist(), "query", desc="embed queries")
+                pe = enc.encode(coll.passages["text"].to_pylist(), "passage", desc="embed passages")
+                sel = {k: v for k, v in m.items() if k not in enc_keys and k != "keep_old"}
+                r = mine_collection(
+                    source,
+                    mined,
+                    qe,
+                    pe,
+                    keep_old=bool(m.get("keep_old", False)),
+                    overwrite=True,
+                    **sel,
+                )
+                # dedup's free false negatives name negatives: they still hold when the old ones are kept
+                if m.get("keep_old", False) and (source / "judgments.parquet").exists():
+                    shutil.copyfile(source / "judgments.parquet", mined / "judgments.parquet")
+                return (
+                    f"{r['negatives']:,} negatives, {r['band']:,} in the ambiguous band, "
+                    f"{r['short_examples']:,} examples short"
+                )
+
+            self._stage("mine", fp_mine, do_mine)
+            judged, fp_prev = mined, fp_mine
+        else:
+            self.results.append(StageResult("mine", "off", 0.0))
 
         jcfg = self._judge_config(JudgeConfig)
         fp_judge = _fp("judge", fp_prev, jcfg.__dict__, cfg.judge_imports, cfg.offline)
