@@ -143,3 +143,30 @@ def test_pipeline_with_a_mine_stage(tmp_path: Path, data_dir: Path) -> None:
     assert "mine    " in r.stdout and "negatives" in r.stdout
     # offline with an empty cache: every call is "missing", nothing is flagged, nothing is sent
     assert "0 requests sent" in r.stdout
+
+
+def test_local_scorer_stage_sends_fewer_calls_on(tmp_path: Path) -> None:
+    from trueneg import ingest
+    from trueneg.data import RLHN_SAMPLE_DIR, rlhn_sample_stage1
+    from trueneg.judge import Cache, JudgeConfig, judge_collection
+    from trueneg.judge.cascade import RLHN_STAGES, Stage
+    from trueneg.judge.importers import import_rlhn
+
+    c = tmp_path / "c"
+    fiqa = [f for f in rlhn_sample_stage1() if f.name.startswith("fiqa")]
+    ingest(fiqa, c)
+    with Cache(c / "judge-cache.sqlite") as cache:
+        import_rlhn(cache, fiqa, RLHN_STAGES[0])
+    local = Stage("local", "default", "gpt-4o-mini", backend="local", local_margin=0.1)
+    s1 = Stage("stage1", "gpt-4o-mini", "gpt-4o-mini", trigger="previous")
+    s = judge_collection(c, JudgeConfig(stages=(local, s1)), offline=True)
+    loc, llm = s.stages
+    assert loc.calls == 25 and 0 < loc.flagged_calls < 25
+    assert (
+        llm.calls == loc.flagged_calls and llm.cache_hits == llm.calls
+    )  # only uncertain calls go on
+    alone = judge_collection(c, JudgeConfig(stages=(RLHN_STAGES[0],)), offline=True)
+    assert s.false_negatives <= alone.false_negatives  # the pre-filter only removes LLM work
+    with pytest.raises(Exception, match="first stage must have trigger"):
+        JudgeConfig(stages=(s1,))
+    assert RLHN_SAMPLE_DIR.exists()

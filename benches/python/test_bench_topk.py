@@ -3,6 +3,7 @@ k), same run, with achieved GFLOP/s against this machine's measured sgemm peak.
 
     pytest benches/python/test_bench_topk.py --benchmark-enable -s          # 2,000 x 100,000 x 384
     TRUENEG_BENCH_TOPK="10000,200000,384,100" pytest benches/python/test_bench_topk.py --benchmark-enable -s
+    TRUENEG_BENCH_TOPK_ANCHORS=1 ...   # also faiss IndexFlatIP and usearch exact (pip install faiss-cpu usearch)
 """
 
 from __future__ import annotations
@@ -55,12 +56,38 @@ def sgemm_peak() -> float:
     return best
 
 
-@pytest.mark.parametrize("side", ["trueneg", "numpy"])
+def faiss_topk(q: np.ndarray, c: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    import faiss
+
+    index = faiss.IndexFlatIP(c.shape[1])
+    index.add(c)
+    s, i = index.search(q, k)
+    return i, s
+
+
+def usearch_topk(q: np.ndarray, c: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    from usearch.index import search
+
+    out_i = np.empty((len(q), k), np.int64)
+    for s in range(0, len(q), 500):  # all queries in one call runs out of memory (ANCHORS.md)
+        m = search(c, q[s : s + 500], k, metric="ip", exact=True)
+        out_i[s : s + 500] = m.keys
+    return out_i, np.zeros((len(q), k), np.float32)
+
+
+SIDES = ["trueneg", "numpy"] + [
+    s for s in ("faiss", "usearch") if os.environ.get("TRUENEG_BENCH_TOPK_ANCHORS")
+]
+
+
+@pytest.mark.parametrize("side", SIDES)
 def test_topk(
     benchmark: pytest.FixtureRequest, data: tuple[np.ndarray, np.ndarray], side: str
 ) -> None:
     q, c = data
-    fn = exact_topk if side == "trueneg" else numpy_topk
+    fn = {"trueneg": exact_topk, "numpy": numpy_topk, "faiss": faiss_topk, "usearch": usearch_topk}[
+        side
+    ]
     times = []
 
     def once() -> None:
@@ -68,9 +95,16 @@ def test_topk(
         RESULTS[side + "_idx"] = fn(q, c, K)[0]  # type: ignore[assignment]
         times.append(time.perf_counter() - t)
 
-    benchmark.pedantic(once, rounds=2, iterations=1)
+    benchmark.pedantic(once, rounds=1 if side in ("faiss", "usearch") else 2, iterations=1)
     RESULTS[side] = min(times)
-    if "trueneg" in RESULTS and "numpy" in RESULTS:
+    for other in ("faiss", "usearch"):
+        if side == other:
+            agree = float((RESULTS[other + "_idx"] == RESULTS["trueneg_idx"]).mean())  # type: ignore[operator]
+            print(
+                f"\n{other}: {RESULTS[other]:.2f} s; trueneg {RESULTS[other] / RESULTS['trueneg']:.2f}x faster; "
+                f"same indices {agree:.4f}"
+            )
+    if side == "numpy":
         agree = float((RESULTS["trueneg_idx"] == RESULTS["numpy_idx"]).mean())  # type: ignore[operator]
         peak = sgemm_peak()
         flops = 2 * NQ * NC * D / 1e9

@@ -32,7 +32,7 @@ from trueneg.judge.render import load_prompt, render_listwise, render_pointwise
 
 logger = logging.getLogger(__name__)
 
-BACKENDS = ("openai", "batch", "replay")
+BACKENDS = ("openai", "batch", "replay", "local")
 RULES = ("better", "both")
 
 
@@ -53,6 +53,10 @@ class Stage:
     max_per_call: int = 25
     #: pointwise prompts: scores at or above this are false negatives
     min_score: int = 2
+    #: backend "local": a negative is uncertain (sent on) when its cosine to the query reaches
+    #: p - |p| * local_margin, p the lowest positive's; ``model`` is an embedding model folder
+    #: ("default": all-MiniLM-L6-v2), ``prompt`` is ignored
+    local_margin: float = 0.05
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -68,6 +72,10 @@ class Stage:
                 raise InputError(f"stage {self.name}: rules are 'better' or 'both', got {r!r}")
         if not 1 <= self.max_per_call <= 1000:
             raise InputError(f"stage {self.name}: max_per_call must be in 1..1000")
+
+    @property
+    def is_local(self) -> bool:
+        return self.backend == "local"
 
     def params(self) -> dict[str, Any]:
         return {
@@ -343,6 +351,11 @@ def run_cascade(
     rows: list[pa.Table] = []
     prev_flagged: CallPlan | None = None
     for si, stage in enumerate(config.stages, start=1):
+        if stage.is_local:
+            summ, table, prev_flagged = _local_stage(text, stage, si, prev_flagged, dry_run)
+            summaries.append(summ)
+            rows.append(table)
+            continue
         prompt = load_prompt(stage.prompt)
         pointwise = prompt.kind == "pointwise"
         summ = StageSummary(stage.name, stage.model)
@@ -428,6 +441,63 @@ def run_cascade(
         dry_run=dry_run,
     )
     return summary, table
+
+
+def _local_stage(
+    text: CollectionText, stage: Stage, stage_index: int, prev: CallPlan | None, dry_run: bool
+) -> tuple[StageSummary, pa.Table, CallPlan]:
+    """A local scorer: embedding similarity of each negative to its query, against the lowest
+    positive's. Negatives at or above the margin bound are "uncertain" and their calls go on to the
+    next stage; the rest are "not_relevant". It flags no false negative itself and costs nothing."""
+    from trueneg.embed import Encoder, EncoderConfig
+
+    summ = StageSummary(stage.name, stage.model)
+    plan = plan_stage(text, stage, False) if stage.trigger == "all" or prev is None else prev
+    summ.calls = len(plan)
+    if dry_run or not len(plan):
+        return summ, judgments.empty(), plan
+    enc = Encoder(EncoderConfig(model=None if stage.model in ("", "default") else stage.model))
+    ex_ids = np.unique(plan.example)
+    pids = sorted({p for e in ex_ids.tolist() for p in text.positives[e] + text.negatives[e]})
+    pe = enc.encode([text.passage[p] for p in pids], "passage", desc=f"{stage.name} passages")
+    qe = enc.encode([text.query[e] for e in ex_ids.tolist()], "query", desc=f"{stage.name} queries")
+    row_of = {p: i for i, p in enumerate(pids)}
+    q_of = {e: i for i, e in enumerate(ex_ids.tolist())}
+    ex_col: list[int] = []
+    pid_col: list[int] = []
+    label_col: list[str] = []
+    flagged_calls: list[int] = []
+    for i, (e, s, t) in enumerate(
+        zip(plan.example.tolist(), plan.start.tolist(), plan.end.tolist(), strict=True)
+    ):
+        q = qe[q_of[e]]
+        ref = min(float(pe[row_of[p]] @ q) for p in text.positives[e])
+        bound = ref - abs(ref) * stage.local_margin
+        negs = text.negatives[e][s:t]
+        uncertain = [float(pe[row_of[p]] @ q) >= bound for p in negs]
+        if any(uncertain):
+            flagged_calls.append(i)
+            summ.flagged_calls += 1
+        ex_col.extend([e] * len(negs))
+        pid_col.extend(negs)
+        label_col.extend("uncertain" if u else "not_relevant" for u in uncertain)
+    n = len(ex_col)
+    summ.statuses = {"ok": len(plan)}
+    table = judgments.table(
+        {
+            "example": ex_col,
+            "qid": text.qids[np.asarray(ex_col, np.int64)] if n else [],
+            "pid": pid_col,
+            "stage": [stage.name] * n,
+            "stage_index": [stage_index] * n,
+            "label": label_col,
+            "flagged": [False] * n,
+            "status": ["ok"] * n,
+            "model": [stage.model] * n,
+            "prompt": [None] * n,
+        }
+    )
+    return summ, table, plan.take(np.asarray(flagged_calls, np.int64))
 
 
 def _judge_rows(
