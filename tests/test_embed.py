@@ -170,3 +170,89 @@ def test_local_scorer_stage_sends_fewer_calls_on(tmp_path: Path) -> None:
     with pytest.raises(Exception, match="first stage must have trigger"):
         JudgeConfig(stages=(s1,))
     assert RLHN_SAMPLE_DIR.exists()
+
+
+@pytest.fixture(scope="module")
+def dl19_small(data_dir: Path, encoder: Encoder, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """20 DL19 queries with their best-graded passage as positive, against 800 corpus passages
+    (plus the positives), embedded once by trueneg; ST gets a cache folder so it embeds once too."""
+    beir = data_dir / "beir-msmarco-dl19-5k"
+    corpus = {
+        d["_id"]: d["text"]
+        for d in map(orjson.loads, (beir / "corpus.jsonl").read_bytes().splitlines())
+    }
+    queries = {
+        d["_id"]: d["text"]
+        for d in map(orjson.loads, (beir / "queries.jsonl").read_bytes().splitlines())
+    }
+    best: dict[str, tuple[int, str]] = {}
+    for line in (beir / "qrels" / "test.tsv").read_text().splitlines()[1:]:
+        q, d, g = line.split("\t")
+        if int(g) > best.get(q, (0, ""))[0]:
+            best[q] = (int(g), d)
+    qids = sorted(best)[:20]
+    pairs = {"anchor": [queries[q] for q in qids], "positive": [corpus[best[q][1]] for q in qids]}
+    # ST's own corpus order: dict.fromkeys(corpus + positives)
+    texts = list(dict.fromkeys(list(dict.fromkeys(corpus.values()))[:800] + pairs["positive"]))
+    return {
+        "pairs": pairs,
+        "texts": texts,
+        "qe": encoder.encode(pairs["anchor"], "query"),
+        "ce": encoder.encode(texts),
+        "cache": str(tmp_path_factory.mktemp("st-cache")),
+    }
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"num_negatives": 5},
+        {"num_negatives": 4, "range_min": 3, "range_max": 30, "relative_margin": 0.05},
+        {"num_negatives": 3, "range_max": 20, "absolute_margin": 0.02, "max_score": 0.8},
+    ],
+)
+def test_selection_matches_sentence_transformers(
+    dl19_small: dict, encoder: Encoder, kw: dict
+) -> None:
+    """On the same model and real DL19 text, trueneg picks the negatives sentence-transformers'
+    mine_hard_negatives picks (the embeddings differ in the 5th decimal, so near-ties may flip)."""
+    st = pytest.importorskip("sentence_transformers")
+    datasets = pytest.importorskip("datasets")
+    from trueneg.mine import select_negatives
+
+    pairs, texts = dl19_small["pairs"], dl19_small["texts"]
+    model = st.SentenceTransformer(str(encoder.path), device="cpu")
+    out = st.util.mine_hard_negatives(
+        datasets.Dataset.from_dict(pairs),
+        model,
+        corpus=texts,
+        output_format="n-tuple",
+        verbose=False,
+        batch_size=32,
+        cache_folder=dl19_small["cache"],
+        **kw,
+    )
+    theirs = {r["anchor"]: [r[c] for c in r if c.startswith("negative")] for r in out}
+    row = {t: i for i, t in enumerate(texts)}
+    n = kw["num_negatives"]
+    rmax = kw.get("range_max", kw.get("range_min", 0) + n + 1)  # ST's default when no filter is set
+    sel = select_negatives(
+        dl19_small["qe"],
+        dl19_small["ce"],
+        [[row[p]] for p in pairs["positive"]],
+        num_negatives=n,
+        range_min=kw.get("range_min", 0),
+        range_max=rmax,
+        max_score=kw.get("max_score"),
+        absolute_margin=kw.get("absolute_margin"),
+        relative_margin=kw.get("relative_margin"),
+    )
+    same = total = 0
+    for i, a in enumerate(pairs["anchor"]):
+        ours = [texts[j] for j in sel.negatives(i)]
+        if a not in theirs:  # ST drops queries it cannot fill (n-tuple); trueneg reports them short
+            assert len(ours) < n
+            continue
+        total += n
+        same += sum(x == y for x, y in zip(ours, theirs[a], strict=False))
+    assert total > 0 and same / total >= 0.99, (same, total)

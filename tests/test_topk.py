@@ -83,16 +83,18 @@ def test_bad_input() -> None:
 
 
 def _reference_select(q, c, positives, n, rmin, rmax, rel):  # type: ignore[no-untyped-def]
-    """A plain numpy/Python reading of the same rules."""
+    """A plain numpy/Python reading of sentence-transformers' rules: a pool of the top
+    range_max + max_positives, positives masked, margin filter, then the first range_max survivors
+    by score, the first range_min of them skipped."""
     out = []
     s = q @ c.T
+    k = min(len(c), rmax + max(len(p) for p in positives))
     for i, pos in enumerate(positives):
         ref = min(s[i, p] for p in pos)
         bound = ref - abs(ref) * rel if rel is not None else np.inf
-        order = np.lexsort((np.arange(len(c)), -s[i]))
-        ranked = [j for j in order if j not in pos]
-        window = ranked[rmin:rmax]
-        out.append([j for j in window if s[i, j] <= bound][:n])
+        order = np.lexsort((np.arange(len(c)), -s[i]))[:k]
+        survivors = [j for j in order if j not in pos and s[i, j] <= bound][:rmax]
+        out.append(survivors[rmin:][:n])
     return out
 
 

@@ -77,10 +77,12 @@ def select_negatives(
     seed: int = 0,
     cluster: NDArray[np.uint32] | None = None,
 ) -> Selection:
-    """Hard negatives for each query from exact search: positives (and, with ``cluster`` from dedup,
-    their near duplicates) masked, the rank window ``range_min..range_max``, score bounds, a margin
-    to the lowest positive score (relative 0.05 = NV-Retriever's TopK-PercPos, sign-safe), then the
-    top ``num_negatives`` or a seeded random sample. Candidates above the margin bound but not above
+    """Hard negatives for each query from exact search, with sentence-transformers'
+    ``mine_hard_negatives`` conventions: a pool of the top ``range_max`` + (most positives of any
+    query) candidates; positives (and, with ``cluster`` from dedup, their near duplicates) masked;
+    score bounds and a margin to the lowest positive score (relative 0.05 = NV-Retriever's
+    TopK-PercPos, sign-safe); of the survivors the first ``range_max`` by score, the first
+    ``range_min`` skipped; then the top ``num_negatives`` or a seeded random sample. Candidates above the margin bound but not above
     the positive score come back as the ambiguous band, for the judge."""
     q, c = _matrix(queries, "queries"), _matrix(corpus, "corpus")
     if len(positives) != len(q):

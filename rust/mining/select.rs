@@ -1,7 +1,9 @@
-//! Choosing hard negatives from each query's top-k candidates (sorted by score, best first):
-//! every positive is masked (and, given dedup's clusters, every near duplicate of a positive); the
-//! rest are ranked, kept inside the rank window and the score bounds, and filtered by a margin to
-//! the positives' score; then the top ones, or a seeded random sample, are taken. With several
+//! Choosing hard negatives from each query's top-k candidates (sorted by score, best first), with
+//! sentence-transformers' `mine_hard_negatives` conventions: every positive is masked (and, given
+//! dedup's clusters, every near duplicate of a positive); candidates outside the score bounds or too
+//! close to the positives (margins) are dropped; of the survivors, by score, the first `range_max`
+//! are kept and the first `range_min` of those skipped; then the top ones, or a seeded random sample
+//! (returned best first), are taken. With several
 //! positives the reference score is the lowest positive score, so a negative is below every
 //! positive. Margins are sign-safe: relative margin m keeps `s <= p - |p| * m`. Candidates between
 //! that bound and `p` form the "ambiguous band" the judge should look at.
@@ -17,7 +19,7 @@ pub enum Sampling {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SelectParams {
     pub num_negatives: usize,
-    /// Rank window over the candidates left after masking positives: `range_min..range_max`.
+    /// Rank window over the candidates that pass the filters: `range_min..range_max`.
     pub range_min: usize,
     pub range_max: usize,
     pub max_score: Option<f32>,
@@ -128,20 +130,12 @@ pub fn select_negatives(
         let mut rank = 0usize;
         for j in 0..k {
             let id = cand_ids[q * k + j];
-            if id < 0 {
+            if id < 0 || rank >= params.range_max {
                 break;
             }
             let id = id as u32;
             if masked.binary_search(&root(id)).is_ok() {
                 continue;
-            }
-            let r = rank;
-            rank += 1;
-            if r < params.range_min {
-                continue;
-            }
-            if r >= params.range_max {
-                break;
             }
             let s = cand_scores[q * k + j];
             if params.max_score.is_some_and(|m| s > m) || params.min_score.is_some_and(|m| s < m) {
@@ -154,7 +148,11 @@ pub fn select_negatives(
                 }
                 continue;
             }
-            pool.push((id, s));
+            let r = rank;
+            rank += 1;
+            if r >= params.range_min {
+                pool.push((id, s));
+            }
         }
         out.eligible.push(pool.len() as u32);
         if let Sampling::Random { seed } = params.sampling {
@@ -166,6 +164,7 @@ pub fn select_negatives(
                 pool.swap(i, j);
             }
             pool.truncate(take);
+            pool.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         } else {
             pool.truncate(params.num_negatives);
         }
@@ -213,6 +212,10 @@ mod tests {
         p.range_min = 1;
         let r = select_negatives(&IDS, &SC, 5, &[0, 1], &[5], &[0.9], None, &p).unwrap();
         assert_eq!(r.ids, vec![8, 9]);
+        // the window counts the candidates that pass the filters: 7 is over max_score, then skip 8
+        p.max_score = Some(0.75);
+        let r = select_negatives(&IDS, &SC, 5, &[0, 1], &[5], &[0.9], None, &p).unwrap();
+        assert_eq!(r.ids, vec![9, 3]);
         // relative margin 0.15 of 0.9: keep s <= 0.765; 0.8 goes to the band
         let mut p = params();
         p.relative_margin = Some(0.15);
