@@ -69,6 +69,27 @@ impl BgeColumns {
         self.lines.len()
     }
 
+    /// The query, passages and scores of one good row (its extra fields and line go separately).
+    fn push_example<S: AsRef<str>>(
+        &mut self,
+        query: &str,
+        pos: &[S],
+        neg: &[S],
+        ps: Option<Vec<f64>>,
+        ns: Option<Vec<f64>>,
+    ) {
+        self.query.push(query);
+        for p in pos.iter().chain(neg.iter()) {
+            self.passages.push(p.as_ref());
+        }
+        self.pos_counts.push(pos.len() as u32);
+        self.neg_counts.push(neg.len() as u32);
+        self.has_pos_scores.push(ps.is_some());
+        self.pos_scores.extend(ps.unwrap_or_default());
+        self.has_neg_scores.push(ns.is_some());
+        self.neg_scores.extend(ns.unwrap_or_default());
+    }
+
     pub fn is_empty(&self) -> bool {
         self.lines.is_empty()
     }
@@ -275,16 +296,7 @@ fn parse_line_fast(raw: &[u8], line: u64, out: &mut BgeColumns) -> Result<(), ()
     let ps = fast_scores(row.pos_scores, pos.len(), &mut all_int)?;
     let ns = fast_scores(row.neg_scores, neg.len(), &mut all_int)?;
     out.all_int_scores = all_int;
-    out.query.push(&query);
-    for p in pos.iter().chain(neg.iter()) {
-        out.passages.push(p);
-    }
-    out.pos_counts.push(pos.len() as u32);
-    out.neg_counts.push(neg.len() as u32);
-    out.has_pos_scores.push(ps.is_some());
-    out.pos_scores.extend(ps.unwrap_or_default());
-    out.has_neg_scores.push(ns.is_some());
-    out.neg_scores.extend(ns.unwrap_or_default());
+    out.push_example(&query, &pos, &neg, ps, ns);
     if row.extra.is_empty() {
         out.extra.push("");
     } else {
@@ -383,16 +395,7 @@ fn parse_line_checked(raw: &[u8], line: u64, out: &mut BgeColumns) {
         }),
         Ok((query, pos, neg, ps, ns)) => {
             out.all_int_scores = all_int;
-            out.query.push(query);
-            for p in pos.iter().chain(neg.iter()) {
-                out.passages.push(p);
-            }
-            out.pos_counts.push(pos.len() as u32);
-            out.neg_counts.push(neg.len() as u32);
-            out.has_pos_scores.push(ps.is_some());
-            out.pos_scores.extend(ps.unwrap_or_default());
-            out.has_neg_scores.push(ns.is_some());
-            out.neg_scores.extend(ns.unwrap_or_default());
+            out.push_example(query, &pos, &neg, ps, ns);
             let extra: Map<String, Value> = row
                 .iter()
                 .filter(|(k, _)| !KNOWN.contains(&k.as_str()))
