@@ -60,6 +60,13 @@ fn contiguous<'a, T: numpy::Element>(
         .map_err(|_| PyValueError::new_err(format!("{what} must be a C-contiguous 1-d array")))
 }
 
+fn contiguous_opt<'a, T: numpy::Element>(
+    a: Option<&'a PyReadonlyArray1<'_, T>>,
+    what: &str,
+) -> PyResult<Option<&'a [T]>> {
+    a.map(|a| contiguous(a, what)).transpose()
+}
+
 /// 128-bit fixed-seed keys of the rows of several Arrow-layout string columns,
 /// returned as uint64 (n, 2) (high, low).
 #[pyfunction]
@@ -69,17 +76,11 @@ fn hash_string_columns<'py>(
     columns: Vec<StrColumnArgs<'py>>,
     seed: u64,
 ) -> PyResult<Bound<'py, PyArray2<u64>>> {
-    let mut cols = Vec::with_capacity(columns.len());
-    for (i, (offsets, data, nulls)) in columns.iter().enumerate() {
-        cols.push(StrColumn {
-            offsets: contiguous(offsets, &format!("columns[{i}] offsets"))?,
-            data: contiguous(data, &format!("columns[{i}] data"))?,
-            nulls: match nulls {
-                Some(n) => Some(contiguous(n, &format!("columns[{i}] nulls"))?),
-                None => None,
-            },
-        });
-    }
+    let cols = columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| str_column(c, &format!("columns[{i}]")))
+        .collect::<PyResult<Vec<_>>>()?;
     let keys = run_detached(py, || text::hash_rows(&cols, seed))?;
     Ok(keys_to_array(&keys).into_pyarray(py))
 }
@@ -264,10 +265,7 @@ fn str_column<'a>(args: &'a StrColumnArgs<'_>, what: &str) -> PyResult<StrColumn
     Ok(StrColumn {
         offsets: contiguous(offsets, &format!("{what} offsets"))?,
         data: contiguous(data, &format!("{what} data"))?,
-        nulls: match nulls {
-            Some(n) => Some(contiguous(n, &format!("{what} nulls"))?),
-            None => None,
-        },
+        nulls: contiguous_opt(nulls.as_ref(), &format!("{what} nulls"))?,
     })
 }
 
@@ -630,10 +628,7 @@ fn select_negatives<'py>(
         contiguous(&pos_ids, "pos_ids")?,
         contiguous(&pos_scores, "pos_scores")?,
     );
-    let cl = match &cluster {
-        Some(c) => Some(contiguous(c, "cluster")?),
-        None => None,
-    };
+    let cl = contiguous_opt(cluster.as_ref(), "cluster")?;
     let r = run_detached(py, || {
         crate::mining::select_negatives(ids, sc, k, po, pi, ps, cl, &params)
     })?;
