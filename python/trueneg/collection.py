@@ -106,6 +106,25 @@ def _str_args(arr: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]
     return offsets, data, nulls
 
 
+def string_array(texts: pa.Array | pa.ChunkedArray | Sequence[str]) -> pa.Array:
+    """A string Arrow array from an Arrow array or a Python list of str (copied once, in Rust; no
+    per-row Python work, and unlike ``pa.array`` it does not make pyarrow import pandas)."""
+    if isinstance(texts, list | tuple):
+        # one copy of the UTF-8 bytes in Rust, then a zero-copy Arrow view
+        offsets, data, nulls = _core.strings_to_column(texts)
+        n = len(offsets) - 1
+        validity = None if nulls is None else pa.py_buffer(np.packbits(~nulls, bitorder="little"))
+        return pa.Array.from_buffers(
+            pa.large_string(),
+            n,
+            [validity, pa.py_buffer(offsets), pa.py_buffer(data)],
+            null_count=0 if nulls is None else int(nulls.sum()),
+        )
+    if isinstance(texts, pa.ChunkedArray):
+        return texts.combine_chunks()
+    return texts
+
+
 def hash_columns(*arrays: pa.Array | Sequence[str | None], seed: int = 0) -> np.ndarray:
     """Fixed-seed 128-bit keys, uint64 (n, 2), of the rows of several string columns."""
     cols = [

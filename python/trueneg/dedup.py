@@ -33,6 +33,7 @@ from trueneg.collection import (
     arrow_indices,
     parquet_options,
     step_record,
+    string_array,
     write_manifest,
 )
 from trueneg.exceptions import InputError
@@ -196,23 +197,6 @@ class Duplicates:
         }
 
 
-def _as_string_array(texts: pa.Array | pa.ChunkedArray | list[str]) -> pa.Array:
-    if isinstance(texts, list | tuple):
-        # one copy of the UTF-8 bytes in Rust, then a zero-copy Arrow view
-        offsets, data, nulls = _core.strings_to_column(texts)
-        n = len(offsets) - 1
-        validity = None if nulls is None else pa.py_buffer(np.packbits(~nulls, bitorder="little"))
-        return pa.Array.from_buffers(
-            pa.large_string(),
-            n,
-            [validity, pa.py_buffer(offsets), pa.py_buffer(data)],
-            null_count=0 if nulls is None else int(nulls.sum()),
-        )
-    if isinstance(texts, pa.ChunkedArray):
-        return texts.combine_chunks()
-    return texts
-
-
 def find_duplicates(
     texts: pa.Array | pa.ChunkedArray | list[str],
     config: DedupConfig | None = None,
@@ -222,7 +206,7 @@ def find_duplicates(
 ) -> Duplicates:
     """Exact (after normalisation) and near-duplicate clusters of ``texts``."""
     cfg = config or DedupConfig()
-    arr = _as_string_array(texts)
+    arr = string_array(texts)
     n = len(arr)
     bands, rows = cfg.lsh_params()
     unit = cfg.unit_for(kind)

@@ -187,6 +187,12 @@ class Encoder:
                 np.save(f, out)
         return out
 
+    def encode_collection(self, coll: Any) -> tuple[np.ndarray, np.ndarray]:
+        """(query embeddings in qid order, passage embeddings in pid order) of a collection."""
+        qe = self.encode(coll.queries["text"].to_pylist(), "query", desc="embed queries")
+        pe = self.encode(coll.passages["text"].to_pylist(), "passage", desc="embed passages")
+        return qe, pe
+
     def _cache_file(self, texts: Sequence[str], prefix: str) -> Path | None:
         d = self.config.cache_dir or os.environ.get("TRUENEG_EMBED_CACHE")
         if not d:

@@ -207,9 +207,7 @@ class Runner:
                 m = {k: v for k, v in cfg.mine.items() if k != "enabled"}
                 enc_keys = set(EncoderConfig.__dataclass_fields__)
                 enc = Encoder(EncoderConfig(**{k: v for k, v in m.items() if k in enc_keys}))
-                coll = Collection.load(source)
-                qe = enc.encode(coll.queries["text"].to_pylist(), "query", desc="embed queries")
-                pe = enc.encode(coll.passages["text"].to_pylist(), "passage", desc="embed passages")
+                qe, pe = enc.encode_collection(Collection.load(source))
                 sel = {k: v for k, v in m.items() if k not in enc_keys and k != "keep_old"}
                 r = mine_collection(
                     source,
@@ -233,7 +231,7 @@ class Runner:
         else:
             self.results.append(StageResult("mine", "off", 0.0))
 
-        jcfg = self._judge_config(JudgeConfig)
+        jcfg = JudgeConfig.from_dict(self.cfg.judge)
         fp_judge = _fp("judge", fp_prev, jcfg.__dict__, cfg.judge_imports, cfg.offline)
 
         def do_judge() -> str:
@@ -309,16 +307,6 @@ class Runner:
 
             self._stage("report", fp_report, do_report)
         return self.results
-
-    def _judge_config(self, JudgeConfig: Any) -> Any:
-        from trueneg.judge.cascade import Stage
-
-        j = dict(self.cfg.judge)
-        if "stages" in j:
-            j["stages"] = tuple(Stage(**s) for s in j["stages"])
-        if "prices" in j:
-            j["prices"] = {k: tuple(v) for k, v in j["prices"].items()}
-        return JudgeConfig(**j)
 
 
 def clean(workdir: str | Path) -> None:

@@ -108,8 +108,7 @@ def mine(
                 cache_dir=str(embed_cache) if embed_cache else None,
             )
         )
-        qe = enc.encode(coll.queries["text"].to_pylist(), "query", desc="embed queries")
-        pe = enc.encode(coll.passages["text"].to_pylist(), "passage", desc="embed passages")
+        qe, pe = enc.encode_collection(coll)
     r = mine_collection(
         collection,
         out,

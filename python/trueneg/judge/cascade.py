@@ -128,24 +128,25 @@ class JudgeConfig:
             raise InputError("config file not found", path=str(p)) from None
         except tomllib.TOMLDecodeError as e:
             raise InputError(f"invalid TOML: {e}", path=str(p)) from None
-        j = data.get("judge", data)
+        return cls.from_dict(data.get("judge", data), path=str(p))
+
+    @classmethod
+    def from_dict(cls, j: dict[str, Any], path: str | None = None) -> JudgeConfig:
+        """Settings as read from TOML (the ``[judge]`` table), checked key by key."""
         kw = {k: v for k, v in j.items() if k != "stages"}
-        known = {f for f in cls.__dataclass_fields__}
-        unknown = set(kw) - known
-        if unknown:
-            raise InputError(f"unknown judge settings {sorted(unknown)}", path=str(p))
         if "api_key" in kw:
             raise InputError(
-                "put the API key in an environment variable, named by api_key_env", path=str(p)
+                "put the API key in an environment variable, named by api_key_env", path=path
             )
+        unknown = set(kw) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise InputError(f"unknown judge settings {sorted(unknown)}", path=path)
         if "stages" in j:
             stages = []
             for i, s in enumerate(j["stages"]):
                 bad = set(s) - set(Stage.__dataclass_fields__)
                 if bad:
-                    raise InputError(
-                        f"unknown settings {sorted(bad)} in stage {i + 1}", path=str(p)
-                    )
+                    raise InputError(f"unknown settings {sorted(bad)} in stage {i + 1}", path=path)
                 stages.append(Stage(**s))
             kw["stages"] = tuple(stages)
         if "prices" in kw:

@@ -62,9 +62,8 @@ def price_for(model: str, overrides: dict[str, Sequence[float]] | None = None) -
 
 def count_tokens(texts: Sequence[str]) -> np.ndarray:
     """o200k_base token counts of many texts, in parallel in Rust."""
-    from trueneg.collection import _str_args
-    from trueneg.dedup import _as_string_array
+    from trueneg.collection import _str_args, string_array
 
     if not texts:
         return np.zeros(0, np.uint32)
-    return _core.count_tokens(_str_args(_as_string_array(list(texts))))
+    return _core.count_tokens(_str_args(string_array(list(texts))))
