@@ -55,12 +55,11 @@ def _png(fig: Any) -> bytes:
     return buf.getvalue()
 
 
-def _figures(d: ReportData) -> tuple[list[Figure], list[str]]:
+def _figures(d: ReportData, t: Any, pairs: Any) -> tuple[list[Figure], list[str]]:
     plt = _plt()
     coll = d.collection
     figs: list[Figure] = []
     notes: list[str] = []
-    t = judgments.load(coll.path)
     ex_subset = (
         coll.queries["subset"]
         .combine_chunks()
@@ -94,7 +93,6 @@ def _figures(d: ReportData) -> tuple[list[Figure], list[str]]:
     )
 
     # 2. false negatives per flagged example (the paper's Fig. 3)
-    pairs = false_negative_pairs(t)
     if len(pairs):
         counts = np.bincount(pairs["example"].to_numpy())
         counts = counts[counts > 0]
@@ -186,10 +184,8 @@ def _figures(d: ReportData) -> tuple[list[Figure], list[str]]:
     return figs, notes
 
 
-def _samples(d: ReportData, n: int = 12) -> list[dict[str, str]]:
+def _samples(d: ReportData, pairs: Any, n: int = 12) -> list[dict[str, str]]:
     coll = d.collection
-    t = judgments.load(coll.path)
-    pairs = false_negative_pairs(t)
     if not len(pairs):
         return []
     text = coll.passages["text"].combine_chunks()
@@ -243,7 +239,9 @@ def write_report(d: ReportData, out_dir: str | Path) -> Path:
     """Write ``report.html`` (self-contained) and ``report.md`` (+ PNGs) into ``out_dir``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    figs, notes = _figures(d)
+    t = judgments.load(d.collection.path)
+    pairs = false_negative_pairs(t)
+    figs, notes = _figures(d, t, pairs)
     notes = [*d.notes, *notes]
     h = [
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(d.title)}</title>"
@@ -336,7 +334,7 @@ def write_report(d: ReportData, out_dir: str | Path) -> Path:
         ch, cm = _table(curve, ["Jaccard", "P(candidate)"])
         h += ["<h2>Dedup</h2>", f"<p>{html.escape(line)}</p>", th, "<h3>LSH S-curve</h3>", ch]
         md += ["## Dedup\n", line + "\n", tm, "### LSH S-curve\n", cm]
-    samples = _samples(d)
+    samples = _samples(d, pairs)
     if samples:
         rows = [{k: _clip(v) for k, v in s.items()} for s in samples]
         th, tm = _table(rows, ["query", "positive", "negative", "verdict"])
