@@ -256,3 +256,43 @@ def test_selection_matches_sentence_transformers(
         total += n
         same += sum(x == y for x, y in zip(ours, theirs[a], strict=False))
     assert total > 0 and same / total >= 0.99, (same, total)
+
+
+@pytest.fixture(scope="module")
+def dl19_full(data_dir: Path, encoder: Encoder) -> dict:
+    """Every DL19 query and the first 2,000 passages of the slice, embedded with MiniLM."""
+    beir = data_dir / "beir-msmarco-dl19-5k"
+    load = lambda f: [orjson.loads(x) for x in (beir / f).read_bytes().splitlines()]  # noqa: E731
+    corpus, queries = load("corpus.jsonl"), load("queries.jsonl")
+    return {
+        "qe": encoder.encode([d["text"] for d in queries], "query"),
+        "ce": encoder.encode([d["text"] for d in corpus[:2000]]),
+    }
+
+
+def test_ann_recall_against_exact_on_real_embeddings(dl19_full: dict, tmp_path: Path) -> None:
+    """usearch HNSW (f16 and i8) finds nearly the exact top-100 of real MiniLM embeddings; its
+    candidates carry exact scores; a saved index is memory-mapped back with the same answers;
+    selection on ANN candidates equals selection on exact ones where the candidates agree."""
+    pytest.importorskip("usearch")
+    from trueneg.mine import AnnConfig, ann_topk, exact_topk, select_negatives
+
+    qe, ce = dl19_full["qe"], dl19_full["ce"]
+    ei, es = exact_topk(qe, ce, 100)
+    for dtype, floor in (("f16", 0.98), ("i8", 0.9)):
+        cfg = AnnConfig(dtype=dtype, index_path=str(tmp_path / f"{dtype}.usearch"))
+        ai, sc = ann_topk(qe, ce, 100, cfg)
+        recall = np.mean([len(set(a) & set(b)) / 100 for a, b in zip(ai, ei, strict=True)])
+        assert recall >= floor, (dtype, recall)
+        ok = ai >= 0
+        np.testing.assert_allclose(
+            sc[ok], np.einsum("qkd,qd->qk", ce[ai.clip(0)], qe)[ok], rtol=1e-5, atol=1e-5
+        )
+        again = ann_topk(qe, ce, 100, cfg)  # restored from the saved file
+        assert np.array_equal(again[0], ai)
+    positives = [[int(r[0])] for r in ei]  # the best passage as positive
+    a = select_negatives(qe, ce, positives, num_negatives=7, search="ann")
+    b = select_negatives(qe, ce, positives, num_negatives=7)
+    assert np.mean(a.ids == b.ids) >= 0.95
+    with pytest.raises(InputError, match="search must be exact or ann"):
+        select_negatives(qe, ce, positives, search="faiss")

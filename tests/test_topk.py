@@ -191,3 +191,19 @@ def test_mine_collection_cli(data_dir: Path, tmp_path: Path) -> None:
     assert f"{len(negs) - full:,} examples short of 5" in r.stdout
     assert m.manifest["steps"][-1]["step"] == "mine"
     assert (tmp_path / "m" / "band.parquet").exists()
+
+
+def test_float16_rows() -> None:
+    """f16 rows give exactly what f32 rows holding the same (widened) values give, across the
+    kernel's f16 rounds, and bad f16 values are named by row and column."""
+    rng = np.random.default_rng(3)
+    q = rng.standard_normal((130, 24)).astype(np.float16)
+    c = rng.standard_normal((40_000, 24)).astype(np.float16)  # more than one f16 round
+    want = exact_topk(q.astype(np.float32), c.astype(np.float32), 20)
+    for qq in (q, q.astype(np.float32)):
+        got = exact_topk(qq, c, 20)
+        assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
+    bad = c.copy()
+    bad[7, 5] = np.nan
+    with pytest.raises(InputError, match="non-finite value .* in row 7, column 5"):
+        exact_topk(q, bad, 3)

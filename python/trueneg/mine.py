@@ -1,9 +1,11 @@
-"""Hard-negative mining. So far: the exact inner-product top-k kernel (Rust: blocked GEMM with a
-fused per-row top-k, no query x corpus score matrix in memory). The embedding model and the
-positive-aware selection are the next steps (see the issue tracker)."""
+"""Hard-negative mining: candidate search, exact (Rust: blocked GEMM with a fused per-row top-k, no
+query x corpus score matrix in memory; f32 or f16 rows) or approximate (usearch HNSW with f16/i8
+quantisation, a saved and memory-mapped index, candidates re-scored exactly), then the
+positive-aware selection (Rust) and ``mine_collection`` over a collection."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,30 +17,148 @@ from trueneg import _core
 from trueneg.exceptions import InputError
 
 
-def _matrix(x: object, name: str) -> NDArray[np.float32]:
+Matrix = NDArray[np.float32] | NDArray[np.float16]
+
+
+def _matrix(x: object, name: str) -> Matrix:
+    """A C-contiguous (rows, dim) float32 or float16 array (float16 stays float16: half the
+    memory; the kernel widens it a block at a time). Copies only when needed."""
     a = np.asarray(x)
     if a.ndim != 2:
         raise InputError(f"{name} must be a 2-d (rows, dim) array, got shape {a.shape}")
     if a.dtype not in (np.float32, np.float64, np.float16):
         raise InputError(f"{name} must be a float array, got dtype {a.dtype}")
-    return np.ascontiguousarray(a, dtype=np.float32)  # copies only when needed
+    return np.ascontiguousarray(a, dtype=np.float16 if a.dtype == np.float16 else np.float32)
+
+
+def _same_dim(q: Matrix, c: Matrix) -> None:
+    if q.shape[1] != c.shape[1]:
+        raise InputError(
+            f"dimension mismatch: queries have {q.shape[1]} columns, the corpus {c.shape[1]}"
+        )
 
 
 def exact_topk(
     queries: object, corpus: object, k: int
 ) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
     """The ``k`` corpus rows with the highest inner product for each query row: (indices int64
-    (n, k), scores float32 (n, k)), best first, ties broken by the lower index. Normalise the rows
-    first for cosine similarity."""
+    (n, k), scores float32 (n, k)), best first, ties broken by the lower index. Rows may be
+    float32 or float16. Normalise the rows first for cosine similarity."""
     q, c = _matrix(queries, "queries"), _matrix(corpus, "corpus")
-    if q.shape[1] != c.shape[1]:
-        raise InputError(
-            f"dimension mismatch: queries have {q.shape[1]} columns, the corpus {c.shape[1]}"
-        )
+    _same_dim(q, c)
     try:
         return _core.topk_inner_product(q, c, int(k))
     except _core.CoreValueError as e:
         raise InputError(str(e)) from None
+
+
+@dataclass(frozen=True)
+class AnnConfig:
+    """usearch HNSW settings. ``dtype`` is the quantisation of the stored vectors (f32, f16, bf16,
+    i8); candidates are re-scored exactly in float32 afterwards, so quantisation only affects
+    which candidates are found, never their scores. ``index_path`` saves the index and, when it
+    exists for the same corpus and settings, memory-maps it instead of building it again."""
+
+    dtype: str = "f16"
+    connectivity: int = 32
+    expansion_add: int = 128
+    expansion_search: int = 256
+    index_path: str | None = None
+    threads: int = 0
+
+    def __post_init__(self) -> None:
+        if self.dtype not in ("f32", "f16", "bf16", "i8"):
+            raise InputError(f"ann dtype must be f32, f16, bf16 or i8, got {self.dtype!r}")
+        for name in ("connectivity", "expansion_add", "expansion_search"):
+            if getattr(self, name) < 2:
+                raise InputError(f"ann {name} must be at least 2")
+
+
+def _corpus_fingerprint(c: Matrix, cfg: AnnConfig) -> str:
+    import hashlib
+
+    h = hashlib.blake2b(digest_size=16)
+    h.update(repr((c.shape, str(c.dtype), cfg.dtype, cfg.connectivity, cfg.expansion_add)).encode())
+    h.update(memoryview(c).cast("B"))
+    return h.hexdigest()
+
+
+def ann_index(corpus: object, config: AnnConfig | None = None) -> Any:
+    """A usearch inner-product HNSW index over the corpus rows (keys = row numbers): loaded
+    (memory-mapped) from ``config.index_path`` when it was saved for this very corpus and these
+    settings, else built (and saved there, atomically)."""
+    try:
+        from usearch.index import Index
+    except ImportError:
+        raise InputError(
+            "the ANN search needs usearch: pip install 'trueneg[ann]'"
+        ) from None
+    import json
+    import os
+
+    cfg = config or AnnConfig()
+    c = _matrix(corpus, "corpus")
+    if len(c) == 0:
+        raise InputError("the corpus is empty")
+    if not np.isfinite(c).all():
+        raise InputError("corpus has a non-finite value (NaN or inf)")
+    fp = _corpus_fingerprint(c, cfg)
+    path = Path(cfg.index_path) if cfg.index_path else None
+    meta = path.with_name(path.name + ".json") if path else None
+    if path and meta and path.exists() and meta.exists():
+        if json.loads(meta.read_text()).get("fingerprint") == fp:
+            index = Index.restore(str(path), view=True)
+            if index is not None:
+                index.expansion_search = cfg.expansion_search
+                return index
+    index = Index(
+        ndim=c.shape[1],
+        metric="ip",
+        dtype=cfg.dtype,
+        connectivity=cfg.connectivity,
+        expansion_add=cfg.expansion_add,
+        expansion_search=cfg.expansion_search,
+    )
+    index.add(np.arange(len(c), dtype=np.uint64), c, threads=cfg.threads)
+    if path and meta:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        index.save(str(tmp))
+        os.replace(tmp, path)
+        meta.write_text(json.dumps({"fingerprint": fp, "rows": len(c), "dim": c.shape[1]}))
+    return index
+
+
+def ann_topk(
+    queries: object, corpus: object, k: int, config: AnnConfig | None = None
+) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+    """Approximate top-``k`` by inner product through usearch HNSW, same output as
+    :func:`exact_topk` (ids -1 where the graph returned fewer than ``k``). The candidates found
+    are re-scored exactly in float32 and re-sorted, so every score is the true inner product."""
+    cfg = config or AnnConfig()
+    q, c = _matrix(queries, "queries"), _matrix(corpus, "corpus")
+    _same_dim(q, c)
+    if not 1 <= k <= len(c):
+        raise InputError(f"k must be in 1..={len(c)} (the corpus size), got {k}")
+    if not np.isfinite(q).all():
+        raise InputError("queries have a non-finite value (NaN or inf)")
+    index = ann_index(c, cfg)
+    index.expansion_search = max(cfg.expansion_search, k)
+    m = index.search(q, k, threads=cfg.threads)
+    keys = np.asarray(m.keys, dtype=np.int64).reshape(len(q), k)
+    counts = np.asarray(m.counts).reshape(len(q))
+    keys[np.arange(k)[None, :] >= counts[:, None]] = -1
+    scores = np.full((len(q), k), -np.inf, np.float32)
+    step = max(1, (64 << 20) // (4 * k * c.shape[1]))  # gathered rows per chunk: 64 MiB
+    for a in range(0, len(q), step):
+        ids = keys[a : a + step]
+        rows = c[np.maximum(ids, 0)].astype(np.float32, copy=False)
+        s = np.einsum("nkd,nd->nk", rows, q[a : a + step].astype(np.float32, copy=False))
+        scores[a : a + step] = np.where(ids >= 0, s, -np.inf)
+    order = np.lexsort((np.where(keys >= 0, keys, np.iinfo(np.int64).max), -scores), axis=1)
+    keys = np.take_along_axis(keys, order, axis=1)
+    scores = np.take_along_axis(scores, order, axis=1)
+    return keys, scores
 
 
 @dataclass
@@ -76,6 +196,8 @@ def select_negatives(
     sampling: str = "top",
     seed: int = 0,
     cluster: NDArray[np.uint32] | None = None,
+    search: str = "exact",
+    ann: AnnConfig | dict[str, Any] | None = None,
 ) -> Selection:
     """Hard negatives for each query from exact search, with sentence-transformers'
     ``mine_hard_negatives`` conventions: a pool of the top ``range_max`` + (most positives of any
@@ -83,19 +205,29 @@ def select_negatives(
     score bounds and a margin to the lowest positive score (relative 0.05 = NV-Retriever's
     TopK-PercPos, sign-safe); of the survivors the first ``range_max`` by score, the first
     ``range_min`` skipped; then the top ``num_negatives`` or a seeded random sample. Candidates above the margin bound but not above
-    the positive score come back as the ambiguous band, for the judge."""
+    the positive score come back as the ambiguous band, for the judge. ``search="ann"`` finds the
+    candidates with usearch HNSW (settings in ``ann``) instead of exact search."""
     q, c = _matrix(queries, "queries"), _matrix(corpus, "corpus")
+    _same_dim(q, c)
     if len(positives) != len(q):
         raise InputError(f"{len(q)} queries but {len(positives)} positive lists")
     k = min(len(c), range_max + max((len(p) for p in positives), default=0))
-    cand_ids, cand_scores = exact_topk(q, c, k)
+    if search == "exact":
+        cand_ids, cand_scores = exact_topk(q, c, k)
+    elif search == "ann":
+        cfg = AnnConfig(**ann) if isinstance(ann, dict) else ann
+        cand_ids, cand_scores = ann_topk(q, c, k, cfg)
+    else:
+        raise InputError(f"search must be exact or ann, got {search!r}")
     pos_off = np.concatenate([[0], np.cumsum([len(p) for p in positives])]).astype(np.int64)
     flat = np.asarray([x for p in positives for x in p], np.int64)
     if len(flat) and (flat.min() < 0 or flat.max() >= len(c)):
         raise InputError(f"positive ids must be corpus rows 0..{len(c) - 1}")
     owner = np.repeat(np.arange(len(q)), np.diff(pos_off))
     pos_scores = (
-        np.einsum("ij,ij->i", q[owner], c[flat]).astype(np.float32)
+        np.einsum(
+            "ij,ij->i", q[owner].astype(np.float32), c[flat].astype(np.float32)
+        ).astype(np.float32)
         if len(flat)
         else np.zeros(0, np.float32)
     )
@@ -202,7 +334,11 @@ def mine_collection(
         "band": len(sel.band_ids),
         "short_examples": len(short),
         "keep_old": keep_old,
-        "params": {k: v for k, v in kw.items() if not isinstance(v, np.ndarray)},
+        "params": {
+            k: (dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v)
+            for k, v in kw.items()
+            if not isinstance(v, np.ndarray)
+        },
     }
     with atomic_dir(out, overwrite=overwrite) as tmp:
         for name in ("passages", "queries"):

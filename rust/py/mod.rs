@@ -528,31 +528,65 @@ fn apply_fix<'py>(
     ))
 }
 
-/// Exact inner-product top-k: queries (n, d) and corpus (m, d) float32 C-contiguous. Returns
-/// (indices int64 (n, k), scores float32 (n, k)), best first, ties by lower index.
+/// A 2-d float32 or float16 array, C-contiguous, borrowed read-only.
+enum FloatRows<'py> {
+    F32(PyReadonlyArray2<'py, f32>),
+    F16(PyReadonlyArray2<'py, half::f16>),
+}
+
+impl<'py> FloatRows<'py> {
+    fn extract(x: &Bound<'py, PyAny>, what: &str) -> PyResult<Self> {
+        if let Ok(a) = x.extract::<PyReadonlyArray2<'py, f32>>() {
+            return Ok(Self::F32(a));
+        }
+        if let Ok(a) = x.extract::<PyReadonlyArray2<'py, half::f16>>() {
+            return Ok(Self::F16(a));
+        }
+        Err(PyValueError::new_err(format!(
+            "{what} must be a 2-d float32 or float16 array"
+        )))
+    }
+
+    fn shape(&self) -> (usize, usize) {
+        match self {
+            Self::F32(a) => (a.as_array().nrows(), a.as_array().ncols()),
+            Self::F16(a) => (a.as_array().nrows(), a.as_array().ncols()),
+        }
+    }
+
+    fn rows(&self, what: &str) -> PyResult<crate::search::Rows<'_>> {
+        let err = || PyValueError::new_err(format!("{what} must be C-contiguous"));
+        Ok(match self {
+            Self::F32(a) => crate::search::Rows::F32(a.as_slice().map_err(|_| err())?),
+            Self::F16(a) => crate::search::Rows::F16(a.as_slice().map_err(|_| err())?),
+        })
+    }
+}
+
+/// Exact inner-product top-k: queries (n, d) and corpus (m, d), float32 or float16,
+/// C-contiguous. Returns (indices int64 (n, k), scores float32 (n, k)), best first, ties by lower
+/// index.
 #[pyfunction]
 #[pyo3(signature = (queries, corpus, k))]
 #[allow(clippy::type_complexity)]
 fn topk_inner_product<'py>(
     py: Python<'py>,
-    queries: PyReadonlyArray2<'py, f32>,
-    corpus: PyReadonlyArray2<'py, f32>,
+    queries: &Bound<'py, PyAny>,
+    corpus: &Bound<'py, PyAny>,
     k: usize,
 ) -> PyResult<(Bound<'py, PyArray2<i64>>, Bound<'py, PyArray2<f32>>)> {
-    let (nq, dq) = (queries.as_array().nrows(), queries.as_array().ncols());
-    let dc = corpus.as_array().ncols();
+    let (queries, corpus) = (
+        FloatRows::extract(queries, "queries")?,
+        FloatRows::extract(corpus, "corpus")?,
+    );
+    let ((nq, dq), (_, dc)) = (queries.shape(), corpus.shape());
     if dq != dc {
         return Err(CoreValueErrorNew::new_err(format!(
             "dimension mismatch: queries have {dq} columns, the corpus {dc}"
         )));
     }
-    let q = queries.as_slice().map_err(|_| {
-        PyValueError::new_err("queries must be a C-contiguous float32 (n, d) array")
-    })?;
-    let c = corpus
-        .as_slice()
-        .map_err(|_| PyValueError::new_err("corpus must be a C-contiguous float32 (m, d) array"))?;
-    let r = run_detached(py, || crate::search::topk_inner_product(q, c, dq, k))?;
+    let (q, c) = (queries.rows("queries")?, corpus.rows("corpus")?);
+    let r = run_detached(py, || crate::search::topk_rows(q, c, dq, k))?;
     let idx = Array2::from_shape_vec((nq, k), r.indices)
         .map_err(|e| PyValueError::new_err(e.to_string()))?;
     let sc = Array2::from_shape_vec((nq, k), r.scores)

@@ -2,4 +2,4 @@
 
 pub mod topk;
 
-pub use topk::{topk_inner_product, TopK};
+pub use topk::{topk_inner_product, topk_rows, Rows, TopK};

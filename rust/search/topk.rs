@@ -4,6 +4,7 @@
 //! folds the buffer into per-query top-k candidate lists filtered by a running threshold.
 //! Memory: inputs + outputs + one `QB x CB` buffer per thread.
 
+use half::{f16, slice::HalfFloatSliceExt};
 use rayon::prelude::*;
 
 use crate::error::{CoreError, CoreResult};
@@ -72,26 +73,63 @@ fn better(a: &(f32, u32), b: &(f32, u32)) -> std::cmp::Ordering {
     b.0.total_cmp(&a.0).then(a.1.cmp(&b.1))
 }
 
-fn check_finite(x: &[f32], what: &str, d: usize) -> CoreResult<()> {
-    let bad = pool::install(|| {
-        x.par_chunks(1 << 16)
-            .position_first(|c| c.iter().any(|v| !v.is_finite()))
-    });
-    if let Some(chunk) = bad {
-        let start = chunk << 16;
-        let off = x[start..].iter().position(|v| !v.is_finite()).unwrap_or(0) + start;
-        return Err(CoreError::InvalidParam(format!(
-            "{what} has a non-finite value (NaN or inf) in row {}, column {}",
-            off / d,
-            off % d
-        )));
+/// A row-major matrix of embeddings, f32 or f16 (f16 rows are widened to f32 a block at a time,
+/// so an f16 corpus costs half the memory of an f32 one).
+#[derive(Debug, Clone, Copy)]
+pub enum Rows<'a> {
+    F32(&'a [f32]),
+    F16(&'a [f16]),
+}
+
+impl Rows<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Rows::F32(x) => x.len(),
+            Rows::F16(x) => x.len(),
+        }
     }
-    Ok(())
+
+    /// Elements `a..b` as f32: borrowed for f32, widened into `scratch` for f16.
+    fn widen<'s>(&'s self, a: usize, b: usize, scratch: &'s mut Vec<f32>) -> &'s [f32] {
+        match self {
+            Rows::F32(x) => &x[a..b],
+            Rows::F16(x) => {
+                scratch.resize(b - a, 0.0);
+                x[a..b].convert_to_f32_slice(scratch);
+                scratch
+            }
+        }
+    }
+
+    /// The first (row, column) holding a NaN or infinity, if any.
+    fn first_non_finite(&self, d: usize) -> Option<(usize, usize)> {
+        fn scan<T: Sync>(x: &[T], fin: impl Fn(&T) -> bool + Sync) -> Option<usize> {
+            let chunk = pool::install(|| {
+                x.par_chunks(1 << 16)
+                    .position_first(|c| c.iter().any(|v| !fin(v)))
+            })?;
+            let start = chunk << 16;
+            Some(x[start..].iter().position(|v| !fin(v)).unwrap_or(0) + start)
+        }
+        let off = match self {
+            Rows::F32(x) => scan(x, |v| v.is_finite()),
+            Rows::F16(x) => scan(x, |v| v.is_finite()),
+        }?;
+        Some((off / d, off % d))
+    }
+}
+
+/// Corpus rows widened per round when the corpus is f16 (`ROUND x d` f32, 48 MiB at d = 384).
+const ROUND: usize = 32 * 1024;
+
+/// Top-`k` corpus rows by inner product for every query (f32 slices; see [`topk_rows`]).
+pub fn topk_inner_product(queries: &[f32], corpus: &[f32], d: usize, k: usize) -> CoreResult<TopK> {
+    topk_rows(Rows::F32(queries), Rows::F32(corpus), d, k)
 }
 
 /// Top-`k` corpus rows by inner product for every query. `queries` is row-major `nq x d`,
-/// `corpus` row-major `nc x d`.
-pub fn topk_inner_product(queries: &[f32], corpus: &[f32], d: usize, k: usize) -> CoreResult<TopK> {
+/// `corpus` row-major `nc x d`; either may be f16.
+pub fn topk_rows(queries: Rows<'_>, corpus: Rows<'_>, d: usize, k: usize) -> CoreResult<TopK> {
     if d == 0 {
         return Err(CoreError::Shape("dimension must be at least 1".into()));
     }
@@ -116,63 +154,98 @@ pub fn topk_inner_product(queries: &[f32], corpus: &[f32], d: usize, k: usize) -
             "corpus larger than 2^32 rows".into(),
         ));
     }
-    check_finite(queries, "queries", d)?;
-    check_finite(corpus, "corpus", d)?;
+    for (rows, what) in [(queries, "queries"), (corpus, "corpus")] {
+        if let Some((r, c)) = rows.first_non_finite(d) {
+            return Err(CoreError::InvalidParam(format!(
+                "{what} has a non-finite value (NaN or inf) in row {r}, column {c}"
+            )));
+        }
+    }
     let mut indices = vec![-1i64; nq * k];
     let mut scores = vec![f32::NEG_INFINITY; nq * k];
     let threads = pool::num_threads().max(1);
     // enough tasks for every thread even with few queries
     let qb = QB.min(nq.div_ceil(threads)).max(1);
+    let mut cands: Vec<Candidates> = (0..nq).map(|_| Candidates::new(k)).collect();
+    // an f32 corpus is searched in one round straight from its memory; an f16 one in rounds of
+    // ROUND rows, each widened once (in parallel) and shared by every query task
+    let round = match corpus {
+        Rows::F32(_) => nc,
+        Rows::F16(_) => ROUND,
+    };
+    let mut wide: Vec<f32> = Vec::new();
     pool::install(|| {
-        indices
-            .par_chunks_mut(qb * k)
-            .zip(scores.par_chunks_mut(qb * k))
-            .enumerate()
-            .for_each(|(t, (idx, sc))| {
+        let mut r0 = 0;
+        while r0 < nc {
+            let rn = round.min(nc - r0);
+            let block: &[f32] = match corpus {
+                Rows::F32(x) => &x[r0 * d..(r0 + rn) * d],
+                Rows::F16(x) => {
+                    wide.resize(rn * d, 0.0);
+                    wide.par_chunks_mut(CB * d)
+                        .zip(x[r0 * d..(r0 + rn) * d].par_chunks(CB * d))
+                        .for_each(|(w, h)| h.convert_to_f32_slice(w));
+                    &wide
+                }
+            };
+            cands.par_chunks_mut(qb).enumerate().for_each(|(t, cs)| {
                 let q0 = t * qb;
-                let m = idx.len() / k;
-                let mut buf = vec![0f32; m * CB];
-                let mut cands: Vec<Candidates> = (0..m).map(|_| Candidates::new(k)).collect();
-                let mut c0 = 0;
-                while c0 < nc {
-                    let n = CB.min(nc - c0);
-                    // SAFETY: every pointer/stride pair describes memory inside the slices:
-                    // dst m x n row-major in buf, lhs m x d rows of queries, rhs d x n = the
-                    // transposed corpus rows c0..c0+n (element (r, j) at corpus[(c0+j)*d + r]).
-                    unsafe {
-                        gemm::gemm(
-                            m,
-                            n,
-                            d,
-                            buf.as_mut_ptr(),
-                            1,
-                            n as isize,
-                            false,
-                            queries.as_ptr().add(q0 * d),
-                            1,
-                            d as isize,
-                            corpus.as_ptr().add(c0 * d),
-                            d as isize,
-                            1,
-                            0.0,
-                            1.0,
-                            false,
-                            false,
-                            false,
-                            gemm::Parallelism::None,
-                        );
+                let m = cs.len();
+                let mut qscratch = Vec::new();
+                let qs = queries.widen(q0 * d, (q0 + m) * d, &mut qscratch);
+                SCORES.with_borrow_mut(|buf| {
+                    buf.resize(QB * CB, 0.0);
+                    let mut c0 = 0;
+                    while c0 < rn {
+                        let n = CB.min(rn - c0);
+                        // SAFETY: every pointer/stride pair describes memory inside the slices:
+                        // dst m x n row-major in buf (m <= QB, n <= CB), lhs m x d rows of qs,
+                        // rhs d x n = the transposed block rows c0..c0+n (element (r, j) at
+                        // block[(c0+j)*d + r]).
+                        unsafe {
+                            gemm::gemm(
+                                m,
+                                n,
+                                d,
+                                buf.as_mut_ptr(),
+                                1,
+                                n as isize,
+                                false,
+                                qs.as_ptr(),
+                                1,
+                                d as isize,
+                                block.as_ptr().add(c0 * d),
+                                d as isize,
+                                1,
+                                0.0,
+                                1.0,
+                                false,
+                                false,
+                                false,
+                                gemm::Parallelism::None,
+                            );
+                        }
+                        for (r, c) in cs.iter_mut().enumerate() {
+                            c.push_row(&buf[r * n..(r + 1) * n], (r0 + c0) as u32);
+                        }
+                        c0 += n;
                     }
-                    for (r, c) in cands.iter_mut().enumerate() {
-                        c.push_row(&buf[r * n..(r + 1) * n], c0 as u32);
-                    }
-                    c0 += n;
-                }
-                for (r, c) in cands.into_iter().enumerate() {
-                    c.finish(&mut idx[r * k..(r + 1) * k], &mut sc[r * k..(r + 1) * k]);
-                }
+                });
             });
+            r0 += rn;
+        }
+        indices
+            .par_chunks_mut(k)
+            .zip(scores.par_chunks_mut(k))
+            .zip(cands.into_par_iter())
+            .for_each(|((idx, sc), c)| c.finish(idx, sc));
     });
     Ok(TopK { indices, scores })
+}
+
+thread_local! {
+    /// One `QB x CB` score buffer per worker thread, reused across tasks and rounds.
+    static SCORES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 #[cfg(test)]
@@ -236,5 +309,23 @@ mod tests {
         bad[9] = f32::NAN;
         let e = topk_inner_product(&data(2, 4, 3), &bad, 4, 1).unwrap_err();
         assert!(e.to_string().contains("row 2, column 1"), "{e}");
+        let mut bad16: Vec<f16> = c.iter().map(|&v| f16::from_f32(v)).collect();
+        bad16[5] = f16::INFINITY;
+        let e = topk_rows(Rows::F32(&data(2, 4, 3)), Rows::F16(&bad16), 4, 1).unwrap_err();
+        assert!(e.to_string().contains("row 1, column 1"), "{e}");
+    }
+
+    #[test]
+    fn f16_equals_widened_f32_across_rounds() {
+        let d = 8;
+        let to16 = |x: &[f32]| x.iter().map(|&v| f16::from_f32(v)).collect::<Vec<f16>>();
+        let (q, c) = (to16(&data(70, d, 5)), to16(&data(ROUND + 3 * CB + 7, d, 6)));
+        let (qw, cw): (Vec<f32>, Vec<f32>) = (
+            q.iter().map(|v| v.to_f32()).collect(),
+            c.iter().map(|v| v.to_f32()).collect(),
+        );
+        let want = topk_inner_product(&qw, &cw, d, 5).unwrap();
+        assert_eq!(topk_rows(Rows::F16(&q), Rows::F16(&c), d, 5).unwrap(), want);
+        assert_eq!(topk_rows(Rows::F32(&qw), Rows::F16(&c), d, 5).unwrap(), want);
     }
 }
