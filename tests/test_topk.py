@@ -142,7 +142,8 @@ def test_selection_random_band_and_short() -> None:
         select_negatives(q, c, [[99]] * 5)
 
 
-def test_mine_collection_cli(data_dir: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("search", ["exact", "ann"])
+def test_mine_collection_cli(data_dir: Path, tmp_path: Path, search: str) -> None:
     import os
     import subprocess
     import sys
@@ -157,6 +158,9 @@ def test_mine_collection_cli(data_dir: Path, tmp_path: Path) -> None:
     pos0 = [p[0] for p in coll.examples["positives"].to_pylist()]
     qids = coll.examples["qid"].to_pylist()
     qe[qids] = pe[pos0] + 0.1 * qe[qids]
+    if search == "ann":
+        pytest.importorskip("usearch")
+        pe = pe.astype(np.float16)  # f16 embeddings are taken as they are
     np.save(tmp_path / "q.npy", qe)
     np.save(tmp_path / "p.npy", pe)
     r = subprocess.run(
@@ -174,6 +178,10 @@ def test_mine_collection_cli(data_dir: Path, tmp_path: Path) -> None:
             str(tmp_path / "m"),
             "--num-negatives",
             "5",
+            "--search",
+            search,
+            "--ann-index",
+            str(tmp_path / "idx.usearch"),
         ],
         capture_output=True,
         text=True,
@@ -191,6 +199,7 @@ def test_mine_collection_cli(data_dir: Path, tmp_path: Path) -> None:
     assert f"{len(negs) - full:,} examples short of 5" in r.stdout
     assert m.manifest["steps"][-1]["step"] == "mine"
     assert (tmp_path / "m" / "band.parquet").exists()
+    assert (tmp_path / "idx.usearch").exists() == (search == "ann")
 
 
 def test_float16_rows() -> None:

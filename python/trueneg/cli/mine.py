@@ -76,6 +76,25 @@ def mine(
     ] = 0.05,
     sampling: Annotated[str, typer.Option(help="top, or random (seeded).")] = "top",
     seed: Annotated[int, typer.Option(help="Seed of random sampling.")] = 0,
+    search: Annotated[
+        str,
+        typer.Option(
+            help="exact (Rust kernel, f32/f16) or ann (usearch HNSW; candidates re-scored exactly; needs trueneg[ann])."
+        ),
+    ] = "exact",
+    ann_dtype: Annotated[
+        str, typer.Option(help="ANN vector quantisation: f32, f16, bf16, i8.")
+    ] = "f16",
+    ann_connectivity: Annotated[int, typer.Option(help="ANN graph degree (HNSW M).")] = 32,
+    ann_expansion_search: Annotated[
+        int, typer.Option(help="ANN search beam (raised to the candidate count when smaller).")
+    ] = 256,
+    ann_index: Annotated[
+        Path | None,
+        typer.Option(
+            help="Save the ANN index here; reused (memory-mapped) when it matches the corpus and settings."
+        ),
+    ] = None,
     keep_old: Annotated[
         bool,
         typer.Option(
@@ -84,11 +103,11 @@ def mine(
     ] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace --out if it exists.")] = False,
 ) -> None:
-    """Mine hard negatives by exact search (Rust kernel) over embeddings given as .npy or computed
+    """Mine hard negatives by exact search (Rust kernel) or ANN (usearch) over embeddings given as .npy or computed
     with a local model, masking positives."""
     import numpy as np
 
-    from trueneg.mine import mine_collection
+    from trueneg.mine import AnnConfig, mine_collection
 
     if query_embeddings is not None and passage_embeddings is not None:
         qe, pe = np.load(query_embeddings), np.load(passage_embeddings)
@@ -125,6 +144,15 @@ def mine(
         relative_margin=relative_margin,
         sampling=sampling,
         seed=seed,
+        search=search,
+        ann=AnnConfig(
+            dtype=ann_dtype,
+            connectivity=ann_connectivity,
+            expansion_search=ann_expansion_search,
+            index_path=str(ann_index) if ann_index else None,
+        )
+        if search == "ann"
+        else None,
     )
     typer.echo(
         f"wrote {out}: {r['negatives']:,} negatives for {r['examples']:,} examples; {r['band']:,} in the "
