@@ -112,9 +112,21 @@ def count_tokens(texts: _StrColumn, encoding: str = "o200k_base") -> NDArray[np.
     """Token count of each text with an OpenAI BPE encoding (bundled, offline)."""
 
 def topk_inner_product(
-    queries: NDArray[np.float32], corpus: NDArray[np.float32], k: int
+    queries: NDArray[np.float32] | NDArray[np.float16],
+    corpus: NDArray[np.float32] | NDArray[np.float16],
+    k: int,
 ) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
     """Exact inner-product top-k (indices int64 (n, k), scores float32 (n, k)), best first."""
+
+def pack_batches(
+    queries: NDArray[np.uint32],
+    passage_offsets: NDArray[np.int64],
+    passage_ids: NDArray[np.uint32],
+    batch_size: int,
+    seed: int = 0,
+    max_open: int = 64,
+) -> tuple[NDArray[np.int64], NDArray[np.uint32], int]:
+    """Training batches with no query and no passage twice: (offsets, examples, partial)."""
 
 def select_negatives(
     cand_ids: NDArray[np.int64],

@@ -456,6 +456,33 @@ fn plan_calls<'py>(
     ))
 }
 
+/// Training batches with no query and no passage twice: (offsets int64, examples uint32,
+/// partial batch count). `passage_offsets`/`passage_ids`: each example's passages (CSR).
+#[pyfunction]
+#[pyo3(signature = (queries, passage_offsets, passage_ids, batch_size, seed = 0, max_open = 64))]
+#[allow(clippy::type_complexity)]
+fn pack_batches<'py>(
+    py: Python<'py>,
+    queries: PyReadonlyArray1<'py, u32>,
+    passage_offsets: PyReadonlyArray1<'py, i64>,
+    passage_ids: PyReadonlyArray1<'py, u32>,
+    batch_size: usize,
+    seed: u64,
+    max_open: usize,
+) -> PyResult<(Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<u32>>, usize)> {
+    let q = contiguous(&queries, "queries")?;
+    let o = contiguous(&passage_offsets, "passage_offsets")?;
+    let p = contiguous(&passage_ids, "passage_ids")?;
+    let b = run_detached(py, || {
+        ledger::batches::pack_batches(q, o, p, batch_size, seed, max_open)
+    })?;
+    Ok((
+        b.offsets.into_pyarray(py),
+        b.examples.into_pyarray(py),
+        b.partial,
+    ))
+}
+
 type FixPy<'py> = (
     Bound<'py, PyArray1<bool>>,
     Bound<'py, PyArray1<u32>>,
@@ -738,9 +765,9 @@ mod _core {
     #[pymodule_export]
     use super::{
         apply_fix, count_tokens, cpu_features, hash_string_columns, lsh_clusters,
-        minhash_signatures, normalized_hashes, num_threads, parse_bge_file_block, parse_bge_lines,
-        plan_calls, select_negatives, set_serial, strings_to_column, topk_inner_product,
-        PyInterner,
+        minhash_signatures, normalized_hashes, num_threads, pack_batches, parse_bge_file_block,
+        parse_bge_lines, plan_calls, select_negatives, set_serial, strings_to_column,
+        topk_inner_product, PyInterner,
     };
 
     #[pymodule_export]

@@ -326,6 +326,9 @@ mod tests {
         );
         let want = topk_inner_product(&qw, &cw, d, 5).unwrap();
         assert_eq!(topk_rows(Rows::F16(&q), Rows::F16(&c), d, 5).unwrap(), want);
-        assert_eq!(topk_rows(Rows::F32(&qw), Rows::F16(&c), d, 5).unwrap(), want);
+        assert_eq!(
+            topk_rows(Rows::F32(&qw), Rows::F16(&c), d, 5).unwrap(),
+            want
+        );
     }
 }
