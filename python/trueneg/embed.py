@@ -80,6 +80,35 @@ def _st_pooling(path: Path) -> tuple[str | None, bool | None]:
     return pooling, normalize
 
 
+def pool_hidden(hidden: Any, mask: Any, pooling: str) -> Any:
+    """Sentence vectors from token states (B, T, H) and the attention mask (B, T), right padding:
+    mean over real tokens, the CLS token, or the last real token."""
+    import torch
+
+    if pooling == "cls":
+        return hidden[:, 0]
+    if pooling == "last":
+        last = mask.sum(dim=1) - 1
+        return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+    m = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * m).sum(dim=1) / m.sum(dim=1).clamp(min=1e-9)
+
+
+def resolve_pooling(path: Path, pooling: str) -> str:
+    """``auto`` = what a sentence-transformers directory declares, else mean."""
+    if pooling not in POOLINGS:
+        raise InputError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+    return pooling if pooling != "auto" else (_st_pooling(path)[0] or "mean")
+
+
+def pick_device(device: str) -> Any:
+    import torch
+
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
 class Encoder:
     """Loads the model once; ``encode`` returns float32 (n, dim) in input order."""
 
@@ -95,13 +124,8 @@ class Encoder:
         self.path = Path(cfg.model or default_model_path())
         if not self.path.is_dir():
             raise InputError("model directory not found", path=str(self.path))
-        st_pool, _ = _st_pooling(self.path)
-        self.pooling = cfg.pooling if cfg.pooling != "auto" else (st_pool or "mean")
-        self.device = torch.device(
-            "cuda"
-            if cfg.device == "auto" and torch.cuda.is_available()
-            else ("cpu" if cfg.device == "auto" else cfg.device)
-        )
+        self.pooling = resolve_pooling(self.path, cfg.pooling)
+        self.device = pick_device(cfg.device)
         dtype = cfg.dtype
         if dtype == "auto":
             dtype = "bf16" if self.device.type == "cuda" else "fp32"
@@ -138,14 +162,7 @@ class Encoder:
         return h.hexdigest()[:24]
 
     def _pool(self, hidden: Any, mask: Any) -> Any:
-        torch = self._torch
-        if self.pooling == "cls":
-            return hidden[:, 0]
-        if self.pooling == "last":
-            last = mask.sum(dim=1) - 1  # right padding: the last real token
-            return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
-        m = mask.unsqueeze(-1).to(hidden.dtype)
-        return (hidden * m).sum(dim=1) / m.sum(dim=1).clamp(min=1e-9)
+        return pool_hidden(hidden, mask, self.pooling)
 
     def encode(
         self, texts: Sequence[str], kind: str = "passage", *, desc: str = "embed"

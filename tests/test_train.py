@@ -1,0 +1,217 @@
+"""Training on CPU with the real MiniLM: the loss falls, batches never repeat a passage, a saved
+model reloads (trueneg and sentence-transformers agree), a killed run resumes to the same
+weights, the reranker learns and scores."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+torch.set_num_threads(1)
+
+from trueneg import Collection, ingest  # noqa: E402
+from trueneg.embed import Encoder, EncoderConfig  # noqa: E402
+from trueneg.train import (  # noqa: E402
+    Reranker,
+    RerankerConfig,
+    RetrieverConfig,
+    train_reranker,
+    train_retriever,
+)
+from trueneg.train._loop import Schedule, TrainData  # noqa: E402
+
+ENV = {**os.environ, "TRUENEG_DISABLE_PROGRESS_BARS": "1", "OMP_NUM_THREADS": "1"}
+
+
+@pytest.fixture(scope="module")
+def toy(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Collection:
+    """FlagEmbedding's toy fine-tuning file: 10 queries, 1 positive + 7 negatives each."""
+    out = tmp_path_factory.mktemp("toy") / "c"
+    return ingest([data_dir / "flagembedding-examples" / "toy_finetune_data.jsonl"], out)
+
+
+def _infonce(model: str | None, coll: Collection, temperature: float) -> float:
+    """Mean InfoNCE of every query over its own group (eval mode, no dropout)."""
+    enc = Encoder(EncoderConfig(model=model, max_length=128))
+    qe = enc.encode(coll.queries["text"].to_pylist(), "query")
+    pe = enc.encode(coll.passages["text"].to_pylist())
+    losses = []
+    for q, pos, neg in zip(
+        coll.examples["qid"].to_pylist(),
+        coll.examples["positives"].to_pylist(),
+        coll.examples["negatives"].to_pylist(),
+        strict=True,
+    ):
+        s = pe[[pos[0], *neg]] @ qe[q] / temperature
+        losses.append(float(np.log(np.exp(s - s.max()).sum()) + s.max() - s[0]))
+    return float(np.mean(losses))
+
+
+def test_retriever_learns_and_reloads(toy: Collection, tmp_path: Path) -> None:
+    st = pytest.importorskip("sentence_transformers")
+    cfg = RetrieverConfig(
+        passage_max_length=128,
+        temperature=0.05,
+        schedule=Schedule(batch_size=4, epochs=4, lr=1e-4, warmup_ratio=0.0, seed=1),
+    )
+    before = _infonce(None, toy, 0.05)
+    r = train_retriever(toy.path, tmp_path / "m", cfg)
+    after = _infonce(str(tmp_path / "m"), toy, 0.05)
+    assert r["steps"] == 12 and len(r["losses"]) == 12
+    assert after < before * 0.8, (before, after)
+    # the directory loads in sentence-transformers with the same pooling/normalisation
+    texts = toy.passages["text"].to_pylist()[:16]
+    ours = Encoder(EncoderConfig(model=str(tmp_path / "m"), max_length=128)).encode(texts)
+    theirs = st.SentenceTransformer(str(tmp_path / "m"), device="cpu").encode(texts)
+    np.testing.assert_allclose(ours, theirs, atol=2e-5)
+    saved = json.loads((tmp_path / "m" / "train.json").read_text())
+    assert saved["config"]["temperature"] == 0.05 and saved["pooling"] == "mean"
+    assert not (tmp_path / "m.checkpoints").exists()
+
+
+def test_batches_never_repeat_a_query_or_passage(rlhn_dir: Path, tmp_path: Path) -> None:
+    """The RLHN sample shares passages across queries; packed batches keep them apart, every
+    example lands in exactly one batch, and positives rotate over epochs."""
+    coll = ingest(sorted(rlhn_dir.glob("*.stage_1.*.jsonl")), tmp_path / "c")
+    data = TrainData(coll, 7, seed=3)
+    for epoch in range(3):
+        batches = data.batches(epoch, 8)
+        assert sorted(i for b in batches for i, _, _ in b) == sorted(data.rows.tolist())
+        for b in batches:
+            pids = [p for _, pos, negs in b for p in (pos, *negs)]
+            assert len(pids) == len(set(pids))
+            qids = [int(data.qids[i]) for i, _, _ in b]
+            assert len(qids) == len(set(qids))
+    multi = next(i for i in data.rows if len(data.positives[i]) > 1)
+    seen = {data.group(int(multi), e)[0] for e in range(len(data.positives[multi]))}
+    assert seen == set(data.positives[multi])
+    negs0, negs1 = data.group(0, 0)[1], data.group(0, 1)[1]
+    assert negs0 != negs1 or len(data.negatives[0]) <= 7
+
+
+def _train_cmd(coll: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "trueneg",
+        "train",
+        "retriever",
+        str(coll),
+        "-o",
+        str(out),
+        "--passage-max-length",
+        "64",
+        "--batch-size",
+        "2",
+        "--epochs",
+        "2",
+        "--lr",
+        "1e-4",
+        "--seed",
+        "5",
+        *extra,
+    ]
+
+
+def test_killed_run_resumes_to_the_same_weights(toy: Collection, tmp_path: Path) -> None:
+    from safetensors.numpy import load_file
+
+    ref = subprocess.run(
+        _train_cmd(toy.path, tmp_path / "ref"), env=ENV, capture_output=True, text=True, check=False
+    )
+    assert ref.returncode == 0, ref.stderr
+    out = tmp_path / "m"
+    p = subprocess.Popen(
+        _train_cmd(toy.path, out, "--save-steps", "1"),
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 300
+    while time.time() < deadline and not list(
+        (tmp_path / "m.checkpoints" / "checkpoints").glob("step-3")
+    ):
+        time.sleep(0.05)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    assert not out.exists()
+    r = subprocess.run(
+        _train_cmd(toy.path, out, "--save-steps", "1"),
+        env=ENV,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert r.returncode == 0, r.stderr
+    assert json.loads((out / "train.json").read_text())["resumed_from"]
+    a, b = load_file(tmp_path / "ref" / "model.safetensors"), load_file(out / "model.safetensors")
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_allclose(a[k], b[k], atol=1e-5, err_msg=k)
+
+
+def test_stale_checkpoints_with_other_settings_are_refused(toy: Collection, tmp_path: Path) -> None:
+    out = tmp_path / "m"
+    p = subprocess.Popen(
+        _train_cmd(toy.path, out, "--save-steps", "1"),
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 300
+    while time.time() < deadline and not list(
+        (tmp_path / "m.checkpoints" / "checkpoints").glob("step-1")
+    ):
+        time.sleep(0.05)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    r = subprocess.run(
+        _train_cmd(toy.path, out, "--temperature", "0.5"),
+        env=ENV,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert r.returncode == 1
+    assert "other settings or data" in r.stderr and "--no-resume" in r.stderr
+    r = subprocess.run(
+        _train_cmd(toy.path, out, "--temperature", "0.5", "--no-resume"),
+        env=ENV,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert r.returncode == 0, r.stderr
+
+
+def test_reranker_learns_and_scores(toy: Collection, tmp_path: Path) -> None:
+    st = pytest.importorskip("sentence_transformers")
+    cfg = RerankerConfig(
+        max_length=128, schedule=Schedule(batch_size=2, epochs=3, lr=1e-4, warmup_ratio=0.0)
+    )
+    r = train_reranker(toy.path, tmp_path / "rr", cfg)
+    assert np.mean(r["losses"][-3:]) < np.mean(r["losses"][:3])
+    rr = Reranker(tmp_path / "rr", max_length=128)
+    qt = toy.queries["text"].to_pylist()
+    pt = toy.passages["text"].to_pylist()
+    ex = toy.examples
+    q = [qt[i] for i in ex["qid"].to_pylist()]
+    pos = rr.score(q, [pt[p[0]] for p in ex["positives"].to_pylist()])
+    neg = rr.score(q, [pt[n[0]] for n in ex["negatives"].to_pylist()])
+    assert (pos > neg).mean() >= 0.8
+    ce = st.CrossEncoder(str(tmp_path / "rr"), device="cpu", max_length=128)
+    theirs = ce.predict(
+        list(zip(q, [pt[p[0]] for p in ex["positives"].to_pylist()], strict=True)),
+        activation_fn=torch.nn.Identity(),
+    )
+    np.testing.assert_allclose(pos, theirs, atol=1e-4)
