@@ -278,7 +278,7 @@ def test_ann_recall_against_exact_on_real_embeddings(dl19_full: dict, tmp_path: 
     from trueneg.mine import AnnConfig, ann_topk, exact_topk, select_negatives
 
     qe, ce = dl19_full["qe"], dl19_full["ce"]
-    ei, es = exact_topk(qe, ce, 100)
+    ei, _ = exact_topk(qe, ce, 100)
     for dtype, floor in (("f16", 0.98), ("i8", 0.9)):
         cfg = AnnConfig(dtype=dtype, index_path=str(tmp_path / f"{dtype}.usearch"))
         ai, sc = ann_topk(qe, ce, 100, cfg)

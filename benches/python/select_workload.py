@@ -21,7 +21,9 @@ def make_data(nq: int, nc: int, d: int, seed: int = 0) -> dict[str, Any]:
     c = rng.standard_normal((nc, d), dtype=np.float32)
     c /= np.linalg.norm(c, axis=1, keepdims=True)
     pos = rng.choice(nc, nq, replace=False)
-    q = (c[pos] + 0.9 * rng.standard_normal((nq, d), dtype=np.float32) / np.sqrt(d)).astype(np.float32)
+    q = (c[pos] + 0.9 * rng.standard_normal((nq, d), dtype=np.float32) / np.sqrt(d)).astype(
+        np.float32
+    )
     q /= np.linalg.norm(q, axis=1, keepdims=True)
     return {"q": q, "c": c, "pos": pos}
 

@@ -12,7 +12,6 @@ import time
 from typing import Any
 
 import pytest
-
 from select_workload import agreement, make_data, run_st, run_trueneg, st_model
 
 NQ, NC, D = (int(x) for x in os.environ.get("TRUENEG_BENCH_SELECT", "2000,50000,384").split(","))

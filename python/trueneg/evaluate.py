@@ -78,7 +78,8 @@ def load_beir(path: str | Path, split: str = "test") -> BeirSet:
     return BeirSet(
         name=p.name,
         doc_ids=[d["_id"] for d in corpus],
-        doc_texts=[f"{d['title'].strip()} {d['text']}" if d.get("title") else d["text"] for d in corpus],
+        doc_texts=[
+            f"{d['title'].strip()} {d['text']}" if d.get("title") else d["text"] for d in corpus
         ],
         query_ids=[q["_id"] for q in queries],
         query_texts=[q["text"] for q in queries],

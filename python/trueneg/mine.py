@@ -16,7 +16,6 @@ from numpy.typing import NDArray
 from trueneg import _core
 from trueneg.exceptions import InputError
 
-
 Matrix = NDArray[np.float32] | NDArray[np.float16]
 
 
@@ -103,12 +102,17 @@ def ann_index(corpus: object, config: AnnConfig | None = None) -> Any:
     fp = _corpus_fingerprint(c, cfg)
     path = Path(cfg.index_path) if cfg.index_path else None
     meta = path.with_name(path.name + ".json") if path else None
-    if path and meta and path.exists() and meta.exists():
-        if json.loads(meta.read_text()).get("fingerprint") == fp:
-            index = Index.restore(str(path), view=True)
-            if index is not None:
-                index.expansion_search = cfg.expansion_search
-                return index
+    if (
+        path
+        and meta
+        and path.exists()
+        and meta.exists()
+        and json.loads(meta.read_text()).get("fingerprint") == fp
+    ):
+        index = Index.restore(str(path), view=True)
+        if index is not None:
+            index.expansion_search = cfg.expansion_search
+            return index
     index = Index(
         ndim=c.shape[1],
         metric="ip",

@@ -28,6 +28,7 @@ def require_torch() -> Any:
         raise TruenegError(
             "training needs torch and transformers: pip install 'trueneg[train]'"
         ) from None
+    transformers.utils.logging.disable_progress_bar()  # trueneg shows its own bars
     return torch
 
 
