@@ -204,8 +204,15 @@ class Encoder:
                 np.save(f, out)
         return out
 
-    def encode_collection(self, coll: Any) -> tuple[np.ndarray, np.ndarray]:
-        """(query embeddings in qid order, passage embeddings in pid order) of a collection."""
+    def encode_collection(self, coll: Any, engine: Any = None) -> tuple[np.ndarray, np.ndarray]:
+        """(query embeddings in qid order, passage embeddings in pid order) of a collection;
+        with a Ray ``engine`` the texts are embedded on its workers (same model and settings)."""
+        if engine is not None:
+            cfg = {**asdict(self.config), "model": str(self.path)}
+            return (
+                engine.embed(cfg, coll.queries["text"].to_pylist(), "query"),
+                engine.embed(cfg, coll.passages["text"].to_pylist(), "passage"),
+            )
         qe = self.encode(coll.queries["text"].to_pylist(), "query", desc="embed queries")
         pe = self.encode(coll.passages["text"].to_pylist(), "passage", desc="embed passages")
         return qe, pe

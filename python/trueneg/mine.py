@@ -261,12 +261,14 @@ def mine_collection(
     *,
     keep_old: bool = False,
     overwrite: bool = False,
+    select: Any = None,
     **kw: Any,
 ) -> dict[str, Any]:
     """Mine new negatives for every example of a collection from precomputed embeddings (queries
     in qid order, passages in pid order; normalise them for cosine) and write a new collection:
     negatives replaced (or, with ``keep_old``, appended after the old ones, without repeats), their
-    scores stored, the ambiguous band written to ``band.parquet`` for the judge."""
+    scores stored, the ambiguous band written to ``band.parquet`` for the judge. ``select``
+    replaces :func:`select_negatives` (same signature; the Ray engine's spreads it over workers)."""
     import shutil
 
     import pyarrow as pa
@@ -294,7 +296,7 @@ def mine_collection(
     ex = coll.examples
     qids = ex["qid"].to_numpy()
     positives = ex["positives"].to_pylist()
-    sel = select_negatives(qe[qids], pe, positives, **kw)
+    sel = (select or select_negatives)(qe[qids], pe, positives, **kw)
     old = ex["negatives"].to_pylist()
     new_neg, new_scores = [], []
     for i in range(len(ex)):

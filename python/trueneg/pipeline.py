@@ -45,6 +45,14 @@ class PipelineConfig:
     )
     export_format: str = "tevatron"
     report: bool = True
+    #: local, or ray: embedding, mining and judge calls as Ray Data map_batches (same results)
+    engine: str = "local"
+    #: RayConfig settings: address, workers, shard_rows, judge_batch
+    ray: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.engine not in ("local", "ray"):
+            raise InputError(f"engine must be local or ray, got {self.engine!r}")
 
     @classmethod
     def default(cls, workdir: str | Path = "trueneg-run") -> PipelineConfig:
@@ -98,6 +106,8 @@ class PipelineConfig:
             fix=d.get("fix", {"strategies": ["remove", "remove-hn", "relabel"]}),
             export_format=d.get("export", {}).get("format", "tevatron"),
             report=d.get("report", {}).get("enabled", True),
+            engine=d.get("pipeline", {}).get("engine", "local"),
+            ray=dict(d.get("ray", {})),
         )
 
 
@@ -131,6 +141,17 @@ class Runner:
         self.w = cfg.workdir
         self.state_dir = self.w / ".state"
         self.results: list[StageResult] = []
+        self._engine: Any = None
+
+    def engine(self) -> Any:
+        """The Ray engine when ``engine = "ray"`` (started on first use), else None."""
+        if self.cfg.engine != "ray":
+            return None
+        if self._engine is None:
+            from trueneg.distributed import RayConfig, RayEngine
+
+            self._engine = RayEngine(RayConfig(**self.cfg.ray), workdir=self.w)
+        return self._engine
 
     def _done(self, stage: str, fp: str) -> bool:
         f = self.state_dir / f"{stage}.json"
@@ -207,7 +228,8 @@ class Runner:
                 m = {k: v for k, v in cfg.mine.items() if k != "enabled"}
                 enc_keys = set(EncoderConfig.__dataclass_fields__)
                 enc = Encoder(EncoderConfig(**{k: v for k, v in m.items() if k in enc_keys}))
-                qe, pe = enc.encode_collection(Collection.load(source))
+                eng = self.engine()
+                qe, pe = enc.encode_collection(Collection.load(source), engine=eng)
                 sel = {k: v for k, v in m.items() if k not in enc_keys and k != "keep_old"}
                 r = mine_collection(
                     source,
@@ -216,6 +238,7 @@ class Runner:
                     pe,
                     keep_old=bool(m.get("keep_old", False)),
                     overwrite=True,
+                    select=eng.select if eng is not None else None,
                     **sel,
                 )
                 # dedup's free false negatives name negatives: they still hold when the old ones are kept
@@ -245,7 +268,14 @@ class Runner:
                             f"judge import names an unknown stage {imp.get('stage')!r}"
                         )
                     import_rlhn(c, imp["files"], stage)
-            s = judge_collection(judged, jcfg, cache_path=cache_path, offline=cfg.offline)
+            eng = None if cfg.offline else self.engine()
+            s = judge_collection(
+                judged,
+                jcfg,
+                cache_path=cache_path,
+                offline=cfg.offline,
+                send=eng.send if eng is not None else None,
+            )
             sent = sum(x.sent for x in s.stages)
             return (
                 f"{s.false_negatives:,} false negatives in {s.examples_with_false_negatives:,} examples; "

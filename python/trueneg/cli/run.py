@@ -28,6 +28,22 @@ def run(
         bool,
         typer.Option(help="Delete the work folder first (otherwise finished stages are skipped)."),
     ] = False,
+    engine: Annotated[
+        str | None,
+        typer.Option(
+            help="local, or ray: embedding, mining and judge calls as Ray Data map_batches over Parquet shards (needs trueneg[ray]; same results). Default: [pipeline] engine, else local."
+        ),
+    ] = None,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(help="Ray cluster address (default: RAY_ADDRESS, else a local cluster)."),
+    ] = None,
+    ray_workers: Annotated[
+        int | None,
+        typer.Option(
+            help="Ray workers per stage (default: one per cluster CPU; 4 for judge calls)."
+        ),
+    ] = None,
 ) -> None:
     """Run the pipeline: ingest -> dedup -> judge -> fix (remove, remove-hn, relabel) -> export -> report.
     A second run does no work; an interrupted one resumes."""
@@ -38,6 +54,13 @@ def run(
         if pipeline
         else PipelineConfig.default(workdir or "trueneg-run")
     )
+    if engine is not None:
+        cfg.engine = engine
+        cfg.__post_init__()
+    if ray_address:
+        cfg.ray["address"] = ray_address
+    if ray_workers:
+        cfg.ray["workers"] = ray_workers
     if fresh:
         clean(cfg.workdir)
     label = (

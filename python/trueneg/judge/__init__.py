@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pyarrow as pa
@@ -43,6 +44,7 @@ def judge_collection(
     cache_path: str | Path | None = None,
     dry_run: bool = False,
     offline: bool = False,
+    send: Any = None,
 ) -> JudgeSummary:
     """Judge a collection in place: the judge stages' rows of ``judgments.parquet`` are replaced (the
     dedup rows kept), ``judge-summary.json`` written and the step added to the manifest. Answers
@@ -50,7 +52,7 @@ def judge_collection(
     coll = Collection.load(path)
     cfg = config or JudgeConfig()
     with Cache(cache_path or default_cache(coll)) as cache:
-        summary, table = run_cascade(coll, cfg, cache, dry_run=dry_run, offline=offline)
+        summary, table = run_cascade(coll, cfg, cache, dry_run=dry_run, offline=offline, send=send)
     if dry_run:
         return summary
     old = judgments.load(coll.path)

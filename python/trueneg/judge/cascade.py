@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 import tomllib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -155,6 +155,12 @@ class JudgeConfig:
 
     def price_of(self, model: str) -> Any:
         return price_for(model, self.prices)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain, picklable settings that :meth:`from_dict` reads back (for workers)."""
+        d = asdict(self)
+        d["stages"] = [dict(s) for s in d["stages"]]
+        return d
 
 
 # ---------------------------------------------------------------------------------------------
@@ -304,6 +310,9 @@ class JudgeSummary:
         return asdict(self)
 
 
+SendFn = Callable[[JudgeConfig, Cache, Stage, list[Request]], tuple[SendStats, dict[str, Outcome]]]
+
+
 def _chunks(n: int, size: int) -> Iterator[slice]:
     for i in range(0, n, size):
         yield slice(i, min(n, i + size))
@@ -341,11 +350,15 @@ def run_cascade(
     *,
     dry_run: bool = False,
     offline: bool = False,
+    send: SendFn | None = None,
 ) -> tuple[JudgeSummary, pa.Table]:
     """Run every stage over the collection. Returns the summary and the judge stages' judgment rows.
 
     ``dry_run`` sends nothing and estimates worst-case cost (every call of every stage, the full
-    ``max_completion_tokens`` of output); ``offline`` sends nothing and judges from the cache only."""
+    ``max_completion_tokens`` of output); ``offline`` sends nothing and judges from the cache only.
+    ``send`` replaces the in-process sender (the Ray engine spreads the sends over workers); it
+    must store every answer in ``cache`` before it returns."""
+    send = send or _send
     t0 = time.perf_counter()
     text = CollectionText(coll)
     summaries: list[StageSummary] = []
@@ -391,7 +404,7 @@ def run_cascade(
             missing = [r for k, r in uniq.items() if k not in found]
             outcomes: dict[str, Outcome] = {}
             if missing and not offline and stage.backend != "replay":
-                stats, outcomes = _send(config, cache, stage, missing)
+                stats, outcomes = send(config, cache, stage, missing)
                 summ.sent += stats.answered
                 summ.failed += stats.failed
                 for k, v in asdict(stats).items():
