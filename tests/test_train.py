@@ -215,3 +215,41 @@ def test_reranker_learns_and_scores(toy: Collection, tmp_path: Path) -> None:
         activation_fn=torch.nn.Identity(),
     )
     np.testing.assert_allclose(pos, theirs, atol=1e-4)
+
+
+def test_cross_encoder_as_the_judges_local_scorer(toy: Collection, tmp_path: Path) -> None:
+    """A reranker trained here pre-filters the judge: negatives scoring within the margin of the
+    positive are 'uncertain' (their calls go on), the rest 'not_relevant', scores kept."""
+    from trueneg.judge import Cache
+    from trueneg.judge.cascade import JudgeConfig, Stage, run_cascade
+
+    cfg = RerankerConfig(max_length=96, schedule=Schedule(batch_size=2, max_steps=3, lr=1e-4))
+    train_reranker(toy.path, tmp_path / "rr", cfg)
+    stage = Stage(
+        "ce",
+        str(tmp_path / "rr"),
+        "gpt-4o-mini",
+        backend="local",
+        local_scorer="cross-encoder",
+        local_margin=0.0,
+    )
+    with Cache(tmp_path / "c.sqlite") as cache:
+        summary, table = run_cascade(toy, JudgeConfig(stages=(stage,)), cache, offline=True)
+    rr = Reranker(tmp_path / "rr")
+    qt, pt = toy.queries["text"].to_pylist(), toy.passages["text"].to_pylist()
+    ex = toy.examples
+    rows = table.to_pylist()
+    assert len(rows) == sum(len(n) for n in ex["negatives"].to_pylist())
+    for e in range(len(ex)):
+        q = qt[ex["qid"][e].as_py()]
+        pos = ex["positives"][e].as_py()
+        ref = float(rr.score([q] * len(pos), [pt[p] for p in pos]).min())
+        mine = [r for r in rows if r["example"] == e]
+        sims = rr.score([q] * len(mine), [pt[r["pid"]] for r in mine])
+        np.testing.assert_allclose([r["similarity"] for r in mine], sims, atol=1e-4)
+        for r, s in zip(mine, sims, strict=True):
+            assert r["label"] == ("uncertain" if s >= ref else "not_relevant")
+    assert summary.stages[0].flagged_calls == len(
+        {r["example"] for r in rows if r["label"] == "uncertain"}
+    )
+    assert not any(r["flagged"] for r in rows)

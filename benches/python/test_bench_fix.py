@@ -34,8 +34,14 @@ NEG, POOL = 25, 200_000
 
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory: pytest.TempPathFactory) -> tuple[Collection, pa.Table]:
+    return make_synthetic(tmp_path_factory.mktemp("fix"))
+
+
+def make_synthetic(d: Path, n: int = N) -> tuple[Collection, pa.Table]:
+    """A collection of ``n`` examples (1 positive + 25 negatives from a 200k pool) and judgments
+    flagging 1-3 negatives in 5% of them."""
+    N = n
     rng = np.random.default_rng(0)
-    d = tmp_path_factory.mktemp("fix")
     pids = rng.integers(0, POOL, size=(N, 1 + NEG)).astype(np.uint32)
     passages = pa.table(
         {

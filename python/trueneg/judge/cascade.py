@@ -57,6 +57,10 @@ class Stage:
     #: p - |p| * local_margin, p the lowest positive's; ``model`` is an embedding model folder
     #: ("default": all-MiniLM-L6-v2), ``prompt`` is ignored
     local_margin: float = 0.05
+    #: backend "local": "embedding" (cosine of a bi-encoder, ``model`` an embedding folder) or
+    #: "cross-encoder" (``model`` a cross-encoder folder, e.g. from ``trueneg train reranker``;
+    #: the margin then applies to its logits)
+    local_scorer: str = "embedding"
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -70,6 +74,11 @@ class Stage:
         for r in (self.trigger_rule, self.flag_rule):
             if r not in RULES:
                 raise InputError(f"stage {self.name}: rules are 'better' or 'both', got {r!r}")
+        if self.local_scorer not in ("embedding", "cross-encoder"):
+            raise InputError(
+                f"stage {self.name}: local_scorer must be embedding or cross-encoder, "
+                f"got {self.local_scorer!r}"
+            )
         if not 1 <= self.max_per_call <= 1000:
             raise InputError(f"stage {self.name}: max_per_call must be in 1..1000")
 
@@ -460,40 +469,35 @@ def run_cascade(
 def _local_stage(
     text: CollectionText, stage: Stage, stage_index: int, prev: CallPlan | None, dry_run: bool
 ) -> tuple[StageSummary, pa.Table, CallPlan]:
-    """A local scorer: embedding similarity of each negative to its query, against the lowest
-    positive's. Negatives at or above the margin bound are "uncertain" and their calls go on to the
-    next stage; the rest are "not_relevant". It flags no false negative itself and costs nothing."""
-    from trueneg.embed import Encoder, EncoderConfig
-
+    """A local scorer: each negative's score for its query (embedding cosine, or a cross-encoder's
+    logit) against the lowest positive's. Negatives at or above ``p - |p| * local_margin`` are
+    "uncertain" and their calls go on to the next stage; the rest are "not_relevant". It flags no
+    false negative itself and costs nothing; the scores are kept in the ``similarity`` column."""
     summ = StageSummary(stage.name, stage.model)
     plan = plan_stage(text, stage, False) if stage.trigger == "all" or prev is None else prev
     summ.calls = len(plan)
     if dry_run or not len(plan):
         return summ, judgments.empty(), plan
-    enc = Encoder(EncoderConfig(model=None if stage.model in ("", "default") else stage.model))
-    ex_ids = np.unique(plan.example)
-    pids = sorted({p for e in ex_ids.tolist() for p in text.positives[e] + text.negatives[e]})
-    pe = enc.encode([text.passage[p] for p in pids], "passage", desc=f"{stage.name} passages")
-    qe = enc.encode([text.query[e] for e in ex_ids.tolist()], "query", desc=f"{stage.name} queries")
-    row_of = {p: i for i, p in enumerate(pids)}
-    q_of = {e: i for i, e in enumerate(ex_ids.tolist())}
+    score = _local_scores(text, stage, plan)
     ex_col: list[int] = []
     pid_col: list[int] = []
     label_col: list[str] = []
+    sim_col: list[float] = []
     flagged_calls: list[int] = []
     for i, (e, s, t) in enumerate(
         zip(plan.example.tolist(), plan.start.tolist(), plan.end.tolist(), strict=True)
     ):
-        q = qe[q_of[e]]
-        ref = min(float(pe[row_of[p]] @ q) for p in text.positives[e])
+        ref = min(score[(e, p)] for p in text.positives[e])
         bound = ref - abs(ref) * stage.local_margin
         negs = text.negatives[e][s:t]
-        uncertain = [float(pe[row_of[p]] @ q) >= bound for p in negs]
+        sims = [score[(e, p)] for p in negs]
+        uncertain = [x >= bound for x in sims]
         if any(uncertain):
             flagged_calls.append(i)
             summ.flagged_calls += 1
         ex_col.extend([e] * len(negs))
         pid_col.extend(negs)
+        sim_col.extend(sims)
         label_col.extend("uncertain" if u else "not_relevant" for u in uncertain)
     n = len(ex_col)
     summ.statuses = {"ok": len(plan)}
@@ -509,9 +513,38 @@ def _local_stage(
             "status": ["ok"] * n,
             "model": [stage.model] * n,
             "prompt": [None] * n,
+            "similarity": sim_col,
         }
     )
     return summ, table, plan.take(np.asarray(flagged_calls, np.int64))
+
+
+def _local_scores(
+    text: CollectionText, stage: Stage, plan: CallPlan
+) -> dict[tuple[int, int], float]:
+    """Score of every (example, passage) the plan needs: its positives and its negatives."""
+    ex_ids = np.unique(plan.example).tolist()
+    if stage.local_scorer == "cross-encoder":
+        from trueneg.train.reranker import Reranker
+
+        pairs = [
+            (e, p) for e in ex_ids for p in dict.fromkeys(text.positives[e] + text.negatives[e])
+        ]
+        rr = Reranker(stage.model)
+        sc = rr.score([text.query[e] for e, _ in pairs], [text.passage[p] for _, p in pairs])
+        return {k: float(v) for k, v in zip(pairs, sc.tolist(), strict=True)}
+    from trueneg.embed import Encoder, EncoderConfig
+
+    enc = Encoder(EncoderConfig(model=None if stage.model in ("", "default") else stage.model))
+    pids = sorted({p for e in ex_ids for p in text.positives[e] + text.negatives[e]})
+    pe = enc.encode([text.passage[p] for p in pids], "passage", desc=f"{stage.name} passages")
+    qe = enc.encode([text.query[e] for e in ex_ids], "query", desc=f"{stage.name} queries")
+    row_of = {p: i for i, p in enumerate(pids)}
+    return {
+        (e, p): float(pe[row_of[p]] @ qe[qi])
+        for qi, e in enumerate(ex_ids)
+        for p in text.positives[e] + text.negatives[e]
+    }
 
 
 def _judge_rows(
