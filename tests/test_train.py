@@ -123,6 +123,23 @@ def _train_cmd(coll: Path, out: Path, *extra: str) -> list[str]:
     ]
 
 
+def _kill_at_checkpoint(coll: Path, out: Path, step: int) -> None:
+    """Starts a training run that checkpoints every step; kill -9 once step ``step`` is saved."""
+    p = subprocess.Popen(
+        _train_cmd(coll, out, "--save-steps", "1"),
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    marker = out.with_name(out.name + ".checkpoints") / "checkpoints" / f"step-{step}"
+    deadline = time.time() + 300
+    while time.time() < deadline and not marker.exists() and p.poll() is None:
+        time.sleep(0.05)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    assert marker.exists(), "the run ended before its checkpoint"
+
+
 def test_killed_run_resumes_to_the_same_weights(toy: Collection, tmp_path: Path) -> None:
     from safetensors.numpy import load_file
 
@@ -131,19 +148,7 @@ def test_killed_run_resumes_to_the_same_weights(toy: Collection, tmp_path: Path)
     )
     assert ref.returncode == 0, ref.stderr
     out = tmp_path / "m"
-    p = subprocess.Popen(
-        _train_cmd(toy.path, out, "--save-steps", "1"),
-        env=ENV,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.time() + 300
-    while time.time() < deadline and not list(
-        (tmp_path / "m.checkpoints" / "checkpoints").glob("step-3")
-    ):
-        time.sleep(0.05)
-    p.send_signal(signal.SIGKILL)
-    p.wait()
+    _kill_at_checkpoint(toy.path, out, 3)
     assert not out.exists()
     r = subprocess.run(
         _train_cmd(toy.path, out, "--save-steps", "1"),
@@ -162,19 +167,7 @@ def test_killed_run_resumes_to_the_same_weights(toy: Collection, tmp_path: Path)
 
 def test_stale_checkpoints_with_other_settings_are_refused(toy: Collection, tmp_path: Path) -> None:
     out = tmp_path / "m"
-    p = subprocess.Popen(
-        _train_cmd(toy.path, out, "--save-steps", "1"),
-        env=ENV,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.time() + 300
-    while time.time() < deadline and not list(
-        (tmp_path / "m.checkpoints" / "checkpoints").glob("step-1")
-    ):
-        time.sleep(0.05)
-    p.send_signal(signal.SIGKILL)
-    p.wait()
+    _kill_at_checkpoint(toy.path, out, 1)
     r = subprocess.run(
         _train_cmd(toy.path, out, "--temperature", "0.5"),
         env=ENV,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -45,10 +45,11 @@ Device = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1, ...")]
 Overwrite = Annotated[bool, typer.Option(help="Replace a trained model at --out.")]
 
 
-def _schedule(**kw: object) -> object:
+def _schedule(options: dict[str, object]) -> Any:
+    """The Schedule made of a command's options (its ``locals()``)."""
     from trueneg.train._loop import Schedule
 
-    return Schedule(**kw)  # type: ignore[arg-type]
+    return Schedule(**{k: v for k, v in options.items() if k in Schedule.__dataclass_fields__})  # type: ignore[arg-type]
 
 
 def _summary(r: dict, out: Path) -> None:
@@ -111,20 +112,7 @@ def retriever(
         passage_max_length=passage_max_length,
         temperature=temperature,
         group_size=group_size,
-        schedule=_schedule(  # type: ignore[arg-type]
-            epochs=epochs,
-            max_steps=max_steps,
-            batch_size=batch_size,
-            grad_accum=grad_accum,
-            lr=lr,
-            warmup_ratio=warmup_ratio,
-            weight_decay=weight_decay,
-            seed=seed,
-            precision=precision,
-            gradient_checkpointing=gradient_checkpointing,
-            save_steps=save_steps,
-            device=device,
-        ),
+        schedule=_schedule(locals()),
     )
     _summary(train_retriever(collection, out, cfg, overwrite=overwrite, resume=resume), out)
 
@@ -163,19 +151,6 @@ def reranker(
         max_length=max_length,
         loss=loss,
         group_size=group_size,
-        schedule=_schedule(  # type: ignore[arg-type]
-            epochs=epochs,
-            max_steps=max_steps,
-            batch_size=batch_size,
-            grad_accum=grad_accum,
-            lr=lr,
-            warmup_ratio=warmup_ratio,
-            weight_decay=weight_decay,
-            seed=seed,
-            precision=precision,
-            gradient_checkpointing=gradient_checkpointing,
-            save_steps=save_steps,
-            device=device,
-        ),
+        schedule=_schedule(locals()),
     )
     _summary(train_reranker(collection, out, cfg, overwrite=overwrite, resume=resume), out)

@@ -292,3 +292,58 @@ def run_training(
         "skipped_examples": data.skipped,
         "resumed_from": str(last) if last else None,
     }
+
+
+def place(model: Any, s: Schedule) -> tuple[Any, Any]:
+    """Moves the model to the schedule's device (gradient checkpointing on request); returns
+    (device, autocast dtype or None)."""
+    device, amp = setup_device(s)
+    model.to(device)
+    if s.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+    return device, amp
+
+
+def fit_and_save(
+    kind: str,
+    collection: str | Path,
+    out: Path,
+    cfg: Any,
+    model: Any,
+    data: TrainData,
+    loss_fn: Any,
+    save: Any,
+    *,
+    resume: bool,
+    info: dict[str, Any],
+) -> dict[str, Any]:
+    """Runs :func:`run_training` with checkpoints in ``OUT.checkpoints`` (tagged with the settings
+    and data, so a resume never mixes runs), then writes the model (``save(folder)``) and
+    ``train.json`` to ``out`` atomically and drops the checkpoints."""
+    import time
+
+    from trueneg._io import atomic_dir
+
+    work = out.with_name(out.name + ".checkpoints")
+    tag = {
+        "config": config_dict(cfg),
+        "collection": str(Path(collection).resolve()),
+        "n": len(data),
+    }
+    t = time.perf_counter()
+    r = run_training(
+        model, data, cfg.schedule, work, loss_fn, desc=f"train {kind}", resume=resume, tag=tag
+    )
+    result = {
+        "kind": kind,
+        "collection": str(collection),
+        **info,
+        "config": config_dict(cfg),
+        "seconds": time.perf_counter() - t,
+        **r,
+    }
+    with atomic_dir(out, overwrite=True) as tmp:
+        save(tmp)
+        (tmp / "train.json").write_text(json.dumps(result, indent=2))
+    shutil.rmtree(work, ignore_errors=True)
+    return result

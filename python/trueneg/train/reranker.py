@@ -5,9 +5,6 @@ judge's local scorer stage and ``trueneg eval --reranker`` use."""
 
 from __future__ import annotations
 
-import json
-import shutil
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,10 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from trueneg._io import atomic_dir
 from trueneg._progress import progress
 from trueneg.exceptions import InputError
-from trueneg.train._loop import Schedule, TrainData, config_dict, require_torch, run_training
+from trueneg.train._loop import Schedule, TrainData, fit_and_save, place, require_torch
 
 
 @dataclass(frozen=True)
@@ -112,7 +108,6 @@ def train_reranker(
     torch = require_torch()
     from trueneg.collection import Collection
     from trueneg.embed import default_model_path
-    from trueneg.train._loop import setup_device
 
     cfg = config or RerankerConfig()
     s = cfg.schedule
@@ -123,11 +118,7 @@ def train_reranker(
     data = TrainData(coll, cfg.group_size - 1, s.seed)
     base = Path(cfg.model or default_model_path())
     model, tok = _load(base)
-    device, amp = setup_device(s)
-    model.to(device)
-    if s.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
-    work = out.with_name(out.name + ".checkpoints")
+    device, amp = place(model, s)
 
     def loss_fn(batch: list[tuple[int, int, list[int]]]) -> Any:
         qs, ps, sizes = [], [], []
@@ -163,26 +154,12 @@ def train_reranker(
             mat, torch.zeros(len(sizes), dtype=torch.long, device=device)
         )
 
-    t = time.perf_counter()
-    tag = {
-        "config": config_dict(cfg),
-        "collection": str(Path(collection).resolve()),
-        "n": len(data),
-    }
-    r = run_training(model, data, s, work, loss_fn, desc="train reranker", resume=resume, tag=tag)
-    result = {
-        "kind": "reranker",
-        "collection": str(collection),
-        "base_model": str(base),
-        "device": str(device),
-        "precision": str(amp) if amp is not None else "fp32",
-        "config": config_dict(cfg),
-        "seconds": time.perf_counter() - t,
-        **r,
-    }
-    with atomic_dir(out, overwrite=True) as tmp:
-        model.save_pretrained(tmp, safe_serialization=True)
-        tok.save_pretrained(tmp)
-        (tmp / "train.json").write_text(json.dumps(result, indent=2))
-    shutil.rmtree(work, ignore_errors=True)
-    return result
+    def save(folder: Path) -> None:
+        model.save_pretrained(folder, safe_serialization=True)
+        tok.save_pretrained(folder)
+
+    precision = str(amp) if amp is not None else "fp32"
+    info = {"base_model": str(base), "device": str(device), "precision": precision}
+    return fit_and_save(
+        "reranker", collection, out, cfg, model, data, loss_fn, save, resume=resume, info=info
+    )

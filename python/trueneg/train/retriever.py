@@ -7,15 +7,12 @@ and ``trueneg.embed.Encoder`` both load it."""
 from __future__ import annotations
 
 import json
-import shutil
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from trueneg._io import atomic_dir
 from trueneg.exceptions import InputError
-from trueneg.train._loop import Schedule, TrainData, config_dict, require_torch, run_training
+from trueneg.train._loop import Schedule, TrainData, fit_and_save, place, require_torch
 
 
 @dataclass(frozen=True)
@@ -134,7 +131,6 @@ def train_retriever(
     torch = require_torch()
     from trueneg.collection import Collection
     from trueneg.embed import pool_hidden
-    from trueneg.train._loop import setup_device
 
     cfg = config or RetrieverConfig()
     s = cfg.schedule
@@ -144,11 +140,7 @@ def train_retriever(
     coll = Collection.load(collection)
     data = TrainData(coll, cfg.group_size - 1, s.seed)
     model, tok, pooling, base = _load(cfg)
-    device, amp = setup_device(s)
-    model.to(device)
-    if s.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
-    work = out.with_name(out.name + ".checkpoints")
+    device, amp = place(model, s)
 
     def embed(texts: list[str], max_length: int) -> Any:
         batch = tok(
@@ -174,35 +166,25 @@ def train_retriever(
         scores = q @ d.T / cfg.temperature
         return torch.nn.functional.cross_entropy(scores, torch.tensor(target, device=device))
 
-    t = time.perf_counter()
-    tag = {
-        "config": config_dict(cfg),
-        "collection": str(Path(collection).resolve()),
-        "n": len(data),
-    }
-    r = run_training(model, data, s, work, loss_fn, desc="train retriever", resume=resume, tag=tag)
-    result = {
-        "kind": "retriever",
-        "collection": str(collection),
-        "base_model": str(base),
-        "pooling": pooling,
-        "device": str(device),
-        "precision": str(amp) if amp is not None else "fp32",
-        "config": config_dict(cfg),
-        "seconds": time.perf_counter() - t,
-        **r,
-    }
-    with atomic_dir(out, overwrite=True) as tmp:
+    def save(folder: Path) -> None:
         save_sentence_transformers(
             model,
             tok,
-            tmp,
+            folder,
             pooling=pooling,
             normalize=cfg.normalize,
             max_length=cfg.passage_max_length,
             query_prefix=cfg.query_prefix,
             passage_prefix=cfg.passage_prefix,
         )
-        (tmp / "train.json").write_text(json.dumps(result, indent=2))
-    shutil.rmtree(work, ignore_errors=True)  # done: the checkpoints are no longer needed
-    return result
+
+    precision = str(amp) if amp is not None else "fp32"
+    info = {
+        "base_model": str(base),
+        "pooling": pooling,
+        "device": str(device),
+        "precision": precision,
+    }
+    return fit_and_save(
+        "retriever", collection, out, cfg, model, data, loss_fn, save, resume=resume, info=info
+    )
