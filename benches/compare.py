@@ -43,15 +43,9 @@ JUDGE_N, LATENCY, CONCURRENCY = 3000, 0.05, 64
 
 
 def _topk_data() -> Any:
-    import numpy as np
+    from test_bench_topk import make_data
 
-    nq, nc, d, _ = TOPK
-    rng = np.random.default_rng(0)
-    q = rng.standard_normal((nq, d), dtype=np.float32)
-    c = rng.standard_normal((nc, d), dtype=np.float32)
-    q /= np.linalg.norm(q, axis=1, keepdims=True)
-    c /= np.linalg.norm(c, axis=1, keepdims=True)
-    return q, c
+    return make_data(*TOPK[:3])
 
 
 def _topk(side: str) -> tuple[Callable[[], Any], Callable[[Any], dict[str, Any]]]:
@@ -214,49 +208,10 @@ def _judge(side: str) -> tuple[Callable[[], Any], Callable[[Any], dict[str, Any]
 
 
 def _cache_hit_setup() -> Any:
-    import numpy as np
-    import orjson
+    from test_bench_judge import cache_hit_workload
 
-    from trueneg import ingest
-    from trueneg.judge import Cache
-    from trueneg.judge.cache import Answer
-    from trueneg.judge.cascade import (
-        RLHN_STAGES,
-        CollectionText,
-        JudgeConfig,
-        make_requests,
-        plan_stage,
-        render_calls,
-    )
-
-    rng = np.random.default_rng(0)
-    words = [f"w{i}" for i in range(5000)]
-    pool = [" ".join(rng.choice(words, 60)) for _ in range(20_000)]
-    d = Path(tempfile.mkdtemp())
-    n = 20_000
-    with open(d / "bge.jsonl", "wb") as f:
-        for i in range(n):
-            ids = rng.integers(0, len(pool), 26)
-            f.write(
-                orjson.dumps(
-                    {"query": f"q{i}", "pos": [pool[ids[0]]], "neg": [pool[j] for j in ids[1:]]}
-                )
-                + b"\n"
-            )
-    coll = ingest([d / "bge.jsonl"], d / "c")
-    stage = RLHN_STAGES[0]
-    cfg = JudgeConfig(stages=(stage,))
-    text = CollectionText(coll)
-    plan = plan_stage(text, stage, False)
-    reqs = make_requests(
-        stage, render_calls(text, stage, plan), cfg, tokens=np.zeros(len(plan), np.uint32)
-    )
-    ans = "<verdict><better> [] </better><worse> [Doc (3)] </worse></verdict>"
-    with Cache(d / "cache.sqlite") as cache:
-        cache.put_many(
-            Answer(r.key, stage.model, ans, None, "stop", 1, 1, 0.0, "import") for r in reqs
-        )
-    return coll, cfg, d / "cache.sqlite", n * 25
+    coll, cfg, cache_path, _ = cache_hit_workload(Path(tempfile.mkdtemp()), 20_000)
+    return coll, cfg, cache_path, 20_000 * 25
 
 
 CASES: dict[str, tuple[str, list[str], Callable[..., Any]]] = {

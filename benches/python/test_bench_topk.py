@@ -24,9 +24,14 @@ RESULTS: dict[str, float] = {}
 
 @pytest.fixture(scope="module")
 def data() -> tuple[np.ndarray, np.ndarray]:
+    return make_data(NQ, NC, D)
+
+
+def make_data(nq: int, nc: int, d: int) -> tuple[np.ndarray, np.ndarray]:
+    """Unit-norm random queries and passages, fixed seed."""
     rng = np.random.default_rng(0)
-    q = rng.standard_normal((NQ, D), dtype=np.float32)
-    c = rng.standard_normal((NC, D), dtype=np.float32)
+    q = rng.standard_normal((nq, d), dtype=np.float32)
+    c = rng.standard_normal((nc, d), dtype=np.float32)
     q /= np.linalg.norm(q, axis=1, keepdims=True)
     c /= np.linalg.norm(c, axis=1, keepdims=True)
     return q, c
