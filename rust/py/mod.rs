@@ -594,14 +594,25 @@ impl<'py> FloatRows<'py> {
 /// C-contiguous. Returns (indices int64 (n, k), scores float32 (n, k)), best first, ties by lower
 /// index.
 #[pyfunction]
-#[pyo3(signature = (queries, corpus, k))]
+#[pyo3(signature = (queries, corpus, k, method = "auto"))]
 #[allow(clippy::type_complexity)]
 fn topk_inner_product<'py>(
     py: Python<'py>,
     queries: &Bound<'py, PyAny>,
     corpus: &Bound<'py, PyAny>,
     k: usize,
+    method: &str,
 ) -> PyResult<(Bound<'py, PyArray2<i64>>, Bound<'py, PyArray2<f32>>)> {
+    let method = match method {
+        "auto" => crate::search::Method::Auto,
+        "gemm" => crate::search::Method::Gemm,
+        "int8" => crate::search::Method::Int8,
+        other => {
+            return Err(CoreValueErrorNew::new_err(format!(
+                "method must be auto, gemm or int8, got {other:?}"
+            )))
+        }
+    };
     let (queries, corpus) = (
         FloatRows::extract(queries, "queries")?,
         FloatRows::extract(corpus, "corpus")?,
@@ -613,7 +624,7 @@ fn topk_inner_product<'py>(
         )));
     }
     let (q, c) = (queries.rows("queries")?, corpus.rows("corpus")?);
-    let r = run_detached(py, || crate::search::topk_rows(q, c, dq, k))?;
+    let r = run_detached(py, || crate::search::topk_rows(q, c, dq, k, method))?;
     let idx = Array2::from_shape_vec((nq, k), r.indices)
         .map_err(|e| PyValueError::new_err(e.to_string()))?;
     let sc = Array2::from_shape_vec((nq, k), r.scores)
@@ -745,6 +756,10 @@ fn cpu_features() -> Vec<String> {
             ("fma", std::arch::is_x86_feature_detected!("fma")),
             ("f16c", std::arch::is_x86_feature_detected!("f16c")),
             ("avx512f", std::arch::is_x86_feature_detected!("avx512f")),
+            (
+                "avx512vnni",
+                std::arch::is_x86_feature_detected!("avx512vnni"),
+            ),
         ] {
             if on {
                 out.push(name.to_string());

@@ -122,18 +122,36 @@ impl Rows<'_> {
 /// Corpus rows widened per round when the corpus is f16 (`ROUND x d` f32, 48 MiB at d = 384).
 const ROUND: usize = 32 * 1024;
 
+/// How exact search computes its scores; every method returns the exact top-k.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// int8 when the CPU has AVX-512 VNNI, the inputs are f32 and the corpus is large; else gemm
+    Auto,
+    /// f32 (or widened f16) gemm blocks with the fused top-k
+    Gemm,
+    /// the int8 prefilter with error bounds, then exact f32 re-scoring of the candidates
+    Int8,
+}
+
 /// Top-`k` corpus rows by inner product for every query (f32 slices; see [`topk_rows`]).
 pub fn topk_inner_product(queries: &[f32], corpus: &[f32], d: usize, k: usize) -> CoreResult<TopK> {
-    topk_rows(Rows::F32(queries), Rows::F32(corpus), d, k)
+    topk_rows(Rows::F32(queries), Rows::F32(corpus), d, k, Method::Auto)
 }
 
 /// Top-`k` corpus rows by inner product for every query. `queries` is row-major `nq x d`,
-/// `corpus` row-major `nc x d`; either may be f16.
-pub fn topk_rows(queries: Rows<'_>, corpus: Rows<'_>, d: usize, k: usize) -> CoreResult<TopK> {
+/// `corpus` row-major `nc x d`; either may be f16 (then the gemm method is used).
+#[allow(clippy::too_many_lines)] // checks, dispatch, and the one blocked loop
+pub fn topk_rows(
+    queries: Rows<'_>,
+    corpus: Rows<'_>,
+    d: usize,
+    k: usize,
+    method: Method,
+) -> CoreResult<TopK> {
     if d == 0 {
         return Err(CoreError::Shape("dimension must be at least 1".into()));
     }
-    if queries.len() % d != 0 || corpus.len() % d != 0 {
+    if !queries.len().is_multiple_of(d) || !corpus.len().is_multiple_of(d) {
         return Err(CoreError::Shape(format!(
             "queries ({}) and corpus ({}) lengths must be multiples of d = {d}",
             queries.len(),
@@ -160,6 +178,20 @@ pub fn topk_rows(queries: Rows<'_>, corpus: Rows<'_>, d: usize, k: usize) -> Cor
                 "{what} has a non-finite value (NaN or inf) in row {r}, column {c}"
             )));
         }
+    }
+    if let (Rows::F32(q), Rows::F32(c)) = (queries, corpus) {
+        let int8 = match method {
+            Method::Gemm => false,
+            Method::Int8 => true,
+            Method::Auto => super::quant::available() && nc >= 8192 && d >= 64 && nq >= 64,
+        };
+        if int8 {
+            return super::quant::topk_int8(q, c, d, k);
+        }
+    } else if method == Method::Int8 {
+        return Err(CoreError::InvalidParam(
+            "the int8 method takes float32 rows".into(),
+        ));
     }
     let mut indices = vec![-1i64; nq * k];
     let mut scores = vec![f32::NEG_INFINITY; nq * k];
@@ -291,7 +323,7 @@ mod tests {
         let d = 17;
         let q = data(300, d, 1);
         let c = data(2 * CB + 123, d, 2);
-        let r = topk_inner_product(&q, &c, d, 10).unwrap();
+        let r = topk_rows(Rows::F32(&q), Rows::F32(&c), d, 10, Method::Gemm).unwrap();
         assert_eq!(r.indices, brute(&q, &c, d, 10));
         assert!(r
             .scores
@@ -311,7 +343,14 @@ mod tests {
         assert!(e.to_string().contains("row 2, column 1"), "{e}");
         let mut bad16: Vec<f16> = c.iter().map(|&v| f16::from_f32(v)).collect();
         bad16[5] = f16::INFINITY;
-        let e = topk_rows(Rows::F32(&data(2, 4, 3)), Rows::F16(&bad16), 4, 1).unwrap_err();
+        let e = topk_rows(
+            Rows::F32(&data(2, 4, 3)),
+            Rows::F16(&bad16),
+            4,
+            1,
+            Method::Auto,
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("row 1, column 1"), "{e}");
     }
 
@@ -324,11 +363,57 @@ mod tests {
             q.iter().map(|v| v.to_f32()).collect(),
             c.iter().map(|v| v.to_f32()).collect(),
         );
-        let want = topk_inner_product(&qw, &cw, d, 5).unwrap();
-        assert_eq!(topk_rows(Rows::F16(&q), Rows::F16(&c), d, 5).unwrap(), want);
+        let want = topk_rows(Rows::F32(&qw), Rows::F32(&cw), d, 5, Method::Gemm).unwrap();
         assert_eq!(
-            topk_rows(Rows::F32(&qw), Rows::F16(&c), d, 5).unwrap(),
+            topk_rows(Rows::F16(&q), Rows::F16(&c), d, 5, Method::Gemm).unwrap(),
             want
         );
+        assert_eq!(
+            topk_rows(Rows::F32(&qw), Rows::F16(&c), d, 5, Method::Gemm).unwrap(),
+            want
+        );
+    }
+}
+
+#[cfg(test)]
+mod int8_tests {
+    use super::*;
+
+    fn data(n: usize, d: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed;
+        (0..n * d)
+            .map(|_| {
+                s = s
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                ((s >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+            })
+            .collect()
+    }
+
+    #[test]
+    fn int8_equals_gemm() {
+        if !crate::search::quant::available() {
+            return;
+        }
+        for (nq, nc, d, k) in [(70, 9000, 96, 10), (33, 5000, 37, 50), (8, 100, 3, 100)] {
+            let mut q = data(nq, d, 1);
+            let mut c = data(nc, d, 2);
+            // near duplicates and a zero query: ties and the degenerate scale
+            c.copy_within(0..d, d);
+            q[..d].fill(0.0);
+            let a = topk_rows(Rows::F32(&q), Rows::F32(&c), d, k, Method::Gemm).unwrap();
+            let b = topk_rows(Rows::F32(&q), Rows::F32(&c), d, k, Method::Int8).unwrap();
+            for (x, y) in a.scores.iter().zip(&b.scores) {
+                assert!((x - y).abs() <= 1e-5 * (1.0 + x.abs()), "{x} vs {y}");
+            }
+            let same = a
+                .indices
+                .iter()
+                .zip(&b.indices)
+                .filter(|(x, y)| x == y)
+                .count();
+            assert!(same as f64 >= 0.999 * a.indices.len() as f64, "{same}");
+        }
     }
 }
