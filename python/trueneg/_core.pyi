@@ -20,6 +20,7 @@ __all__ = [
     "minhash_signatures",
     "normalized_hashes",
     "num_threads",
+    "pack_batches",
     "parse_bge_file_block",
     "parse_bge_lines",
     "plan_calls",
