@@ -373,23 +373,6 @@ mod tests {
             want
         );
     }
-}
-
-#[cfg(test)]
-mod int8_tests {
-    use super::*;
-
-    fn data(n: usize, d: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed;
-        (0..n * d)
-            .map(|_| {
-                s = s
-                    .wrapping_mul(6_364_136_223_846_793_005)
-                    .wrapping_add(1_442_695_040_888_963_407);
-                ((s >> 40) as f32 / (1u64 << 24) as f32) - 0.5
-            })
-            .collect()
-    }
 
     #[test]
     fn int8_equals_gemm() {
