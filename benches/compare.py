@@ -174,20 +174,14 @@ def _judge(side: str) -> tuple[Callable[[], Any], Callable[[Any], dict[str, Any]
     def run(s: Any) -> dict[str, Any]:
         import asyncio
 
+        from test_bench_judge import online_requests
+
         from trueneg.judge import Cache
-        from trueneg.judge.client import Request, Sender
+        from trueneg.judge.client import Sender
 
         if side == "online":
             os.environ.setdefault("OPENAI_API_KEY", "sk-bench")
-            reqs = [
-                Request(
-                    key=f"k{i}",
-                    model="gpt-4o-mini",
-                    messages=({"role": "user", "content": f"question {i}: is Doc (1) relevant?"},),
-                    params=(("max_completion_tokens", 64), ("temperature", 0.1)),
-                )
-                for i in range(JUDGE_N)
-            ]
+            reqs = online_requests(JUDGE_N)
             with Cache(Path(tempfile.mkdtemp()) / "c.sqlite") as cache:
                 t = time.perf_counter()
                 asyncio.run(

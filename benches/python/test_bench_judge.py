@@ -53,16 +53,21 @@ def server() -> str:
     p.stdout.close()  # type: ignore[union-attr]
 
 
-def test_online_throughput(benchmark: pytest.FixtureRequest, server: str, tmp_path: Path) -> None:
-    reqs = [
+def online_requests(n: int) -> list[Request]:
+    """``n`` distinct short chat requests (the server answers each after its latency)."""
+    return [
         Request(
             key=f"k{i}",
             model="gpt-4o-mini",
             messages=({"role": "user", "content": f"question {i}: is Doc (1) relevant?"},),
             params=(("max_completion_tokens", 64), ("temperature", 0.1)),
         )
-        for i in range(N_ONLINE)
+        for i in range(n)
     ]
+
+
+def test_online_throughput(benchmark: pytest.FixtureRequest, server: str, tmp_path: Path) -> None:
+    reqs = online_requests(N_ONLINE)
     rates = []
 
     def once() -> None:

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from trueneg.exceptions import InputError, TruenegError
+from trueneg.exceptions import TruenegError
 
 Batch = dict[str, np.ndarray]
 
@@ -164,7 +164,8 @@ class Judge:
         self.budget = budget_usd
 
     def __call__(self, batch: Batch) -> Batch:
-        from trueneg.judge.client import Request, Sender
+        from trueneg.judge.cascade import make_sender
+        from trueneg.judge.client import Request
 
         cfg = self.config
         reqs = [
@@ -190,18 +191,7 @@ class Judge:
         missing = [r for r in reqs if r.key not in have]
         outcomes: dict[str, Any] = {}
         if missing:
-            sender = Sender(
-                cache=self.cache,
-                base_url=cfg.base_url,
-                api_key_env=cfg.api_key_env,
-                concurrency=cfg.concurrency,
-                rpm=cfg.rpm,
-                tpm=cfg.tpm,
-                timeout=cfg.timeout,
-                max_attempts=cfg.max_attempts,
-                budget_usd=self.budget,
-                price_of=cfg.price_of,
-            )
+            sender = make_sender(cfg, self.cache, self.budget)
             asyncio.run(sender.send_all(missing, on_done=lambda o: outcomes.__setitem__(o.key, o)))
             _crash_for_tests()
             have.update(self.cache.get_many([r.key for r in missing]))
@@ -288,12 +278,15 @@ class RayEngine:
             return self.config.workers
         return default or max(1, int(self.ray.cluster_resources().get("CPU", 1)))
 
+    def _cpus_each(self, workers: int) -> float:
+        """The cluster's CPUs minus one (for the Parquet listing and read tasks), shared."""
+        return max(0.1, (float(self.ray.cluster_resources().get("CPU", 1)) - 1) / workers)
+
     def _pool(self, workers: int, cpus_each: float | None = None) -> dict[str, Any]:
         """Actor-pool arguments: ``workers`` actors sharing the cluster's CPUs minus one left for
         the Parquet listing and read tasks (a pool that takes every CPU starves its own input).
         Ray Data restarts a dead actor and retries its batch."""
-        total = float(self.ray.cluster_resources().get("CPU", 1))
-        each = cpus_each if cpus_each is not None else max(0.1, (total - 1) / workers)
+        each = cpus_each if cpus_each is not None else self._cpus_each(workers)
         return {
             "compute": self.ray.data.ActorPoolStrategy(size=workers),
             "num_cpus": each,
@@ -354,13 +347,12 @@ class RayEngine:
             {"example": np.arange(len(q)), "query_embedding": list(q), "positives": positives},
             rows=min(self.config.shard_rows, -(-len(q) // self._workers())),
         )
-        total = float(self.ray.cluster_resources().get("CPU", 1))
         out = ds.map_batches(
             mine_shard,
             fn_kwargs={"corpus": ref, "params": params},
             batch_size=None,
             batch_format="numpy",
-            num_cpus=max(0.1, (total - 1) / self._workers()),
+            num_cpus=self._cpus_each(self._workers()),
         )
         n_q = len(q)
         negs: list[Any] = [None] * n_q
@@ -468,7 +460,6 @@ def _none(x: Any) -> Any:
 
 __all__ = [
     "EmbedShard",
-    "InputError",
     "Judge",
     "RayConfig",
     "RayEngine",

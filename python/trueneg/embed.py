@@ -161,9 +161,6 @@ class Encoder:
         )
         return h.hexdigest()[:24]
 
-    def _pool(self, hidden: Any, mask: Any) -> Any:
-        return pool_hidden(hidden, mask, self.pooling)
-
     def encode(
         self, texts: Sequence[str], kind: str = "passage", *, desc: str = "embed"
     ) -> np.ndarray:
@@ -193,7 +190,7 @@ class Encoder:
                     enabled=self.device.type == "cuda" and self.dtype != torch.float32,
                 ):
                     hidden = self.model(**batch).last_hidden_state
-                emb = self._pool(hidden, batch["attention_mask"]).float()
+                emb = pool_hidden(hidden, batch["attention_mask"], self.pooling).float()
                 if self.config.normalize:
                     emb = torch.nn.functional.normalize(emb, dim=-1)
                 out[idx] = emb.cpu().numpy()

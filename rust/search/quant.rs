@@ -242,7 +242,6 @@ pub(crate) fn topk_int8(queries: &[f32], corpus: &[f32], d: usize, k: usize) -> 
                     for (o, &v) in qd[i * d4 * 4..(i + 1) * d4 * 4].iter_mut().zip(&row) {
                         *o = (i32::from(v) + 128) as u8;
                     }
-                    row[..d].fill(0);
                     qs[i] = s;
                     qn[i] = norms;
                     // f32 rounding of the approximate score: a few ulps of |q| * max|c|

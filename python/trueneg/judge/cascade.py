@@ -319,6 +319,23 @@ class JudgeSummary:
         return asdict(self)
 
 
+def make_sender(config: JudgeConfig, cache: Cache, budget_usd: float | None) -> Sender:
+    """The online sender the config describes (the Ray ``Judge`` workers build theirs here too,
+    each with its share of the budget)."""
+    return Sender(
+        cache=cache,
+        base_url=config.base_url,
+        api_key_env=config.api_key_env,
+        concurrency=config.concurrency,
+        rpm=config.rpm,
+        tpm=config.tpm,
+        timeout=config.timeout,
+        max_attempts=config.max_attempts,
+        budget_usd=budget_usd,
+        price_of=config.price_of,
+    )
+
+
 SendFn = Callable[[JudgeConfig, Cache, Stage, list[Request]], tuple[SendStats, dict[str, Outcome]]]
 
 
@@ -336,18 +353,7 @@ def _send(
 
         stats = run_batch(config, cache, stage, requests)
         return stats, outcomes
-    sender = Sender(
-        cache=cache,
-        base_url=config.base_url,
-        api_key_env=config.api_key_env,
-        concurrency=config.concurrency,
-        rpm=config.rpm,
-        tpm=config.tpm,
-        timeout=config.timeout,
-        max_attempts=config.max_attempts,
-        budget_usd=config.budget_usd,
-        price_of=config.price_of,
-    )
+    sender = make_sender(config, cache, config.budget_usd)
     stats = asyncio.run(sender.send_all(requests, on_done=lambda o: outcomes.__setitem__(o.key, o)))
     return stats, outcomes
 

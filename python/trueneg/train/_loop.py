@@ -226,7 +226,8 @@ def run_training(
 
     s.check()
     torch.manual_seed(s.seed)
-    per_epoch = len(data.batches(0, s.batch_size))
+    first = data.batches(0, s.batch_size)  # reused for epoch 0
+    per_epoch = len(first)
     steps_per_epoch = -(-per_epoch // s.grad_accum)
     total = steps_per_epoch * s.epochs
     if s.max_steps is not None:
@@ -245,18 +246,17 @@ def run_training(
         shutil.rmtree(ckpt.dir, ignore_errors=True)  # a fresh start: old checkpoints go
     last = ckpt.latest() if resume else None
     if last is not None:
-        saved = json.loads((last / "state.json").read_text()).get("tag")
-        if saved != json.loads(json.dumps(tag)):
+        state = ckpt.load(last, model, opt, sched)
+        if state.get("tag") != json.loads(json.dumps(tag)):  # compared as stored (JSON)
             raise InputError(
                 f"{last} was written by a run with other settings or data; remove {ckpt.dir} "
                 "or pass --no-resume"
             )
-        state = ckpt.load(last, model, opt, sched)
     model.train()
     t0, seen0 = time.perf_counter(), state["examples"]
     with progress(total=total, desc=desc, unit=" steps", initial=state["step"]) as bar:
         for epoch in range(state["epoch"], s.epochs):
-            batches = data.batches(epoch, s.batch_size)
+            batches = first if epoch == 0 else data.batches(epoch, s.batch_size)
             start = state["batch"] if epoch == state["epoch"] else 0
             acc: list[float] = []
             for bi in range(start, len(batches)):
