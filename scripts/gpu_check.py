@@ -3,9 +3,8 @@
 1. embedding throughput (passages/s) of ``trueneg.embed.Encoder`` vs sentence-transformers
    ``encode`` on the same model (all-MiniLM-L6-v2) and the same texts, bf16 autocast for trueneg,
    ST's default (fp32) and ST in bf16 as well;
-2. retriever training with bf16 autocast + TF32: examples/s, and nDCG@10 on held-out Cranfield
-   queries before and after (noisy and relabel-fixed training data, as in
-   scripts/experiment_false_negatives.py, with more epochs).
+2. retriever training with bf16 autocast + TF32: ``trueneg.experiment`` on Cranfield (noisy,
+   relabel and the step-matched control, the qrels oracle as judge), 3 seeds.
 
     python scripts/gpu_check.py                 # on the GPU machine, prints JSON lines
     python scripts/gpu_check.py --small         # a CPU smoke run of the same code
@@ -19,7 +18,6 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -66,45 +64,26 @@ def embed_throughput(n: int, batch: int) -> dict:
     return out
 
 
-def train_check(epochs: int, batch: int, max_length: int) -> dict:
-    from experiment_false_negatives import noisy_collection, split
+def train_check(small: bool) -> dict:
+    """``trueneg.experiment`` on Cranfield (noisy vs relabel, qrels oracle), bf16 autocast on the
+    GPU: training throughput and the paired nDCG@10 delta."""
+    from dataclasses import replace
 
-    from trueneg.embed import Encoder, EncoderConfig
-    from trueneg.evaluate import evaluate_beir
-    from trueneg.fix import fix_collection
-    from trueneg.train import RetrieverConfig, train_retriever
-    from trueneg.train._loop import Schedule
+    from trueneg.experiment import ExperimentConfig, _default_recipe, run_experiment
 
-    data = ROOT / "tests/data/beir-cranfield"
-    out: dict = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        enc = Encoder(EncoderConfig(max_length=max_length))
-        train, test_dir = split(data, work, 0.4, 1)
-        coll, n_fn, n_neg = noisy_collection(data, train, enc, work, 7)
-        fix_collection(coll.path, work / "relabel", "relabel", max_false_negatives=None)
-        out["false_negatives"] = f"{n_fn}/{n_neg}"
-        out["before"] = evaluate_beir([test_dir], enc)["datasets"][test_dir.name]["retrieval"][
-            "nDCG@10"
-        ]
-        for name, path in (("noisy", coll.path), ("relabel", work / "relabel")):
-            cfg = RetrieverConfig(
-                passage_max_length=max_length,
-                temperature=0.05,
-                schedule=Schedule(epochs=epochs, batch_size=batch, lr=3e-5, seed=1),
-            )
-            r = train_retriever(path, work / f"m-{name}", cfg)
-            m = Encoder(EncoderConfig(model=str(work / f"m-{name}"), max_length=max_length))
-            out[name] = {
-                "examples_per_s": r["examples_per_s"],
-                "precision": r["precision"],
-                "device": r["device"],
-                "steps": r["steps"],
-                "nDCG@10": evaluate_beir([test_dir], m)["datasets"][test_dir.name]["retrieval"][
-                    "nDCG@10"
-                ],
-            }
-    return out
+    recipe = _default_recipe()
+    if small:
+        recipe = replace(recipe, schedule=replace(recipe.schedule, max_steps=2))
+    cfg = ExperimentConfig(
+        seeds=(0,) if small else (0, 1, 2),
+        labelled_positives=1,
+        conditions=("zero-shot", "noisy", "relabel", "relabel-matched"),
+        max_train_queries=8 if small else None,
+        recipe=recipe,
+        eval_precision="auto",
+    )
+    r = run_experiment(ROOT / "tests/data/beir-cranfield", cfg)
+    return {"conditions": r["conditions"], "paired": r["paired"], "seconds": r["seconds"]}
 
 
 def main() -> None:
@@ -116,7 +95,7 @@ def main() -> None:
     os.environ.setdefault("TRUENEG_DISABLE_PROGRESS_BARS", "1")
     res = {
         "embed": embed_throughput(256 if a.small else 50_000, 32 if a.small else 512),
-        "train": train_check(1 if a.small else 10, 8 if a.small else 64, 64 if a.small else 256),
+        "train": train_check(a.small),
     }
     print(json.dumps(res, indent=2))
     if os.environ.get("OUT"):

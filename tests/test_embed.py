@@ -38,7 +38,7 @@ def texts(data_dir: Path) -> list[str]:
 
 @pytest.fixture(scope="module")
 def encoder() -> Encoder:
-    return Encoder(EncoderConfig(batch_size=16))
+    return Encoder(EncoderConfig(batch_size=16, dtype="fp32"))
 
 
 def test_matches_sentence_transformers(encoder: Encoder, texts: list[str]) -> None:
@@ -54,8 +54,36 @@ def test_matches_sentence_transformers(encoder: Encoder, texts: list[str]) -> No
     assert float(ours[-2] @ ours[-1]) == pytest.approx(0.772, abs=0.01)
 
 
+def test_max_length_is_the_models_unless_given(encoder: Encoder, texts: list[str]) -> None:
+    """all-MiniLM-L6-v2 declares max_seq_length 256 (sentence_bert_config.json); a given
+    max_length wins, and a long text embeds differently when cut shorter."""
+    assert encoder.max_length == 256
+    short = Encoder(EncoderConfig(max_length=16, dtype="fp32"))
+    assert short.max_length == 16
+    long_text = max(texts, key=len)
+    a, b = encoder.encode([long_text]), short.encode([long_text])
+    assert float(a[0] @ b[0]) < 0.99
+    assert encoder.fingerprint() != short.fingerprint()
+
+
+def test_bf16_where_the_cpu_has_it(encoder: Encoder, texts: list[str]) -> None:
+    """auto = bf16 autocast on a CPU with AVX512-BF16 (fp32 elsewhere), within cosine 0.999 of
+    fp32 on real passages; each path is checked on the machine it runs on."""
+    from trueneg.embed import cpu_has_bf16, resolve_precision
+
+    auto = Encoder(EncoderConfig(batch_size=16))
+    cpu = torch.device("cpu")
+    if cpu_has_bf16():
+        assert resolve_precision(cpu, "auto") == "bf16" and auto.dtype == torch.bfloat16
+    else:
+        assert resolve_precision(cpu, "auto") == "fp32" and auto.dtype == torch.float32
+    assert resolve_precision(cpu, "fp32") == "fp32"
+    cos = (auto.encode(texts) * encoder.encode(texts)).sum(axis=1)
+    assert cos.min() > 0.999
+
+
 def test_order_pooling_and_prefix(encoder: Encoder, texts: list[str]) -> None:
-    one_by_one = Encoder(EncoderConfig(batch_size=1)).encode(texts[:6])
+    one_by_one = Encoder(EncoderConfig(batch_size=1, dtype="fp32")).encode(texts[:6])
     np.testing.assert_allclose(
         encoder.encode(texts[:6]), one_by_one, atol=2e-5
     )  # sorting restores order

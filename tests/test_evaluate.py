@@ -173,3 +173,28 @@ def test_cli(tmp_path: Path, data_dir: Path) -> None:
     assert r.returncode == 0, r.stderr
     res = json.loads((tmp_path / "r.json").read_text())
     assert "beir-cisi" in r.stdout and 0 < res["datasets"]["beir-cisi"]["retrieval"]["nDCG@10"] < 1
+
+
+def test_defaults_reproduce_sentence_transformers_numbers(data_dir: Path, tmp_path: Path) -> None:
+    """``trueneg eval beir`` with its defaults (the model's max_seq_length 256, fp32, passages
+    as title + text) gives what sentence-transformers + pytrec_eval give for all-MiniLM-L6-v2 on
+    CISI: nDCG@10 0.4193 (measured outside the project)."""
+    out = tmp_path / "r.json"
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "trueneg",
+            "eval",
+            "beir",
+            str(data_dir / "beir-cisi"),
+            "-o",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TRUENEG_DISABLE_PROGRESS_BARS": "1"},
+    )
+    assert p.returncode == 0, p.stderr
+    got = json.loads(out.read_text())["datasets"]["beir-cisi"]["retrieval"]["nDCG@10"]
+    assert got == pytest.approx(0.4193, abs=0.001)

@@ -94,3 +94,76 @@ def test_cli(data_dir: Path, tmp_path: Path) -> None:
         "apply", str(coll.path), "-o", str(tmp_path / "p"), "--decision", str(tmp_path / "d.json")
     )
     assert r.returncode == 0 and "20 examples from 2 subsets" in r.stdout
+
+
+def test_prune_run_trains_and_evaluates_every_run(
+    data_dir: Path, rlhn_dir: Path, tmp_path: Path
+) -> None:
+    """``prune run`` on the two-subset RLHN sample (tiny settings): every run trained and scored
+    on a real DL19 slice, the decision written; a rerun trains nothing."""
+    pytest.importorskip("torch")
+    pytest.importorskip("pytrec_eval")
+    import orjson
+
+    from trueneg.evaluate import read_qrels
+
+    src = data_dir / "beir-msmarco-dl19-5k"
+    qrels = read_qrels(src)
+    queries = [
+        orjson.loads(x)
+        for x in (src / "queries.jsonl").read_bytes().splitlines()
+        if x.strip() and orjson.loads(x)["_id"] in qrels
+    ][:4]
+    keep = {d for q in queries for d in sorted(qrels[q["_id"]])[:10]}
+    corpus = [orjson.loads(x) for x in (src / "corpus.jsonl").read_bytes().splitlines()]
+    docs = [d for d in corpus if d["_id"] in keep] + [d for d in corpus if d["_id"] not in keep][
+        :40
+    ]
+    ev = tmp_path / "dl19-slice"
+    (ev / "qrels").mkdir(parents=True)
+    (ev / "corpus.jsonl").write_bytes(b"".join(orjson.dumps(d) + b"\n" for d in docs))
+    (ev / "queries.jsonl").write_bytes(b"".join(orjson.dumps(q) + b"\n" for q in queries))
+    (ev / "qrels" / "test.tsv").write_text(
+        "query-id\tcorpus-id\tscore\n"
+        + "".join(
+            f"{q['_id']}\t{d}\t{g}\n"
+            for q in queries
+            for d, g in qrels[q["_id"]].items()
+            if d in keep
+        )
+    )
+    coll = ingest(sorted(rlhn_dir.glob("*.stage_1.*.jsonl")), tmp_path / "c", format="tevatron")
+    env = {**os.environ, "TRUENEG_DISABLE_PROGRESS_BARS": "1", "OMP_NUM_THREADS": "2"}
+    plan_file = tmp_path / "plan.json"
+    cli = [sys.executable, "-m", "trueneg", "prune"]
+    subprocess.run(
+        [*cli, "plan", str(coll.path), "-o", str(plan_file), "--eval", str(ev)], check=True, env=env
+    )
+    work = tmp_path / "w"
+    cmd = [
+        *cli,
+        "run",
+        str(plan_file),
+        "-w",
+        str(work),
+        "--max-steps",
+        "1",
+        "--batch-size",
+        "2",
+        "--eval-precision",
+        "auto",
+    ]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    res = json.loads((work / "results.json").read_text())["results"]
+    subsets = sorted(json.loads(plan_file.read_text())["subsets"])
+    assert len(subsets) == 2
+    assert set(res) == {"all", *(f"without:{s}" for s in subsets)}
+    for v in res.values():
+        assert v["steps"] == 1 and 0 <= v["datasets"]["dl19-slice"] <= 1
+    d = json.loads((work / "decision.json").read_text())
+    assert sorted(d["keep"] + d["drop"]) == subsets
+    assert d["baseline"] == pytest.approx(res["all"]["average"])
+    assert not list(work.glob("model-*")) and not list(work.glob("collection-*"))
+    again = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    assert again.returncode == 0 and again.stderr.count("done before") == 3

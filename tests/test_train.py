@@ -246,3 +246,83 @@ def test_cross_encoder_as_the_judges_local_scorer(toy: Collection, tmp_path: Pat
         {r["example"] for r in rows if r["label"] == "uncertain"}
     )
     assert not any(r["flagged"] for r in rows)
+
+
+def _cisi_rows(data_dir: Path) -> list[dict]:
+    import orjson
+
+    docs = [
+        orjson.loads(x)
+        for x in (data_dir / "beir-cisi" / "corpus.jsonl").read_bytes().splitlines()[:8]
+    ]
+    p = [{"docid": d["_id"], "title": d.get("title", ""), "text": d["text"]} for d in docs]
+    # one query in two examples (as a BEIR folder with interleaved qrels gives): each example's
+    # positive appears among the other's negatives
+    return [
+        {
+            "query_id": "q1",
+            "query": "information retrieval evaluation",
+            "positive_passages": [p[0]],
+            "negative_passages": [p[1], p[2], p[3]],
+        },
+        {
+            "query_id": "q1",
+            "query": "information retrieval evaluation",
+            "positive_passages": [p[1], p[4], p[5]],
+            "negative_passages": [p[0], p[6]],
+        },
+        {
+            "query_id": "q2",
+            "query": "library automation",
+            "positive_passages": [p[6]],
+            "negative_passages": [p[7], p[0]],
+        },
+    ]
+
+
+def test_rows_per_positive_and_all_positives_of_a_query_masked(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    import orjson
+
+    f = tmp_path / "t.jsonl"
+    f.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in _cisi_rows(data_dir)))
+    coll = ingest([f], tmp_path / "c", format="tevatron")
+    docid = coll.passages["docid"].to_pylist()
+    one = TrainData(coll, 7, seed=0)
+    assert len(one) == 3  # a row per example
+    # no negative of a q1 example is a positive of any q1 example
+    for i in (0, 1):
+        _, negs = one.group(i, 0)
+        assert {docid[n] for n in negs}.isdisjoint({"1", "2", "5", "6"} & set(docid))
+    _, negs2 = one.group(2, 0)  # q2's negatives keep the passage that is q1's positive
+    assert docid[coll.examples["positives"].to_pylist()[0][0]] in {docid[n] for n in negs2}
+    each = TrainData(coll, 7, seed=0, rows="positive")
+    assert len(each) == 1 + 3 + 1
+    rows_of_1 = [each.group(1, 0, r)[0] for r in range(3)]
+    assert sorted(rows_of_1) == sorted(coll.examples["positives"].to_pylist()[1])
+    matched = TrainData(coll, 7, seed=0, row_counts=[1, 1, 1])
+    assert len(matched) == 3
+    seen = {matched.group(1, e)[0] for e in range(6)}
+    assert seen == set(coll.examples["positives"].to_pylist()[1])
+    with pytest.raises(Exception, match="row_counts"):
+        TrainData(coll, 7, seed=0, row_counts=[1, 1])
+
+
+def test_max_steps_runs_across_epochs_and_the_summary_is_true(
+    toy: Collection, tmp_path: Path
+) -> None:
+    from trueneg.cli.train import loss_summary
+
+    cfg = RetrieverConfig(
+        passage_max_length=64,
+        query_max_length=32,
+        schedule=Schedule(batch_size=4, max_steps=5, lr=1e-5, seed=2),
+    )
+    r = train_retriever(toy.path, tmp_path / "m", cfg)
+    assert r["steps"] == 5 and len(r["losses"]) == 5 and r["epochs"] == 2 and r["rows"] == 10
+    assert r["peak_rss_mb"] > 100
+    assert loss_summary([3.14, 5.35, 5.13, 1e-6]) == "loss per step 3.14, 5.35, 5.13, 1e-06"
+    long = [float(x) for x in range(20, 0, -1)]
+    assert loss_summary(long) == "mean loss of the first / last 2 steps 19.5000 -> 1.5000"
+    assert loss_summary([]) == "no steps"

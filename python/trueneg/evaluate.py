@@ -17,6 +17,7 @@ import numpy as np
 import orjson
 
 from trueneg.exceptions import InputError, TruenegError
+from trueneg.texts import passage_text
 
 #: pytrec_eval measures and the names reported
 MEASURES = {"ndcg_cut_10": "nDCG@10", "recall_100": "Recall@100", "recip_rank": "MRR@10"}
@@ -49,38 +50,49 @@ def _jsonl(path: Path, fields: Sequence[str]) -> list[dict[str, Any]]:
     return rows
 
 
-def load_beir(path: str | Path, split: str = "test") -> BeirSet:
-    """A BEIR-format folder. Passages are embedded as ``title + " " + text`` (BEIR's rule);
-    only queries that have qrels are kept."""
+def read_qrels(path: str | Path, split: str = "test") -> dict[str, dict[str, int]]:
+    """Graded qrels {query id: {docid: grade}} from a TSV (query-id, corpus-id, score; a header
+    line is skipped) or a BEIR folder (its ``qrels/<split>.tsv``)."""
     p = Path(path)
-    qrels_file = p / "qrels" / f"{split}.tsv"
-    for f in (p / "corpus.jsonl", p / "queries.jsonl", qrels_file):
+    f = p / "qrels" / f"{split}.tsv" if p.is_dir() else p
+    if not f.is_file():
+        raise InputError("missing qrels file", path=str(f))
+    qrels: dict[str, dict[str, int]] = {}
+    try:
+        with f.open(newline="", encoding="utf-8") as fh:
+            for n, row in enumerate(csv.reader(fh, delimiter="\t"), 1):
+                if n == 1 and row and not row[-1].strip().lstrip("-").isdigit():
+                    continue  # header
+                if not row:
+                    continue
+                if len(row) != 3:
+                    raise InputError("expected query-id, corpus-id, score", path=str(f), line=n)
+                try:
+                    qrels.setdefault(row[0], {})[row[1]] = int(row[2])
+                except ValueError:
+                    raise InputError(
+                        f"field score: not an integer: {row[2]!r}", path=str(f), line=n
+                    ) from None
+    except UnicodeDecodeError as e:
+        raise InputError(f"not valid UTF-8 ({e.reason})", path=str(f)) from None
+    return qrels
+
+
+def load_beir(path: str | Path, split: str = "test") -> BeirSet:
+    """A BEIR-format folder. Passages are :func:`trueneg.texts.passage_text` (BEIR's rule,
+    ``(title + " " + text).strip()``), as in training and mining; only queries that have qrels
+    are kept."""
+    p = Path(path)
+    for f in (p / "corpus.jsonl", p / "queries.jsonl", p / "qrels" / f"{split}.tsv"):
         if not f.is_file():
             raise InputError("missing BEIR file", path=str(f))
-    qrels: dict[str, dict[str, int]] = {}
-    with qrels_file.open(newline="") as f:
-        r = csv.reader(f, delimiter="\t")
-        for n, row in enumerate(r, 1):
-            if n == 1 and row and not row[-1].lstrip("-").isdigit():
-                continue  # header
-            if len(row) != 3:
-                raise InputError(
-                    "expected query-id, corpus-id, score", path=str(qrels_file), line=n
-                )
-            try:
-                qrels.setdefault(row[0], {})[row[1]] = int(row[2])
-            except ValueError:
-                raise InputError(
-                    f"field score: not an integer: {row[2]!r}", path=str(qrels_file), line=n
-                ) from None
+    qrels = read_qrels(p, split)
     corpus = _jsonl(p / "corpus.jsonl", ["_id", "text"])
     queries = [q for q in _jsonl(p / "queries.jsonl", ["_id", "text"]) if q["_id"] in qrels]
     return BeirSet(
         name=p.name,
         doc_ids=[d["_id"] for d in corpus],
-        doc_texts=[
-            f"{d['title'].strip()} {d['text']}" if d.get("title") else d["text"] for d in corpus
-        ],
+        doc_texts=[passage_text(d.get("title"), d["text"]) for d in corpus],
         query_ids=[q["_id"] for q in queries],
         query_texts=[q["text"] for q in queries],
         qrels=qrels,
@@ -103,7 +115,12 @@ def metrics(
         raise InputError("no query of the run has qrels")
     ev = pytrec_eval.RelevanceEvaluator(qrels, {"ndcg_cut.10", "recall.100"})
     per = ev.evaluate({q: dict(run[q]) for q in qrels})
-    top10 = {q: dict(sorted(run[q].items(), key=lambda x: (-x[1], x[0]))[:10]) for q in qrels}
+    # trec_eval's order (score descending, ties by docid descending), so the rank-10 cut of
+    # MRR@10 keeps the same passages as nDCG@10
+    top10 = {
+        q: dict(sorted(run[q].items(), key=lambda x: (x[1], x[0]), reverse=True)[:10])
+        for q in qrels
+    }
     rr = pytrec_eval.RelevanceEvaluator(qrels, {"recip_rank"}).evaluate(top10)
     for q in per:
         per[q]["recip_rank"] = rr[q]["recip_rank"]
@@ -120,10 +137,18 @@ def search(
 ) -> dict[str, dict[str, float]]:
     """Top-``k`` run with the encoder and the exact kernel; a passage with the query's own id is
     dropped (BEIR's default, for sets such as ArguAna and Quora)."""
-    from trueneg.mine import exact_topk
-
     qe = encoder.encode(data.query_texts, "query", desc=f"embed {data.name} queries")
     de = encoder.encode(data.doc_texts, "passage", desc=f"embed {data.name} corpus")
+    return rank(data, qe, de, k, ignore_identical_ids=ignore_identical_ids)
+
+
+def rank(
+    data: BeirSet, qe: Any, de: Any, k: int = 100, *, ignore_identical_ids: bool = True
+) -> dict[str, dict[str, float]]:
+    """The top-``k`` run of precomputed embeddings (queries in ``data.query_ids`` order, passages
+    in ``data.doc_ids`` order) by the exact kernel, BEIR's identical-id rule applied."""
+    from trueneg.mine import exact_topk
+
     kk = min(len(data.doc_ids), k + (1 if ignore_identical_ids else 0))
     idx, sc = exact_topk(qe, de, kk)
     run: dict[str, dict[str, float]] = {}

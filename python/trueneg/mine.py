@@ -258,6 +258,27 @@ def select_negatives(
     return Selection(off, ids, sc, eligible, boff, bids, bsc)
 
 
+def query_positives(qids: Any, positives: list[list[int]]) -> list[list[int]]:
+    """Each example's positives widened to every positive of its query (over all its examples):
+    a BEIR folder or a file with one example per (query, positive) must not mine one example's
+    positive as another's negative."""
+    per: dict[int, list[int]] = {}
+    for q, pos in zip(np.asarray(qids).tolist(), positives, strict=True):
+        per.setdefault(q, []).extend(pos)
+    merged = {q: list(dict.fromkeys(p)) for q, p in per.items()}
+    return [merged[q] for q in np.asarray(qids).tolist()]
+
+
+def exact_copies(coll: Any) -> NDArray[np.uint32]:
+    """Cluster id per passage (pid order): the lowest pid with the same title and text (its
+    content hash), so an exact copy of a positive under another docid is masked like the
+    positive itself, with or without a dedup run."""
+    h = coll.passages["content_hash"].combine_chunks()
+    keys = np.frombuffer(h.buffers()[1], dtype="V16", count=len(h), offset=h.offset * 16)
+    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    return np.asarray(first[inverse.ravel()], np.uint32)
+
+
 def mine_collection(
     path: str | Path,
     out: str | Path,
@@ -300,7 +321,9 @@ def mine_collection(
         )
     ex = coll.examples
     qids = ex["qid"].to_numpy()
-    positives = ex["positives"].to_pylist()
+    positives = query_positives(qids, ex["positives"].to_pylist())
+    if kw.get("cluster") is None:
+        kw["cluster"] = exact_copies(coll)
     sel = (select or select_negatives)(qe[qids], pe, positives, **kw)
     old = ex["negatives"].to_pylist()
     new_neg, new_scores = [], []

@@ -1,8 +1,9 @@
 """Dataset pruning as in RLHN §5.1: leave-one-subset-out runs, a keep/drop decision from their
 results, and a collection restricted to the kept subsets.
 
-1. ``plan``: one training run on every subset ("all") plus one per subset without it; the train and
-   eval stage executes them (each run names its training subsets and the evaluation sets).
+1. ``plan``: one training run on every subset ("all") plus one per subset without it (each run
+   names its training subsets and the evaluation sets); ``run`` (:func:`run_plan`) trains and
+   evaluates every run with one recipe, resumable run by run, and decides.
 2. ``decide``: a subset is dropped when training without it scores higher on average than training
    on everything ("removing it helps"), unless it is listed as necessary (the paper keeps every
    subset with a BEIR counterpart).
@@ -136,3 +137,75 @@ def apply(path: str | Path, out: str | Path, keep: list[str], *, overwrite: bool
 def write_json(path: str | Path, obj: Any) -> None:
     with atomic_file(path) as f:
         f.write(orjson.dumps(obj, option=orjson.OPT_INDENT_2))
+
+
+def run_plan(
+    plan_: dict[str, Any],
+    workdir: str | Path,
+    recipe: Any = None,
+    *,
+    necessary: list[str] | None = None,
+    margin: float = 0.0,
+    eval_precision: str = "fp32",
+    say: Any = lambda s: None,
+) -> tuple[dict[str, Any], Decision]:
+    """Execute a plan: for every run, the collection restricted to its subsets is trained with
+    one recipe (a ``RetrieverConfig``; default: the trainer's defaults) and evaluated on the
+    plan's BEIR sets (nDCG@10); then :func:`decide`. Results go to ``workdir/results.json`` after
+    each run (a rerun with the same plan and recipe skips the runs it has), the decision to
+    ``workdir/decision.json``. Returns (results, decision)."""
+    import json
+
+    from trueneg.embed import Encoder, EncoderConfig
+    from trueneg.evaluate import evaluate_beir
+    from trueneg.train._loop import config_dict
+    from trueneg.train.retriever import RetrieverConfig, train_retriever
+
+    if not plan_.get("eval"):
+        raise InputError("the plan has no evaluation sets (make it with prune plan --eval DIR)")
+    recipe = recipe or RetrieverConfig()
+    work = Path(workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    tag = {
+        "plan": {k: plan_[k] for k in ("collection", "eval", "runs")},
+        "recipe": config_dict(recipe),
+        "eval_precision": eval_precision,
+    }
+    res_file = work / "results.json"
+    saved = json.loads(res_file.read_text()) if res_file.is_file() else {}
+    results: dict[str, Any] = saved.get("results", {}) if saved.get("tag") == tag else {}
+    for r in plan_["runs"]:
+        name = r["name"]
+        if name in results:
+            say(f"{name}: done before ({results[name]['average']:.4f})")
+            continue
+        safe = name.replace(":", "-").replace("/", "-")
+        coll_dir, model_dir = work / f"collection-{safe}", work / f"model-{safe}"
+        n = apply(plan_["collection"], coll_dir, r["train_subsets"], overwrite=True)
+        tr = train_retriever(coll_dir, model_dir, recipe, overwrite=True, resume=True)
+        enc = Encoder(
+            EncoderConfig(
+                model=str(model_dir),
+                pooling=recipe.pooling,
+                query_prefix=recipe.query_prefix,
+                passage_prefix=recipe.passage_prefix,
+                dtype=eval_precision,
+            )
+        )
+        ev = evaluate_beir(plan_["eval"], enc)
+        scores = {d: s["retrieval"]["nDCG@10"] for d, s in ev["datasets"].items()}
+        results[name] = {
+            "datasets": scores,
+            "average": float(np.mean(list(scores.values()))),
+            "examples": n,
+            "steps": tr["steps"],
+        }
+        shutil.rmtree(coll_dir, ignore_errors=True)
+        shutil.rmtree(model_dir, ignore_errors=True)
+        write_json(res_file, {"tag": tag, "results": results})
+        say(f"{name}: {n:,} examples, {tr['steps']} steps, nDCG@10 {results[name]['average']:.4f}")
+    decision = decide(
+        plan_, {k: v["datasets"] for k, v in results.items()}, necessary=necessary, margin=margin
+    )
+    write_json(work / "decision.json", decision.as_dict())
+    return results, decision

@@ -37,6 +37,10 @@ class ReportData:
     dedup: dict[str, Any] | None = None
     fixes: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: ``trueneg experiment`` results (each one dataset's) shown as tables and plots
+    experiments: list[dict[str, Any]] = field(default_factory=list)
+    #: ``trueneg judge prefilter`` curves (one per local scorer), shown as one plot
+    prefilters: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _plt() -> Any:
@@ -334,6 +338,63 @@ def write_report(d: ReportData, out_dir: str | Path) -> Path:
         ch, cm = _table(curve, ["Jaccard", "P(candidate)"])
         h += ["<h2>Dedup</h2>", f"<p>{html.escape(line)}</p>", th, "<h3>LSH S-curve</h3>", ch]
         md += ["## Dedup\n", line + "\n", tm, "### LSH S-curve\n", cm]
+    for r in d.experiments:
+        from trueneg.experiment import plot_png
+        from trueneg.experiment import rows as experiment_rows
+
+        table = experiment_rows(r)
+        th, tm = _table(table, list(table[0]))
+        fn = r["false_negatives"]
+        line = (
+            f"{len(r['settings']['seeds'])} seed(s); false negatives are "
+            f"{fn['share_of_mined_negatives']:.1%} of the mined negatives; judge "
+            f"{r['settings']['judge'] if isinstance(r['settings']['judge'], str) else 'from config'}"
+            + (
+                f" (precision {r['judge_quality']['precision']:.3f}, recall "
+                f"{r['judge_quality']['recall']:.3f}, kappa {r['judge_quality']['kappa']:.3f})"
+                if "kappa" in r["judge_quality"]
+                else ""
+            )
+        )
+        title = f"Experiment: {r['dataset']}"
+        name = f"experiment-{r['dataset']}"
+        png = plot_png(r)
+        (out / f"{name}.png").write_bytes(png)
+        b64 = base64.b64encode(png).decode()
+        h += [
+            f"<h2>{html.escape(title)}</h2>",
+            f"<p>{html.escape(line)}</p>",
+            th,
+            f"<img alt='{html.escape(title)}' src='data:image/png;base64,{b64}'>",
+        ]
+        md += [f"## {title}\n", line + "\n", tm, f"![{title}]({name}.png)\n"]
+    if d.prefilters:
+        from trueneg.judge.prefilter import plot_png as prefilter_png
+
+        rows = [
+            {
+                "scorer": c["scorer"],
+                "reference false negatives": c["reference_false_negatives"],
+                "calls": c["calls"],
+                "best margin (>= 90% passed)": "-"
+                if not c["best_at_90"]
+                else f"{c['best_at_90']['margin']:+.2f}",
+                "passed": "-" if not c["best_at_90"] else f"{c['best_at_90']['passed']:.1%}",
+                "calls sent": "-" if not c["best_at_90"] else f"{c['best_at_90']['calls']:.1%}",
+            }
+            for c in d.prefilters
+        ]
+        th, tm = _table(rows, list(rows[0]))
+        png = prefilter_png(d.prefilters)
+        (out / "prefilter.png").write_bytes(png)
+        b64 = base64.b64encode(png).decode()
+        title = "Local scorer as a pre-filter"
+        h += [
+            f"<h2>{title}</h2>",
+            th,
+            f"<img alt='{title}' src='data:image/png;base64,{b64}'>",
+        ]
+        md += [f"## {title}\n", tm, f"![{title}](prefilter.png)\n"]
     samples = _samples(d, pairs)
     if samples:
         rows = [{k: _clip(v) for k, v in s.items()} for s in samples]

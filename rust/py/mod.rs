@@ -760,6 +760,10 @@ fn cpu_features() -> Vec<String> {
                 "avx512vnni",
                 std::arch::is_x86_feature_detected!("avx512vnni"),
             ),
+            (
+                "avx512bf16",
+                std::arch::is_x86_feature_detected!("avx512bf16"),
+            ),
         ] {
             if on {
                 out.push(name.to_string());

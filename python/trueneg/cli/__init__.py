@@ -24,6 +24,7 @@ app = typer.Typer(
 from trueneg.cli import dedup as _dedup  # noqa: E402,F401
 from trueneg.cli import env as _env  # noqa: E402,F401
 from trueneg.cli import eval as _eval  # noqa: E402,F401
+from trueneg.cli import experiment as _experiment  # noqa: E402,F401
 from trueneg.cli import export as _export  # noqa: E402,F401
 from trueneg.cli import ingest as _ingest  # noqa: E402,F401
 from trueneg.cli import judge as _judge  # noqa: E402,F401
@@ -41,9 +42,33 @@ def _setup_logging() -> None:
     )
 
 
+#: options that take several integers after one flag (``--seeds 0 1 2``)
+MULTI_INT_OPTIONS = ("--seeds",)
+
+
+def spread_multi_options(argv: list[str]) -> list[str]:
+    """``--seeds 0 1 2`` -> ``--seeds 0 --seeds 1 --seeds 2`` (click options take one value)."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        out.append(a)
+        i += 1
+        if a in MULTI_INT_OPTIONS:
+            first = True
+            while i < len(argv) and argv[i].lstrip("-").isdigit():
+                if not first:
+                    out.append(a)
+                out.append(argv[i])
+                first = False
+                i += 1
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``trueneg`` script and ``python -m trueneg``."""
     _setup_logging()
+    argv = spread_multi_options(list(sys.argv[1:] if argv is None else argv))
     debug = os.environ.get("TRUENEG_DEBUG", "") not in ("", "0")
     try:
         app(args=argv, prog_name="trueneg")

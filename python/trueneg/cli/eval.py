@@ -37,7 +37,16 @@ def beir(
     pooling: Annotated[str, typer.Option(help="auto, mean, cls, last.")] = "auto",
     query_prefix: Annotated[str, typer.Option(help='e.g. "query: " for E5.')] = "",
     passage_prefix: Annotated[str, typer.Option(help='e.g. "passage: " for E5.')] = "",
-    max_length: Annotated[int, typer.Option(help="Tokens per text.")] = 350,
+    max_length: Annotated[
+        int | None,
+        typer.Option(help="Tokens per text (default: the model's max_seq_length, MiniLM's 256)."),
+    ] = None,
+    precision: Annotated[
+        str,
+        typer.Option(
+            help="fp32 (reference numbers), or auto (bf16 where the CPU/GPU has it: ~2x faster, nDCG within ~0.002)."
+        ),
+    ] = "fp32",
     batch_size: Annotated[int, typer.Option(help="Texts per forward pass.")] = 64,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Result JSON.")] = None,
 ) -> None:
@@ -54,13 +63,14 @@ def beir(
             passage_prefix=passage_prefix,
             max_length=max_length,
             batch_size=batch_size,
+            dtype=precision,
         )
     )
     rr = None
     if reranker is not None:
         from trueneg.train.reranker import Reranker
 
-        rr = Reranker(reranker, max_length=max_length)
+        rr = Reranker(reranker, max_length=max_length or 350)
     result = evaluate_beir(datasets, enc, split=split, reranker=rr, rerank_top=rerank_top)
     result["model"] = str(enc.path)
     typer.echo(table(result))

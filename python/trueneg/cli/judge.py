@@ -231,3 +231,49 @@ def export(
             for row in t.to_pylist():
                 f.write(dumps_line(row))
     typer.echo(f"wrote {len(t):,} judgments to {out}")
+
+
+@judge_app.command("prefilter")
+def prefilter(
+    collection: Annotated[
+        Path, typer.Argument(help="A judged collection (its LLM verdicts are the reference).")
+    ],
+    scorer: Annotated[
+        str, typer.Option(help="embedding (bi-encoder cosine) or cross-encoder (its logit).")
+    ] = "embedding",
+    model: Annotated[
+        str,
+        typer.Option(
+            help="Scorer model folder; 'default' = all-MiniLM-L6-v2 (a cross-encoder needs a folder)."
+        ),
+    ] = "default",
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Curve JSON (for trueneg report --prefilter)."),
+    ] = None,
+) -> None:
+    """How much LLM work a local scorer saves: per margin, the share of the judge's false
+    negatives it passes on and the share of calls it saves."""
+    from trueneg.judge.prefilter import prefilter_curve
+
+    c = prefilter_curve(collection, scorer=scorer, model=model)
+    typer.echo(
+        f"{c['scorer']} scorer against {c['reference_false_negatives']} false negatives in "
+        f"{c['calls']} calls\n| margin | false negatives passed | calls sent | saving |\n|---|---|---|---|"
+    )
+    for r in c["curve"]:
+        saving = f"{r['saving']:.2f}x" if r["saving"] else "all"
+        typer.echo(f"| {r['margin']:+.2f} | {r['passed']:.1%} | {r['calls']:.1%} | {saving} |")
+    b = c["best_at_90"]
+    typer.echo(
+        f"best margin passing >= 90%: {b['margin']:+.2f} ({b['passed']:.1%} passed, "
+        f"{b['calls']:.1%} of calls sent)"
+        if b
+        else "no margin passes 90% of the false negatives"
+    )
+    if out is not None:
+        from trueneg._io import atomic_file
+
+        with atomic_file(out, "w") as f:
+            json.dump(c, f, indent=2)
+        typer.echo(f"wrote {out}")

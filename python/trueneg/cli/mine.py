@@ -44,7 +44,10 @@ def mine(
     passage_prefix: Annotated[
         str, typer.Option(help='Prefix of passages, e.g. "passage: " for E5.')
     ] = "",
-    max_length: Annotated[int, typer.Option(help="Tokens per text.")] = 256,
+    max_length: Annotated[
+        int | None,
+        typer.Option(help="Tokens per text (default: the model's max_seq_length, MiniLM's 256)."),
+    ] = None,
     batch_size: Annotated[
         int, typer.Option(help="Texts per forward pass (sorted by length).")
     ] = 64,

@@ -31,7 +31,7 @@ def plan(
         typer.Option("--eval", help="BEIR evaluation folders the runs are scored on. Repeatable."),
     ] = None,
 ) -> None:
-    """Write the leave-one-subset-out training runs (executed by the train/eval stage)."""
+    """Write the leave-one-subset-out training runs (executed by prune run)."""
     from trueneg.collection import Collection
     from trueneg.prune import plan as make_plan
     from trueneg.prune import write_json
@@ -101,3 +101,67 @@ def apply(
         raise InputError("give --keep SUBSET (repeatable) or --decision FILE")
     n = do_apply(collection, out, names, overwrite=overwrite)
     typer.echo(f"wrote {out}: {n:,} examples from {len(names)} subsets")
+
+
+@prune_app.command("run")
+def run(
+    plan_file: Annotated[Path, typer.Argument(help="The plan JSON (prune plan --eval ...).")],
+    workdir: Annotated[
+        Path,
+        typer.Option(
+            "--workdir", "-w", help="results.json and decision.json go here; a rerun resumes."
+        ),
+    ],
+    necessary: Annotated[
+        list[str] | None,
+        typer.Option(help="Subsets kept whatever the results. Repeatable."),
+    ] = None,
+    margin: Annotated[
+        float, typer.Option(help="Drop only when removal helps by more than this.")
+    ] = 0.0,
+    model: Annotated[
+        Path | None, typer.Option(help="Model to fine-tune (default: all-MiniLM-L6-v2).")
+    ] = None,
+    epochs: Annotated[int, typer.Option(help="Training epochs per run.")] = 1,
+    max_steps: Annotated[int | None, typer.Option(help="Training steps per run.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Queries per batch.")] = 16,
+    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 2e-5,
+    seed: Annotated[int, typer.Option(help="Training seed (the same for every run).")] = 42,
+    eval_precision: Annotated[
+        str, typer.Option(help="fp32 (reference numbers) or auto (bf16 where the CPU has it).")
+    ] = "fp32",
+) -> None:
+    """Train and evaluate every run of the plan with the same recipe, then decide (as prune
+    decide) and write the decision."""
+    from dataclasses import replace
+
+    from trueneg.prune import run_plan
+    from trueneg.train.retriever import RetrieverConfig
+
+    base = RetrieverConfig(model=str(model) if model else None)
+    recipe = replace(
+        base,
+        schedule=replace(
+            base.schedule,
+            epochs=epochs,
+            max_steps=max_steps,
+            batch_size=batch_size,
+            lr=lr,
+            seed=seed,
+        ),
+    )
+    _, d = run_plan(
+        json.loads(plan_file.read_text()),
+        workdir,
+        recipe,
+        necessary=list(necessary or []),
+        margin=margin,
+        eval_precision=eval_precision,
+        say=lambda s: typer.echo(s, err=True),
+    )
+    for r in d.rows:
+        typer.echo(
+            f"{r['subset']:24s} without it {r['score_without']:.4f} ({r['delta']:+.4f}) -> {r['decision']}"
+        )
+    typer.echo(f"keep: {', '.join(d.keep)}; drop: {', '.join(d.drop) or '-'}")
+    typer.echo(f"wrote {workdir / 'results.json'}, {workdir / 'decision.json'}")

@@ -135,13 +135,35 @@ def report(
         list[Path] | None,
         typer.Option(help="Fixed collections to summarise (their fix.json). Repeatable."),
     ] = None,
+    experiment: Annotated[
+        list[Path] | None,
+        typer.Option(help="trueneg experiment result JSON to show (table and plot). Repeatable."),
+    ] = None,
+    prefilter: Annotated[
+        list[Path] | None,
+        typer.Option(help="trueneg judge prefilter curve JSON (one per scorer). Repeatable."),
+    ] = None,
 ) -> None:
     """Write the HTML (self-contained) and Markdown report of a judged collection."""
     from trueneg.collection import Collection
     from trueneg.report import ReportData, load_json, write_report
 
     coll = Collection.load(collection)
+    from trueneg.exceptions import InputError
+
     fixes = [load_json(f / "fix.json") for f in fixed or []]
+    experiments = []
+    for f in experiment or []:
+        r = load_json(f)
+        if r is None:
+            raise InputError("experiment result not found", path=str(f))
+        experiments += list(r["datasets"].values()) if "datasets" in r else [r]
+    curves = []
+    for f in prefilter or []:
+        c = load_json(f)
+        if c is None:
+            raise InputError("prefilter curve not found", path=str(f))
+        curves.append(c)
     p = write_report(
         ReportData(
             "trueneg report",
@@ -149,6 +171,8 @@ def report(
             load_json(coll.path / "judge-summary.json"),
             load_json(coll.path / "dedup.json"),
             [f for f in fixes if f],
+            experiments=experiments,
+            prefilters=curves,
         ),
         out,
     )

@@ -29,10 +29,11 @@ from trueneg.judge.client import Outcome, Request, Sender, SendStats
 from trueneg.judge.cost import MESSAGE_OVERHEAD, count_tokens, price_for
 from trueneg.judge.parse import parse_listwise, parse_pointwise
 from trueneg.judge.render import load_prompt, render_listwise, render_pointwise
+from trueneg.texts import passage_texts
 
 logger = logging.getLogger(__name__)
 
-BACKENDS = ("openai", "batch", "replay", "local")
+BACKENDS = ("openai", "batch", "replay", "local", "qrels")
 RULES = ("better", "both")
 
 
@@ -61,6 +62,15 @@ class Stage:
     #: "cross-encoder" (``model`` a cross-encoder folder, e.g. from ``trueneg train reranker``;
     #: the margin then applies to its logits)
     local_scorer: str = "embedding"
+    #: backend "local": flag the uncertain negatives as false negatives too (a local scorer as the
+    #: last, zero-cost judge) instead of only passing their calls on
+    local_flags: bool = False
+    #: backend "qrels": human labels as the judge, from a qrels TSV (query-id, corpus-id, score)
+    #: or a BEIR folder (its ``qrels/test.tsv``), matched by query id and docid: a pair is a false
+    #: negative when its grade reaches ``relevance_threshold``, not relevant below it, and
+    #: "unjudged" (no label, so an earlier stage's verdict stands) when the file has no line for it
+    qrels: str | None = None
+    relevance_threshold: int = 1
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -81,10 +91,13 @@ class Stage:
             )
         if not 1 <= self.max_per_call <= 1000:
             raise InputError(f"stage {self.name}: max_per_call must be in 1..1000")
+        if self.backend == "qrels" and not self.qrels:
+            raise InputError(f"stage {self.name}: backend 'qrels' needs qrels = PATH")
 
     @property
     def is_local(self) -> bool:
-        return self.backend == "local"
+        """Judged on this machine, at no cost: a local scorer or human labels (qrels)."""
+        return self.backend in ("local", "qrels")
 
     def params(self) -> dict[str, Any]:
         return {
@@ -199,9 +212,19 @@ class CollectionText:
         q = coll.queries["text"].to_pylist()
         self.qids = ex["qid"].to_numpy()
         self.query = [q[i] for i in self.qids.tolist()]
-        self.passage = coll.passages["text"].to_pylist()
+        self.passage = coll.passages["text"].to_pylist()  # as the prompts render it
+        self.coll = coll
+        self._passages = coll.passages
+        self._model_text: list[str] | None = None
         self.positives = ex["positives"].to_pylist()
         self.negatives = ex["negatives"].to_pylist()
+
+    @property
+    def model_passage(self) -> list[str]:
+        """Passage texts as models read them (title + text, :mod:`trueneg.texts`)."""
+        if self._model_text is None:
+            self._model_text = passage_texts(self._passages)
+        return self._model_text
 
 
 def plan_stage(text: CollectionText, stage: Stage, pointwise: bool) -> CallPlan:
@@ -381,7 +404,8 @@ def run_cascade(
     prev_flagged: CallPlan | None = None
     for si, stage in enumerate(config.stages, start=1):
         if stage.is_local:
-            summ, table, prev_flagged = _local_stage(text, stage, si, prev_flagged, dry_run)
+            run_local = _qrels_stage if stage.backend == "qrels" else _local_stage
+            summ, table, prev_flagged = run_local(text, stage, si, prev_flagged, dry_run)
             summaries.append(summ)
             rows.append(table)
             continue
@@ -478,7 +502,8 @@ def _local_stage(
     """A local scorer: each negative's score for its query (embedding cosine, or a cross-encoder's
     logit) against the lowest positive's. Negatives at or above ``p - |p| * local_margin`` are
     "uncertain" and their calls go on to the next stage; the rest are "not_relevant". It flags no
-    false negative itself and costs nothing; the scores are kept in the ``similarity`` column."""
+    false negative itself (unless ``local_flags``: then the uncertain ones are its false
+    negatives) and costs nothing; the scores are kept in the ``similarity`` column."""
     summ = StageSummary(stage.name, stage.model)
     plan = plan_stage(text, stage, False) if stage.trigger == "all" or prev is None else prev
     summ.calls = len(plan)
@@ -489,6 +514,8 @@ def _local_stage(
     pid_col: list[int] = []
     label_col: list[str] = []
     sim_col: list[float] = []
+    flag_col: list[bool] = []
+    examples_fn: set[int] = set()
     flagged_calls: list[int] = []
     for i, (e, s, t) in enumerate(
         zip(plan.example.tolist(), plan.start.tolist(), plan.end.tolist(), strict=True)
@@ -501,6 +528,10 @@ def _local_stage(
         if any(uncertain):
             flagged_calls.append(i)
             summ.flagged_calls += 1
+            if stage.local_flags:
+                summ.false_negatives += sum(uncertain)
+                examples_fn.add(e)
+        flag_col.extend(uncertain if stage.local_flags else [False] * len(negs))
         ex_col.extend([e] * len(negs))
         pid_col.extend(negs)
         sim_col.extend(sims)
@@ -515,11 +546,85 @@ def _local_stage(
             "stage": [stage.name] * n,
             "stage_index": [stage_index] * n,
             "label": label_col,
-            "flagged": [False] * n,
+            "flagged": flag_col,
             "status": ["ok"] * n,
             "model": [stage.model] * n,
             "prompt": [None] * n,
             "similarity": sim_col,
+        }
+    )
+    summ.examples_with_false_negatives = len(examples_fn)
+    return summ, table, plan.take(np.asarray(flagged_calls, np.int64))
+
+
+def _qrels_stage(
+    text: CollectionText, stage: Stage, stage_index: int, prev: CallPlan | None, dry_run: bool
+) -> tuple[StageSummary, pa.Table, CallPlan]:
+    """Human labels as a judge: each negative looked up in the qrels by (query id, docid).
+    Labels "relevant" (flagged: a false negative) or "not_relevant"; a pair the qrels do not
+    judge gets status "unjudged" and no label. Calls with a flagged pair go on."""
+    from trueneg.evaluate import read_qrels
+
+    summ = StageSummary(stage.name, stage.model)
+    plan = plan_stage(text, stage, False) if stage.trigger == "all" or prev is None else prev
+    summ.calls = len(plan)
+    if dry_run or not len(plan):
+        return summ, judgments.empty(), plan
+    assert stage.qrels is not None
+    qrels = read_qrels(stage.qrels)
+    query_ids = text.coll.queries["query_id"].to_pylist()
+    docids = text.coll.passages["docid"].to_pylist()
+    if all(q is None for q in query_ids):
+        raise InputError(
+            f"stage {stage.name}: the collection has no query ids to look up in the qrels "
+            "(ingest a format with ids: BEIR, Tevatron, tevatron-v2)"
+        )
+    ex_col: list[int] = []
+    pid_col: list[int] = []
+    label_col: list[str | None] = []
+    flag_col: list[bool] = []
+    status_col: list[str] = []
+    examples_fn: set[int] = set()
+    flagged_calls: list[int] = []
+    for i, (e, s, t) in enumerate(
+        zip(plan.example.tolist(), plan.start.tolist(), plan.end.tolist(), strict=True)
+    ):
+        judged = qrels.get(query_ids[int(text.qids[e])] or "", {})
+        negs = text.negatives[e][s:t]
+        any_flag = False
+        for p in negs:
+            grade = judged.get(docids[p] or "")
+            flag = grade is not None and grade >= stage.relevance_threshold
+            any_flag |= flag
+            ex_col.append(e)
+            pid_col.append(p)
+            flag_col.append(flag)
+            if grade is None:
+                label_col.append(None)
+                status_col.append("unjudged")
+            else:
+                label_col.append("relevant" if flag else "not_relevant")
+                status_col.append("ok")
+            summ.statuses[status_col[-1]] = summ.statuses.get(status_col[-1], 0) + 1
+        if any_flag:
+            flagged_calls.append(i)
+            summ.flagged_calls += 1
+            examples_fn.add(e)
+    n = len(ex_col)
+    summ.false_negatives = sum(flag_col)
+    summ.examples_with_false_negatives = len(examples_fn)
+    table = judgments.table(
+        {
+            "example": ex_col,
+            "qid": text.qids[np.asarray(ex_col, np.int64)] if n else [],
+            "pid": pid_col,
+            "stage": [stage.name] * n,
+            "stage_index": [stage_index] * n,
+            "label": label_col,
+            "flagged": flag_col,
+            "status": status_col,
+            "model": [stage.model] * n,
+            "prompt": [None] * n,
         }
     )
     return summ, table, plan.take(np.asarray(flagged_calls, np.int64))
@@ -537,13 +642,13 @@ def _local_scores(
             (e, p) for e in ex_ids for p in dict.fromkeys(text.positives[e] + text.negatives[e])
         ]
         rr = Reranker(stage.model)
-        sc = rr.score([text.query[e] for e, _ in pairs], [text.passage[p] for _, p in pairs])
+        sc = rr.score([text.query[e] for e, _ in pairs], [text.model_passage[p] for _, p in pairs])
         return {k: float(v) for k, v in zip(pairs, sc.tolist(), strict=True)}
     from trueneg.embed import Encoder, EncoderConfig
 
     enc = Encoder(EncoderConfig(model=None if stage.model in ("", "default") else stage.model))
     pids = sorted({p for e in ex_ids for p in text.positives[e] + text.negatives[e]})
-    pe = enc.encode([text.passage[p] for p in pids], "passage", desc=f"{stage.name} passages")
+    pe = enc.encode([text.model_passage[p] for p in pids], "passage", desc=f"{stage.name} passages")
     qe = enc.encode([text.query[e] for e in ex_ids], "query", desc=f"{stage.name} queries")
     row_of = {p: i for i, p in enumerate(pids)}
     return {

@@ -18,6 +18,7 @@ import numpy as np
 from trueneg import _core
 from trueneg._io import atomic_file
 from trueneg.exceptions import InputError, TruenegError
+from trueneg.texts import passage_texts
 
 
 def require_torch() -> Any:
@@ -44,7 +45,7 @@ class Schedule:
     warmup_ratio: float = 0.1
     weight_decay: float = 0.01
     seed: int = 42
-    #: auto = bf16 autocast + TF32 on CUDA, fp32 on CPU
+    #: auto = bf16 autocast (+ TF32) on CUDA and on CPUs with AVX512-BF16 / AMX, fp32 elsewhere
     precision: str = "auto"
     gradient_checkpointing: bool = False
     #: optimiser steps between checkpoints (0: only at the end of each epoch)
@@ -54,57 +55,103 @@ class Schedule:
     def check(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.grad_accum < 1:
             raise InputError("epochs, batch_size and grad_accum must be at least 1")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise InputError(f"max_steps must be at least 1, got {self.max_steps}")
+        if self.lr <= 0:
+            raise InputError(f"lr must be > 0, got {self.lr}")
+        if self.save_steps < 0:
+            raise InputError(f"save_steps must be >= 0, got {self.save_steps}")
         if self.precision not in ("auto", "fp32", "bf16", "fp16"):
             raise InputError(f"precision must be auto, fp32, bf16 or fp16, got {self.precision!r}")
         if not 0 <= self.warmup_ratio < 1:
             raise InputError("warmup_ratio must be in [0, 1)")
 
 
-class TrainData:
-    """A collection's examples as training groups: per epoch, each example's positive is
-    positives[(h + epoch) % len] (h: a seeded per-example offset) and its negatives a window of a
-    seeded permutation that moves by ``num_negatives`` each epoch. Examples without a positive
-    are skipped (counted)."""
+ROWS = ("example", "positive")
 
-    def __init__(self, coll: Any, num_negatives: int, seed: int) -> None:
+
+class TrainData:
+    """A collection's examples as training rows. ``rows="example"``: one row per example and
+    epoch, its positive rotated over the example's positives from epoch to epoch (Tevatron);
+    ``rows="positive"``: one row per positive and epoch (sentence-transformers' (anchor,
+    positive) pairs), so relabelled positives add rows; ``row_counts`` fixes the rows of each
+    example instead (a step-matched control), their positives drawn in turn from a seeded
+    permutation of all its positives. Each row's negatives are the next window of a seeded
+    permutation of the example's negatives. Every positive of a query, over all its examples, is
+    kept out of its negatives (``known_positives``: the loss masks them as in-batch negatives
+    too). Examples without a positive are skipped (counted)."""
+
+    def __init__(
+        self,
+        coll: Any,
+        num_negatives: int,
+        seed: int,
+        *,
+        rows: str = "example",
+        row_counts: Any = None,
+    ) -> None:
+        if rows not in ROWS:
+            raise InputError(f"rows must be one of {ROWS}, got {rows!r}")
         ex = coll.examples
         self.qids = ex["qid"].to_numpy().astype(np.uint32)
         self.positives: list[list[int]] = ex["positives"].to_pylist()
         self.negatives: list[list[int]] = ex["negatives"].to_pylist()
-        keep = [i for i, p in enumerate(self.positives) if p]
-        self.skipped = len(self.positives) - len(keep)
-        if not keep:
+        self.known_positives: dict[int, set[int]] = {}
+        for q, pos in zip(self.qids.tolist(), self.positives, strict=True):
+            self.known_positives.setdefault(q, set()).update(pos)
+        if row_counts is not None:
+            counts = np.asarray(row_counts, np.int64)
+            if counts.shape != (len(self.positives),) or (counts < 0).any():
+                raise InputError(
+                    f"row_counts needs one count >= 0 per example ({len(self.positives)})"
+                )
+        elif rows == "positive":
+            counts = np.asarray([len(p) for p in self.positives], np.int64)
+        else:
+            counts = np.ones(len(self.positives), np.int64)
+        counts[[i for i, p in enumerate(self.positives) if not p]] = 0
+        self.skipped = sum(1 for p in self.positives if not p)
+        if not counts.any():
             raise InputError(f"{coll.path}: no example has a positive passage")
-        self.rows = np.asarray(keep, np.int64)
+        self.counts = counts
+        #: the example of every row, and the row's number within its example
+        self.rows = np.repeat(np.arange(len(counts)), counts)
+        self.row_number = np.concatenate([np.arange(c) for c in counts if c]).astype(np.int64)
         self.num_negatives = num_negatives
         self.seed = seed
-        rng = np.random.default_rng(seed)
-        self.offset = rng.integers(0, 1 << 31, len(self.positives))
         self.query_text: list[str] = coll.queries["text"].to_pylist()
-        self.passage_text: list[str] = coll.passages["text"].to_pylist()
+        self.passage_text: list[str] = passage_texts(coll.passages)
 
     def __len__(self) -> int:
         return len(self.rows)
 
-    def group(self, i: int, epoch: int) -> tuple[int, list[int]]:
-        """(positive pid, negative pids) of example ``i`` in ``epoch``."""
+    def group(self, i: int, epoch: int, r: int = 0) -> tuple[int, list[int]]:
+        """(positive pid, negative pids) of row ``r`` of example ``i`` in ``epoch``."""
         pos = self.positives[i]
-        p = pos[(int(self.offset[i]) + epoch) % len(pos)]
-        banned = set(pos)
+        turn = epoch * int(self.counts[i]) + r
+        order = np.random.default_rng([self.seed, i, 1]).permutation(len(pos))
+        p = pos[int(order[turn % len(pos)])]
+        banned = self.known_positives[int(self.qids[i])]
         negs = [n for n in dict.fromkeys(self.negatives[i]) if n not in banned]
         n = self.num_negatives
         if len(negs) > n:
             perm = np.random.default_rng([self.seed, i]).permutation(len(negs))
-            start = (epoch * n) % len(negs)
-            take = [(start + j) % len(negs) for j in range(n)]
-            negs = [negs[perm[t]] for t in take]
+            start = (turn * n) % len(negs)
+            negs = [negs[perm[(start + j) % len(negs)]] for j in range(n)]
         return p, negs
 
-    def batches(self, epoch: int, batch_size: int) -> list[list[tuple[int, int, list[int]]]]:
-        """The epoch's batches of (example, positive, negatives), packed so that no query and
-        no passage appears twice in a batch."""
-        groups = [(int(i), *self.group(int(i), epoch)) for i in self.rows]
-        ids = [[g[1], *g[2]] for g in groups]
+    def batches(
+        self, epoch: int, batch_size: int, *, distinct_passages: bool = True
+    ) -> list[list[tuple[int, int, list[int]]]]:
+        """The epoch's batches of (example, positive, negatives), packed so that no query
+        appears twice in a batch, and (``distinct_passages``) no passage either. The retriever
+        lets rows share passages (its loss scores each passage once and masks the known
+        positives of every query), so its batches fill up."""
+        groups = [
+            (int(i), *self.group(int(i), epoch, int(r)))
+            for i, r in zip(self.rows, self.row_number, strict=True)
+        ]
+        ids = [[g[1], *g[2]] if distinct_passages else [] for g in groups]
         off = np.concatenate([[0], np.cumsum([len(x) for x in ids])]).astype(np.int64)
         flat = np.asarray([p for x in ids for p in x], np.uint32)
         qs = self.qids[self.rows]
@@ -117,12 +164,10 @@ class TrainData:
 def setup_device(s: Schedule) -> tuple[Any, Any]:
     """(device, autocast dtype or None)."""
     torch = require_torch()
-    from trueneg.embed import pick_device
+    from trueneg.embed import pick_device, resolve_precision
 
     device = pick_device(s.device)
-    prec = s.precision
-    if prec == "auto":
-        prec = "bf16" if device.type == "cuda" else "fp32"
+    prec = resolve_precision(device, s.precision)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
@@ -214,11 +259,14 @@ def run_training(
     desc: str,
     resume: bool = True,
     tag: Any = None,
+    distinct_passages: bool = True,
 ) -> dict[str, Any]:
     """The optimisation loop: micro-batches of ``s.batch_size`` examples, ``s.grad_accum`` of them
     per optimiser step, gradient clipping at 1.0, linear warm-up and decay, a checkpoint every
-    ``s.save_steps`` steps and at each epoch end. ``loss_fn(batch)`` returns the mean loss of a
-    micro-batch. Returns the step count, the loss of every step and throughput."""
+    ``s.save_steps`` steps and at each epoch end. ``s.max_steps``, when set, is the number of
+    steps (epochs repeat until it is reached, as in transformers' Trainer). ``loss_fn(batch)``
+    returns the mean loss of a micro-batch. Returns the step count, the loss of every step,
+    throughput and the peak resident memory."""
     import time
 
     torch = require_torch()
@@ -226,12 +274,14 @@ def run_training(
 
     s.check()
     torch.manual_seed(s.seed)
-    first = data.batches(0, s.batch_size)  # reused for epoch 0
+    pack = {"distinct_passages": distinct_passages}
+    first = data.batches(0, s.batch_size, **pack)  # reused for epoch 0
     per_epoch = len(first)
     steps_per_epoch = -(-per_epoch // s.grad_accum)
-    total = steps_per_epoch * s.epochs
+    epochs = s.epochs
     if s.max_steps is not None:
-        total = min(total, s.max_steps)
+        epochs = -(-s.max_steps // max(1, steps_per_epoch))
+    total = steps_per_epoch * epochs if s.max_steps is None else s.max_steps
     opt, sched = optimizer_and_schedule(model, s, max(total, 1))
     ckpt = Checkpoints(out)
     state: dict[str, Any] = {
@@ -255,8 +305,8 @@ def run_training(
     model.train()
     t0, seen0 = time.perf_counter(), state["examples"]
     with progress(total=total, desc=desc, unit=" steps", initial=state["step"]) as bar:
-        for epoch in range(state["epoch"], s.epochs):
-            batches = first if epoch == 0 else data.batches(epoch, s.batch_size)
+        for epoch in range(state["epoch"], epochs):
+            batches = first if epoch == 0 else data.batches(epoch, s.batch_size, **pack)
             start = state["batch"] if epoch == state["epoch"] else 0
             acc: list[float] = []
             for bi in range(start, len(batches)):
@@ -287,11 +337,24 @@ def run_training(
     model.eval()
     return {
         "steps": state["step"],
+        "epochs": epochs,
+        "rows": len(data),
         "losses": state["losses"],
         "examples_per_s": (state["examples"] - seen0) / secs if secs > 0 else 0.0,
         "skipped_examples": data.skipped,
         "resumed_from": str(last) if last else None,
+        "peak_rss_mb": peak_rss_mb(),
     }
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far, in MB (0 where the OS does not say)."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - Windows
+        return 0.0
+    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return kb / 1024 if os.uname().sysname != "Darwin" else kb / 1024 / 1024
 
 
 def place(model: Any, s: Schedule) -> tuple[Any, Any]:
@@ -316,6 +379,7 @@ def fit_and_save(
     *,
     resume: bool,
     info: dict[str, Any],
+    distinct_passages: bool = True,
 ) -> dict[str, Any]:
     """Runs :func:`run_training` with checkpoints in ``OUT.checkpoints`` (tagged with the settings
     and data, so a resume never mixes runs), then writes the model (``save(folder)``) and
@@ -332,7 +396,15 @@ def fit_and_save(
     }
     t = time.perf_counter()
     r = run_training(
-        model, data, cfg.schedule, work, loss_fn, desc=f"train {kind}", resume=resume, tag=tag
+        model,
+        data,
+        cfg.schedule,
+        work,
+        loss_fn,
+        desc=f"train {kind}",
+        resume=resume,
+        tag=tag,
+        distinct_passages=distinct_passages,
     )
     result = {
         "kind": kind,
