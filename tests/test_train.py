@@ -326,3 +326,24 @@ def test_max_steps_runs_across_epochs_and_the_summary_is_true(
     long = [float(x) for x in range(20, 0, -1)]
     assert loss_summary(long) == "mean loss of the first / last 2 steps 19.5000 -> 1.5000"
     assert loss_summary([]) == "no steps"
+
+
+def test_checkpointing_turns_on_when_a_step_would_not_fit(toy: Collection, tmp_path: Path) -> None:
+    from trueneg.train._loop import activation_gb
+
+    small = Encoder(EncoderConfig()).model.config
+    assert activation_gb(small, 128, 256) > 2 * activation_gb(small, 128, 128) > 0
+    # MiniLM, 16 rows x 8 passages x 256 tokens: far over 4 GB without checkpointing
+    assert activation_gb(small, 128, 256) > 4
+    tight = RetrieverConfig(
+        passage_max_length=64,
+        query_max_length=32,
+        schedule=Schedule(batch_size=2, max_steps=1, memory_limit_gb=1.001),
+    )
+    assert train_retriever(toy.path, tmp_path / "a", tight)["gradient_checkpointing"] is True
+    roomy = RetrieverConfig(
+        passage_max_length=64,
+        query_max_length=32,
+        schedule=Schedule(batch_size=2, max_steps=1, memory_limit_gb=64),
+    )
+    assert train_retriever(toy.path, tmp_path / "b", roomy)["gradient_checkpointing"] is False

@@ -44,6 +44,8 @@ def env_info() -> dict[str, object]:
         "rust_threads": _core.num_threads(),
         "TRUENEG_NUM_THREADS": os.environ.get("TRUENEG_NUM_THREADS"),
         "cpu_features": _core.cpu_features(),
+        # what precision=auto / dtype=auto picks for embedding and training on this CPU
+        "auto_precision_cpu": "bf16" if "avx512bf16" in _core.cpu_features() else "fp32",
         "packages": versions,
     }
 

@@ -36,7 +36,15 @@ Seed = Annotated[int, typer.Option(help="Seed of batch packing, negative rotatio
 Precision = Annotated[
     str, typer.Option(help="auto (bf16 autocast + TF32 on CUDA, fp32 on CPU), fp32, bf16, fp16.")
 ]
-Ckpt = Annotated[bool, typer.Option(help="Gradient checkpointing (less memory, ~30% slower).")]
+Ckpt = Annotated[
+    bool | None,
+    typer.Option(
+        help="Gradient checkpointing (less memory, ~30% slower); default: on when a step would pass --memory-limit-gb."
+    ),
+]
+MemLimit = Annotated[
+    float, typer.Option(help="Peak memory to stay under (GB); decides automatic checkpointing.")
+]
 SaveSteps = Annotated[
     int, typer.Option(help="Checkpoint every N steps (0: at each epoch end); a rerun resumes.")
 ]
@@ -68,7 +76,9 @@ def loss_summary(losses: list[float]) -> str:
 def _summary(r: dict, out: Path) -> None:
     typer.echo(
         f"wrote {out}: {r['steps']} steps ({r['rows']} rows x {r['epochs']} epochs) on "
-        f"{r['device']} ({r['precision']}), {r['examples_per_s']:.1f} rows/s, peak memory "
+        f"{r['device']} ({r['precision']}"
+        + (", gradient checkpointing" if r.get("gradient_checkpointing") else "")
+        + f"), {r['examples_per_s']:.1f} rows/s, peak memory "
         f"{r['peak_rss_mb'] / 1024:.1f} GB; {loss_summary(r['losses'])}; result in {out / 'train.json'}"
     )
 
@@ -123,7 +133,8 @@ def retriever(
     weight_decay: WeightDecay = 0.01,
     seed: Seed = 42,
     precision: Precision = "auto",
-    gradient_checkpointing: Ckpt = False,
+    gradient_checkpointing: Ckpt = None,
+    memory_limit_gb: MemLimit = 4.0,
     save_steps: SaveSteps = 0,
     resume: Resume = True,
     device: Device = "auto",
@@ -169,7 +180,8 @@ def reranker(
     weight_decay: WeightDecay = 0.01,
     seed: Seed = 42,
     precision: Precision = "auto",
-    gradient_checkpointing: Ckpt = False,
+    gradient_checkpointing: Ckpt = None,
+    memory_limit_gb: MemLimit = 4.0,
     save_steps: SaveSteps = 0,
     resume: Resume = True,
     device: Device = "auto",

@@ -166,14 +166,15 @@ def train_retriever(
     data = TrainData(coll, cfg.group_size - 1, s.seed, rows=cfg.rows, row_counts=row_counts)
     device, amp = setup_device(s)
     model, tok, pooling, base = _load(cfg, device, "bf16" if amp == torch.bfloat16 else "fp32")
-    place(model, s)
+    declared = declared_max_length(base)
+    passage_len = cfg.passage_max_length or declared or 512
+    query_len = cfg.query_max_length or declared or 512
+    # a step: every row's group of passages (at most), at the passage length
+    place(model, s, sequences=s.batch_size * cfg.group_size, tokens=passage_len)
     if cfg.dropout is not None:
         for module in model.modules():
             if isinstance(module, torch.nn.Dropout):
                 module.p = cfg.dropout
-    declared = declared_max_length(base)
-    passage_len = cfg.passage_max_length or declared or 512
-    query_len = cfg.query_max_length or declared or 512
 
     def embed(texts: list[str], max_length: int) -> Any:
         batch = tok(
@@ -235,6 +236,7 @@ def train_retriever(
         "precision": precision,
         "query_max_length": query_len,
         "passage_max_length": passage_len,
+        "gradient_checkpointing": bool(getattr(model, "is_gradient_checkpointing", False)),
     }
     return fit_and_save(
         "retriever",
