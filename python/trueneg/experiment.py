@@ -675,7 +675,9 @@ def rows(result: dict[str, Any]) -> list[dict[str, str]]:
 
 
 def plot_png(result: dict[str, Any]) -> bytes:
-    """A PNG of nDCG@10 per condition, mean with the seeds' standard deviation as error bars."""
+    """A PNG: nDCG@10 per condition (mean over seeds; error bars: the seeds' standard deviation,
+    which mixes in how hard each seed's test split is) and, beside it, the paired delta to noisy
+    (same seed, same test queries: the comparison that matters)."""
     import io
 
     import matplotlib
@@ -683,22 +685,37 @@ def plot_png(result: dict[str, Any]) -> bytes:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = list(result["conditions"])
-    names = [n for n in names if result["conditions"][n]["nDCG@10"]["mean"] is not None]
-    means = [result["conditions"][n]["nDCG@10"]["mean"] for n in names]
-    stds = [result["conditions"][n]["nDCG@10"]["std"] for n in names]
-    fig, ax = plt.subplots(figsize=(7, 3.6), dpi=110)
-    colors = [
-        "#999999" if n == "zero-shot" else "#c44e52" if n == "noisy" else "#4c72b0" for n in names
-    ]
-    ax.bar(names, means, yerr=stds, capsize=4, color=colors)
+    conds = result["conditions"]
+    names = [n for n in conds if conds[n]["nDCG@10"]["mean"] is not None]
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(10, 3.8), dpi=110)
+    colors = {"zero-shot": "#999999", "noisy": "#c44e52"}
+    means = [conds[n]["nDCG@10"]["mean"] for n in names]
+    stds = [conds[n]["nDCG@10"]["std"] for n in names]
+    ax.bar(names, means, yerr=stds, capsize=4, color=[colors.get(n, "#4c72b0") for n in names])
     if means:
-        lo, hi = min(means), max(means)
-        pad = max(0.01, (hi - lo) * 0.6)
+        lo = min(m - s for m, s in zip(means, stds, strict=True))
+        hi = max(m + s for m, s in zip(means, stds, strict=True))
+        pad = max(0.005, (hi - lo) * 0.15)
         ax.set_ylim(max(0.0, lo - pad), min(1.0, hi + pad))
     ax.set_ylabel("nDCG@10 (test queries)")
     ax.set_title(f"{result['dataset']}: {len(result['settings']['seeds'])} seed(s)")
-    ax.tick_params(axis="x", labelrotation=20)
+    ax.tick_params(axis="x", labelrotation=25)
+    paired = [
+        (n, result["paired"][n]["delta_vs_noisy"])
+        for n in names
+        if n in result["paired"] and result["paired"][n]["delta_vs_noisy"]["mean"] is not None
+    ]
+    bx.bar(
+        [n for n, _ in paired],
+        [d["mean"] for _, d in paired],
+        yerr=[d["std"] for _, d in paired],
+        capsize=4,
+        color=[colors.get(n, "#4c72b0") for n, _ in paired],
+    )
+    bx.axhline(0, color="#333", lw=0.8)
+    bx.set_ylabel("paired Δ nDCG@10 vs noisy")
+    bx.set_title("same seed, same test queries")
+    bx.tick_params(axis="x", labelrotation=25)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")

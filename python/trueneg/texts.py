@@ -14,7 +14,7 @@ reference rendering, kept byte for byte).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -36,12 +36,12 @@ def passage_text(title: str | None, text: str, sep: str | None = None) -> str:
     return text.strip()
 
 
-def passage_texts(
-    passages: pa.Table | tuple[Sequence[str | None], Sequence[str]], sep: str | None = None
-) -> list[str]:
-    """The text of every passage of a ``passages`` table (columns ``title``, ``text``; in row
-    order), or of (titles, texts) sequences, by :func:`passage_text`'s rule (Arrow compute, no
-    Python loop over the rows)."""
+def passage_texts(passages: Any, sep: str | None = None) -> list[str]:
+    """The text of every passage of a collection (pid order), of a ``passages`` table (columns
+    ``title``, ``text``; row order), or of (titles, texts) sequences, by :func:`passage_text`'s
+    rule (joined with Arrow compute)."""
+    if hasattr(passages, "passages") and not isinstance(passages, tuple):  # a Collection
+        passages = passages.passages
     if isinstance(passages, pa.Table):
         title = passages["title"].combine_chunks()
         text = passages["text"].combine_chunks()

@@ -77,7 +77,13 @@ def _summary(r: dict, out: Path) -> None:
     typer.echo(
         f"wrote {out}: {r['steps']} steps ({r['rows']} rows x {r['epochs']} epochs) on "
         f"{r['device']} ({r['precision']}"
-        + (", gradient checkpointing" if r.get("gradient_checkpointing") else "")
+        + (
+            f", checkpointed in {r['gradient_checkpointing']}"
+            if isinstance(r.get("gradient_checkpointing"), str)
+            else ", gradient checkpointing"
+            if r.get("gradient_checkpointing")
+            else ""
+        )
         + f"), {r['examples_per_s']:.1f} rows/s, peak memory "
         f"{r['peak_rss_mb'] / 1024:.1f} GB; {loss_summary(r['losses'])}; result in {out / 'train.json'}"
     )

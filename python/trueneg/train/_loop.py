@@ -363,6 +363,11 @@ def peak_rss_mb() -> float:
     return kb / 1024 if os.uname().sysname != "Darwin" else kb / 1024 / 1024
 
 
+#: what a training process holds besides a step's activations (torch and transformers, the model,
+#: AdamW's two moments, the texts), in GB, for choosing automatic checkpointing
+FIXED_GB = 2.0
+
+
 def activation_gb(config: Any, sequences: int, tokens: int) -> float:
     """Estimated memory (GB) the backward pass keeps for ``sequences`` x ``tokens`` through a
     BERT-like encoder without checkpointing: per layer and sequence, the attention maps
@@ -377,19 +382,22 @@ def activation_gb(config: Any, sequences: int, tokens: int) -> float:
     return n_layers * per * sequences / 1e9
 
 
-def place(model: Any, s: Schedule, *, sequences: int = 0, tokens: int = 0) -> tuple[Any, Any]:
-    """Moves the model to the schedule's device; gradient checkpointing when asked, or (auto)
-    when a step of ``sequences`` x ``tokens`` would keep more activations than fit in
-    ``s.memory_limit_gb`` (with ~1 GB for the model, optimiser and runtime). Returns (device,
-    autocast dtype or None)."""
+def place(model: Any, s: Schedule, *, sequences: int = 0, tokens: int = 0) -> tuple[Any, Any, bool]:
+    """Moves the model to the schedule's device; per-layer gradient checkpointing when asked, or
+    (auto, ``sequences`` > 0) when a step of ``sequences`` x ``tokens`` would keep more
+    activations than fit in ``s.memory_limit_gb`` beside :data:`FIXED_GB`. Returns (device,
+    autocast dtype or None, whether checkpointing is on)."""
     device, amp = setup_device(s)
     model.to(device)
     on = s.gradient_checkpointing
     if on is None:
-        on = activation_gb(model.config, sequences, tokens) > s.memory_limit_gb - 1.0
-    if on:
-        model.gradient_checkpointing_enable()
-    return device, amp
+        on = sequences > 0 and activation_gb(model.config, sequences, tokens) > (
+            s.memory_limit_gb - FIXED_GB
+        )
+    if on:  # transformers 5 renamed it; older versions have only the first name
+        enable = getattr(model, "activation_checkpointing_enable", None)
+        (enable or model.gradient_checkpointing_enable)()
+    return device, amp, bool(on)
 
 
 def fit_and_save(

@@ -118,7 +118,7 @@ def train_reranker(
     data = TrainData(coll, cfg.group_size - 1, s.seed)
     base = Path(cfg.model or default_model_path())
     model, tok = _load(base)
-    device, amp = place(model, s, sequences=s.batch_size * cfg.group_size, tokens=cfg.max_length)
+    device, amp, _ = place(model, s, sequences=s.batch_size * cfg.group_size, tokens=cfg.max_length)
 
     def loss_fn(batch: list[tuple[int, int, list[int]]]) -> Any:
         qs, ps, sizes = [], [], []

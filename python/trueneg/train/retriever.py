@@ -16,8 +16,10 @@ from typing import Any
 
 from trueneg.exceptions import InputError
 from trueneg.train._loop import (
+    FIXED_GB,
     Schedule,
     TrainData,
+    activation_gb,
     fit_and_save,
     place,
     require_torch,
@@ -170,7 +172,16 @@ def train_retriever(
     passage_len = cfg.passage_max_length or declared or 512
     query_len = cfg.query_max_length or declared or 512
     # a step: every row's group of passages (at most), at the passage length
-    place(model, s, sequences=s.batch_size * cfg.group_size, tokens=passage_len)
+    # memory: with checkpointing left to auto, a step whose activations would not fit in
+    # memory_limit_gb is encoded in checkpointed chunks of sequences (each chunk re-run in the
+    # backward pass), so the peak is one chunk's activations, whatever the batch
+    _, _, layer_ckpt = place(model, s)
+    per_seq = activation_gb(model.config, 1, max(passage_len, query_len))
+    room = s.memory_limit_gb - FIXED_GB
+    chunk = 0
+    if s.gradient_checkpointing is None and per_seq * s.batch_size * cfg.group_size > room:
+        chunk = max(1, int(room / per_seq))
+    checkpointing: bool | str = f"chunks of {chunk}" if chunk else layer_ckpt
     if cfg.dropout is not None:
         for module in model.modules():
             if isinstance(module, torch.nn.Dropout):
@@ -181,9 +192,25 @@ def train_retriever(
             texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt"
         )
         batch = batch.to(device)
-        with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
-            hidden = model(**batch).last_hidden_state
-        e = pool_hidden(hidden, batch["attention_mask"], pooling).float()
+
+        def encode(*tensors: Any) -> Any:
+            inputs = dict(zip(keys, tensors, strict=True))
+            with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+                hidden = model(**inputs).last_hidden_state
+            return pool_hidden(hidden, inputs["attention_mask"], pooling).float()
+
+        keys = list(batch.keys())
+        n = len(texts)
+        if chunk and n > chunk and torch.is_grad_enabled():
+            from torch.utils.checkpoint import checkpoint
+
+            parts = [
+                checkpoint(encode, *(batch[k][a : a + chunk] for k in keys), use_reentrant=False)
+                for a in range(0, n, chunk)
+            ]
+            e = torch.cat(parts)
+        else:
+            e = encode(*(batch[k] for k in keys))
         return torch.nn.functional.normalize(e, dim=-1) if cfg.normalize else e
 
     def loss_fn(batch: list[tuple[int, int, list[int]]]) -> Any:
@@ -228,7 +255,7 @@ def train_retriever(
             passage_prefix=cfg.passage_prefix,
         )
 
-    precision = str(amp) if amp is not None else "fp32"
+    precision = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(amp, "fp32")
     info = {
         "base_model": str(base),
         "pooling": pooling,
@@ -236,7 +263,7 @@ def train_retriever(
         "precision": precision,
         "query_max_length": query_len,
         "passage_max_length": passage_len,
-        "gradient_checkpointing": bool(getattr(model, "is_gradient_checkpointing", False)),
+        "gradient_checkpointing": checkpointing,
     }
     return fit_and_save(
         "retriever",
