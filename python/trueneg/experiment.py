@@ -360,24 +360,15 @@ def run_experiment(
 
 
 def _run(ds: Path, cfg: ExperimentConfig, work: Path, say: Callable[[str], None]) -> dict[str, Any]:
-    from trueneg.embed import Encoder, EncoderConfig
     from trueneg.evaluate import load_beir
+    from trueneg.train.retriever import recipe_encoder
 
     t0 = time.perf_counter()
     data = load_beir(ds)
     raw = _raw_corpus(ds)
     work.mkdir(parents=True, exist_ok=True)
     recipe = cfg.recipe
-    base = Encoder(
-        EncoderConfig(
-            model=recipe.model,
-            pooling=recipe.pooling,
-            query_prefix=recipe.query_prefix,
-            passage_prefix=recipe.passage_prefix,
-            dtype=cfg.eval_precision,
-            cache_dir=str(work / "embeddings"),
-        )
-    )
+    base = recipe_encoder(recipe, dtype=cfg.eval_precision, cache_dir=str(work / "embeddings"))
     say(f"{data.name}: {len(data.doc_ids):,} passages, {len(data.query_ids)} judged queries")
     qe0 = base.encode(data.query_texts, "query", desc="embed queries (zero-shot)")
     de0 = base.encode(data.doc_texts, "passage", desc="embed corpus (zero-shot)")
@@ -515,8 +506,7 @@ def _condition(
     """Train one condition (for ``steps`` steps when given) and evaluate it on the test
     queries; the result is stored and reused on a rerun."""
     from trueneg.collection import Collection
-    from trueneg.embed import Encoder, EncoderConfig
-    from trueneg.train.retriever import train_retriever
+    from trueneg.train.retriever import recipe_encoder, train_retriever
 
     done = sdir / f"{cond}.json"
     if done.is_file():
@@ -538,16 +528,7 @@ def _condition(
         counts = _row_counts(colls["noisy"], src) if cond == "relabel-matched" else None
         model_dir = sdir / f"model-{cond}"
         tr = train_retriever(src, model_dir, recipe, overwrite=True, resume=True, row_counts=counts)
-        enc = Encoder(
-            EncoderConfig(
-                model=str(model_dir),
-                pooling=recipe.pooling,
-                query_prefix=recipe.query_prefix,
-                passage_prefix=recipe.passage_prefix,
-                max_length=eval_length,
-                dtype=cfg.eval_precision,
-            )
-        )
+        enc = recipe_encoder(recipe, model_dir, max_length=eval_length, dtype=cfg.eval_precision)
         qe = enc.encode(test.query_texts, "query", desc=f"embed test queries ({cond})")
         de = enc.encode(test.doc_texts, "passage", desc=f"embed corpus ({cond})")
         result = {

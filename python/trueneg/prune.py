@@ -156,10 +156,9 @@ def run_plan(
     ``workdir/decision.json``. Returns (results, decision)."""
     import json
 
-    from trueneg.embed import Encoder, EncoderConfig
     from trueneg.evaluate import evaluate_beir
     from trueneg.train._loop import config_dict
-    from trueneg.train.retriever import RetrieverConfig, train_retriever
+    from trueneg.train.retriever import RetrieverConfig, recipe_encoder, train_retriever
 
     if not plan_.get("eval"):
         raise InputError("the plan has no evaluation sets (make it with prune plan --eval DIR)")
@@ -183,15 +182,7 @@ def run_plan(
         coll_dir, model_dir = work / f"collection-{safe}", work / f"model-{safe}"
         n = apply(plan_["collection"], coll_dir, r["train_subsets"], overwrite=True)
         tr = train_retriever(coll_dir, model_dir, recipe, overwrite=True, resume=True)
-        enc = Encoder(
-            EncoderConfig(
-                model=str(model_dir),
-                pooling=recipe.pooling,
-                query_prefix=recipe.query_prefix,
-                passage_prefix=recipe.passage_prefix,
-                dtype=eval_precision,
-            )
-        )
+        enc = recipe_encoder(recipe, model_dir, dtype=eval_precision)
         ev = evaluate_beir(plan_["eval"], enc)
         scores = {d: s["retrieval"]["nDCG@10"] for d, s in ev["datasets"].items()}
         results[name] = {

@@ -536,22 +536,17 @@ def _local_stage(
         pid_col.extend(negs)
         sim_col.extend(sims)
         label_col.extend("uncertain" if u else "not_relevant" for u in uncertain)
-    n = len(ex_col)
     summ.statuses = {"ok": len(plan)}
-    table = judgments.table(
-        {
-            "example": ex_col,
-            "qid": text.qids[np.asarray(ex_col, np.int64)] if n else [],
-            "pid": pid_col,
-            "stage": [stage.name] * n,
-            "stage_index": [stage_index] * n,
-            "label": label_col,
-            "flagged": flag_col,
-            "status": ["ok"] * n,
-            "model": [stage.model] * n,
-            "prompt": [None] * n,
-            "similarity": sim_col,
-        }
+    table = stage_rows(
+        text,
+        stage,
+        stage_index,
+        ex_col,
+        pid_col,
+        label=label_col,
+        flagged=flag_col,
+        status=["ok"] * len(ex_col),
+        similarity=sim_col,
     )
     summ.examples_with_false_negatives = len(examples_fn)
     return summ, table, plan.take(np.asarray(flagged_calls, np.int64))
@@ -610,22 +605,17 @@ def _qrels_stage(
             flagged_calls.append(i)
             summ.flagged_calls += 1
             examples_fn.add(e)
-    n = len(ex_col)
     summ.false_negatives = sum(flag_col)
     summ.examples_with_false_negatives = len(examples_fn)
-    table = judgments.table(
-        {
-            "example": ex_col,
-            "qid": text.qids[np.asarray(ex_col, np.int64)] if n else [],
-            "pid": pid_col,
-            "stage": [stage.name] * n,
-            "stage_index": [stage_index] * n,
-            "label": label_col,
-            "flagged": flag_col,
-            "status": status_col,
-            "model": [stage.model] * n,
-            "prompt": [None] * n,
-        }
+    table = stage_rows(
+        text,
+        stage,
+        stage_index,
+        ex_col,
+        pid_col,
+        label=label_col,
+        flagged=flag_col,
+        status=status_col,
     )
     return summ, table, plan.take(np.asarray(flagged_calls, np.int64))
 
@@ -734,21 +724,44 @@ def _judge_rows(
         key_col.extend([k] * len(pids))
         reason_col.extend([reason] * len(pids))
     flagged_idx.append(np.asarray(flagged_here, np.int64))
-    n = len(ex_col)
+    return stage_rows(
+        text,
+        stage,
+        stage_index,
+        ex_col,
+        pid_col,
+        prompt=prompt_name,
+        label=label_col,
+        flagged=flag_col,
+        status=status_col,
+        request_key=key_col,
+        reason=reason_col,
+    )
+
+
+def stage_rows(
+    text: CollectionText,
+    stage: Stage,
+    stage_index: int,
+    examples: list[int],
+    pids: list[int],
+    *,
+    prompt: str | None = None,
+    **columns: Any,
+) -> pa.Table:
+    """A stage's judgment rows: one per (example, pid), the stage's name, index, model and
+    prompt on each, and the per-row ``columns`` (label, flagged, status, ...)."""
+    n = len(examples)
     return judgments.table(
         {
-            "example": ex_col,
-            "qid": text.qids[np.asarray(ex_col, np.int64)] if n else [],
-            "pid": pid_col,
+            "example": examples,
+            "qid": text.qids[np.asarray(examples, np.int64)] if n else [],
+            "pid": pids,
             "stage": [stage.name] * n,
             "stage_index": [stage_index] * n,
-            "label": label_col,
-            "flagged": flag_col,
-            "status": status_col,
             "model": [stage.model] * n,
-            "prompt": [prompt_name] * n,
-            "request_key": key_col,
-            "reason": reason_col,
+            "prompt": [prompt] * n,
+            **columns,
         }
     )
 

@@ -75,6 +75,26 @@ def _load(cfg: RetrieverConfig, device: Any, precision: str) -> tuple[Any, Any, 
     return model, tok, resolve_pooling(path, cfg.pooling), path
 
 
+def recipe_encoder(
+    recipe: RetrieverConfig, model: str | Path | None = None, **settings: Any
+) -> Any:
+    """An :class:`trueneg.embed.Encoder` that reads texts as ``recipe`` trained them (pooling,
+    normalisation, prefixes) for ``model`` (default: the recipe's base model); ``settings`` are
+    further ``EncoderConfig`` fields (max_length, dtype, cache_dir, ...)."""
+    from trueneg.embed import Encoder, EncoderConfig
+
+    return Encoder(
+        EncoderConfig(
+            model=str(model) if model is not None else recipe.model,
+            pooling=recipe.pooling,
+            normalize=recipe.normalize,
+            query_prefix=recipe.query_prefix,
+            passage_prefix=recipe.passage_prefix,
+            **settings,
+        )
+    )
+
+
 def save_sentence_transformers(
     model: Any,
     tok: Any,
