@@ -31,6 +31,9 @@ class BeirSet:
     query_ids: list[str]
     query_texts: list[str]
     qrels: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: each passage's title ("" when none) and text as the corpus file has them
+    doc_titles: list[str] = field(default_factory=list)
+    doc_bodies: list[str] = field(default_factory=list)
 
 
 def _jsonl(path: Path, fields: Sequence[str]) -> list[dict[str, Any]]:
@@ -96,6 +99,8 @@ def load_beir(path: str | Path, split: str = "test") -> BeirSet:
         query_ids=[q["_id"] for q in queries],
         query_texts=[q["text"] for q in queries],
         qrels=qrels,
+        doc_titles=[str(d.get("title") or "") for d in corpus],
+        doc_bodies=[d["text"] for d in corpus],
     )
 
 

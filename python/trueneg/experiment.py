@@ -202,7 +202,6 @@ def write_training_file(
     seed: int,
     qe: np.ndarray,
     de: np.ndarray,
-    raw: dict[str, tuple[str, str]],
     out: Path,
 ) -> dict[str, Any]:
     """The noisy training set as Tevatron JSONL: per train query its K labelled positives and
@@ -225,9 +224,11 @@ def write_training_file(
     )
 
     def passage(row: int) -> dict[str, str]:
-        d = data.doc_ids[row]
-        title, text = raw[d]
-        return {"docid": d, "title": title, "text": text}
+        return {
+            "docid": data.doc_ids[row],
+            "title": data.doc_titles[row],
+            "text": data.doc_bodies[row],
+        }
 
     lines, n_neg, n_fn, rows_fn = [], 0, 0, 0
     for k, q in enumerate(split.train):
@@ -257,25 +258,10 @@ def write_training_file(
     }
 
 
-def _raw_corpus(path: Path) -> dict[str, tuple[str, str]]:
-    """docid -> (title, text) as the corpus file has them."""
-    out = {}
-    with (path / "corpus.jsonl").open("rb") as f:
-        for line in f:
-            if line.strip():
-                d = orjson.loads(line)
-                out[str(d["_id"])] = (str(d.get("title") or ""), str(d.get("text") or ""))
-    return out
-
-
 def _subset(data: Any, queries: Sequence[int]) -> Any:
-    from trueneg.evaluate import BeirSet
-
     qs = [data.query_ids[i] for i in queries]
-    return BeirSet(
-        name=data.name,
-        doc_ids=data.doc_ids,
-        doc_texts=data.doc_texts,
+    return replace(
+        data,
         query_ids=qs,
         query_texts=[data.query_texts[i] for i in queries],
         qrels={q: data.qrels[q] for q in qs},
@@ -365,7 +351,6 @@ def _run(ds: Path, cfg: ExperimentConfig, work: Path, say: Callable[[str], None]
 
     t0 = time.perf_counter()
     data = load_beir(ds)
-    raw = _raw_corpus(ds)
     work.mkdir(parents=True, exist_ok=True)
     recipe = cfg.recipe
     base = recipe_encoder(recipe, dtype=cfg.eval_precision, cache_dir=str(work / "embeddings"))
@@ -393,7 +378,7 @@ def _run(ds: Path, cfg: ExperimentConfig, work: Path, say: Callable[[str], None]
                 "rows": 0,
                 "steps": 0,
             }
-        colls, stats = _collections(data, split, cfg, seed, qe0, de0, raw, sdir, fp)
+        colls, stats = _collections(data, split, cfg, seed, qe0, de0, sdir, fp)
         fn_stats.append(stats["false_negatives"])
         quality.append(stats["judge_quality"])
         # noisy first: the step-matched control takes its step count
@@ -419,7 +404,6 @@ def _collections(
     seed: int,
     qe: np.ndarray,
     de: np.ndarray,
-    raw: dict[str, tuple[str, str]],
     sdir: Path,
     fp: str,
 ) -> tuple[dict[str, Path], dict[str, Any]]:
@@ -440,7 +424,7 @@ def _collections(
     for p in colls.values():
         shutil.rmtree(p, ignore_errors=True)
     train_file = sdir / "train.jsonl"
-    fn = write_training_file(data, split, cfg, seed, qe, de, raw, train_file)
+    fn = write_training_file(data, split, cfg, seed, qe, de, train_file)
     ingest([train_file], colls["noisy"], format="tevatron", overwrite=True)
     judge = cfg.judge or JudgeConfig(
         stages=(
@@ -525,9 +509,7 @@ def _condition(
     if steps is not None:
         schedule = replace(schedule, max_steps=max(1, steps))
     recipe = replace(cfg.recipe, schedule=schedule)
-    if len(Collection.load(src)) == 0 or not any(
-        Collection.load(src).examples["positives"].to_pylist()
-    ):
+    if not any(Collection.load(src).examples["positives"].to_pylist()):
         result: dict[str, Any] = {m: None for m in METRICS}
         result.update(rows=0, steps=0, seconds=0.0, note="no training rows left")
     else:

@@ -214,7 +214,6 @@ class CollectionText:
         self.query = [q[i] for i in self.qids.tolist()]
         self.passage = coll.passages["text"].to_pylist()  # as the prompts render it
         self.coll = coll
-        self._passages = coll.passages
         self._model_text: list[str] | None = None
         self.positives = ex["positives"].to_pylist()
         self.negatives = ex["negatives"].to_pylist()
@@ -223,7 +222,7 @@ class CollectionText:
     def model_passage(self) -> list[str]:
         """Passage texts as models read them (title + text, :mod:`trueneg.texts`)."""
         if self._model_text is None:
-            self._model_text = passage_texts(self._passages)
+            self._model_text = passage_texts(self.coll)
         return self._model_text
 
 
@@ -496,6 +495,16 @@ def run_cascade(
     return summary, table
 
 
+def _local_plan(
+    text: CollectionText, stage: Stage, prev: CallPlan | None
+) -> tuple[StageSummary, CallPlan]:
+    """A local stage's calls (all, or those the previous stage passed on) and its summary."""
+    plan = plan_stage(text, stage, False) if stage.trigger == "all" or prev is None else prev
+    summ = StageSummary(stage.name, stage.model)
+    summ.calls = len(plan)
+    return summ, plan
+
+
 def _local_stage(
     text: CollectionText, stage: Stage, stage_index: int, prev: CallPlan | None, dry_run: bool
 ) -> tuple[StageSummary, pa.Table, CallPlan]:
@@ -504,9 +513,7 @@ def _local_stage(
     "uncertain" and their calls go on to the next stage; the rest are "not_relevant". It flags no
     false negative itself (unless ``local_flags``: then the uncertain ones are its false
     negatives) and costs nothing; the scores are kept in the ``similarity`` column."""
-    summ = StageSummary(stage.name, stage.model)
-    plan = plan_stage(text, stage, False) if stage.trigger == "all" or prev is None else prev
-    summ.calls = len(plan)
+    summ, plan = _local_plan(text, stage, prev)
     if dry_run or not len(plan):
         return summ, judgments.empty(), plan
     score = _local_scores(text, stage, plan)
@@ -520,8 +527,7 @@ def _local_stage(
     for i, (e, s, t) in enumerate(
         zip(plan.example.tolist(), plan.start.tolist(), plan.end.tolist(), strict=True)
     ):
-        ref = min(score[(e, p)] for p in text.positives[e])
-        bound = ref - abs(ref) * stage.local_margin
+        bound = uncertain_bound(score, text.positives[e], e, stage.local_margin)
         negs = text.negatives[e][s:t]
         sims = [score[(e, p)] for p in negs]
         uncertain = [x >= bound for x in sims]
@@ -552,6 +558,15 @@ def _local_stage(
     return summ, table, plan.take(np.asarray(flagged_calls, np.int64))
 
 
+def uncertain_bound(
+    score: dict[tuple[int, int], float], positives: list[int], example: int, margin: float
+) -> float:
+    """The score at or above which a negative of ``example`` is uncertain for a local stage:
+    ``p - |p| * margin``, ``p`` the lowest score of its positives."""
+    ref = min(score[(example, p)] for p in positives)
+    return ref - abs(ref) * margin
+
+
 def _qrels_stage(
     text: CollectionText, stage: Stage, stage_index: int, prev: CallPlan | None, dry_run: bool
 ) -> tuple[StageSummary, pa.Table, CallPlan]:
@@ -560,9 +575,7 @@ def _qrels_stage(
     judge gets status "unjudged" and no label. Calls with a flagged pair go on."""
     from trueneg.evaluate import read_qrels
 
-    summ = StageSummary(stage.name, stage.model)
-    plan = plan_stage(text, stage, False) if stage.trigger == "all" or prev is None else prev
-    summ.calls = len(plan)
+    summ, plan = _local_plan(text, stage, prev)
     if dry_run or not len(plan):
         return summ, judgments.empty(), plan
     assert stage.qrels is not None

@@ -38,7 +38,13 @@ def prefilter_curve(
     ``calls`` (share of the LLM calls still sent), ``pairs`` (share of negatives in them) and
     ``saving`` (1 / calls). The reference is the collection's final judge flags (no dedup rows).
     Also the best margin that passes >= 90% of the reference false negatives."""
-    from trueneg.judge.cascade import CollectionText, Stage, _local_scores, plan_stage
+    from trueneg.judge.cascade import (
+        CollectionText,
+        Stage,
+        _local_scores,
+        plan_stage,
+        uncertain_bound,
+    )
 
     coll = Collection.load(collection)
     t = judgments.load(coll.path)
@@ -70,8 +76,7 @@ def prefilter_curve(
     for m in margins:
         sent_calls = sent_pairs = passed = 0
         for e, s, t_ in calls:
-            ref_score = min(score[(e, p)] for p in text.positives[e])
-            bound = ref_score - abs(ref_score) * m
+            bound = uncertain_bound(score, text.positives[e], e, m)
             negs = text.negatives[e][s:t_]
             if any(score[(e, p)] >= bound for p in negs):
                 sent_calls += 1
