@@ -113,7 +113,7 @@ def test_params_and_s_curve() -> None:
     assert s_curve(b, r, 0.8) >= 0.95
     assert float(s_curve(16, 8, 0.8)) == pytest.approx(0.95, abs=0.01)
     assert float(s_curve(9, 13, 0.8)) == pytest.approx(0.40, abs=0.01)
-    with pytest.raises(InputError, match="give both --bands and --rows"):
+    with pytest.raises(InputError, match="give both bands=N and rows=N"):
         DedupConfig(bands=4)
     with pytest.raises(InputError, match="exceeds num_perm"):
         DedupConfig(bands=20, rows=8)
@@ -211,7 +211,7 @@ def test_free_false_negatives_and_actions(rlhn_dir: Path, tmp_path: Path) -> Non
     orig = coll.examples
     # the duplicate query's lists are unioned into the first example of its cluster (same lists here)
     assert m["positives"][1].as_py() == orig["positives"][1].as_py()
-    with pytest.raises(InputError, match="--action drop writes a new collection"):
+    with pytest.raises(InputError, match="action .drop. writes a new collection: give out=PATH"):
         dedup_collection(coll, action="drop")
 
 
@@ -291,4 +291,4 @@ def test_cli_dedup(rlhn_dir: Path, tmp_path: Path) -> None:
         env=env,
         check=False,
     )
-    assert r.returncode == 1 and "give both --bands and --rows" in r.stderr
+    assert r.returncode == 1 and "give both --bands N and --rows N" in r.stderr

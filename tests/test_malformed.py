@@ -237,7 +237,7 @@ def test_tevatron_v2_unknown_docid_and_duplicate_corpus_id(tmp_path: Path) -> No
         InputError, match=r"dup\.jsonl:2: field 'docid': docid 'd1' appears more than once"
     ):
         ingest([train], tmp_path / "c", format="tevatron-v2", corpus=dup)
-    with pytest.raises(InputError, match="needs --corpus"):
+    with pytest.raises(InputError, match="needs corpus=PATH"):
         ingest([train], tmp_path / "c", format="tevatron-v2")
 
 

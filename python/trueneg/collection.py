@@ -204,6 +204,7 @@ class CollectionBuilder:
         on_error: str = "fail",
         chunk_size: int = 50_000,
         overwrite: bool = False,
+        inputs: Sequence[str | os.PathLike[str] | None] = (),
     ) -> None:
         if on_error not in ("fail", "skip"):
             raise ValueError(f"on_error must be 'fail' or 'skip', got {on_error!r}")
@@ -212,6 +213,7 @@ class CollectionBuilder:
         self.on_error = on_error
         self.chunk_size = chunk_size
         self.overwrite = overwrite
+        self.inputs = list(inputs)
         self.sources: list[SourceFile] = []
         self.options: dict[str, Any] = {}
         self.skipped = Skipped()
@@ -232,7 +234,7 @@ class CollectionBuilder:
     # -- lifecycle ------------------------------------------------------------------------
 
     def __enter__(self) -> CollectionBuilder:
-        self._ctx = atomic_dir(self.out_dir, overwrite=self.overwrite)
+        self._ctx = atomic_dir(self.out_dir, overwrite=self.overwrite, inputs=self.inputs)
         self._tmp = self._ctx.__enter__()
         return self
 

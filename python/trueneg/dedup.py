@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from trueneg import _core, judgments
-from trueneg._io import atomic_dir, atomic_file, iter_jsonl
+from trueneg._io import atomic_dir, atomic_file, iter_jsonl, prepare_output
 from trueneg._progress import progress
 from trueneg.collection import (
     EXAMPLE_SCHEMA,
@@ -124,7 +125,7 @@ class DedupConfig:
             raise InputError(f"verify must be none, minhash or jaccard, got {self.verify!r}")
         if (self.bands is None) != (self.rows is None):
             raise InputError(
-                "give both --bands and --rows, or neither (then --threshold picks them)"
+                "give both bands=N and rows=N, or neither (then threshold=X picks them)"
             )
         if (
             self.bands is not None
@@ -438,7 +439,7 @@ def dedup_collection(
     coll: Collection,
     config: DedupConfig | None = None,
     *,
-    against: list[str | Path] | tuple[str | Path, ...] = (),
+    against: Sequence[str | Path] = (),
     action: str = "report",
     out: str | Path | None = None,
     overwrite: bool = False,
@@ -450,7 +451,9 @@ def dedup_collection(
     if action not in ACTIONS:
         raise InputError(f"action must be one of {', '.join(ACTIONS)}, got {action!r}")
     if action != "report" and out is None:
-        raise InputError(f"--action {action} writes a new collection: give --out")
+        raise InputError(f"action {action!r} writes a new collection: give out=PATH")
+    if out is not None:
+        prepare_output(out, [coll.path, *against], overwrite=overwrite)
     cfg = config or DedupConfig()
     t0 = time.perf_counter()
     bands, rows = cfg.lsh_params()
@@ -522,7 +525,7 @@ def dedup_collection(
         samples=sample_rows,
     )
     if out is not None:
-        _write_output(coll, Path(out), new_examples, fn, report, overwrite)
+        _write_output(coll, Path(out), new_examples, fn, report, overwrite, against)
     return report
 
 
@@ -533,10 +536,9 @@ def _write_output(
     fn: pa.Table,
     report: DedupReport,
     overwrite: bool,
+    against: Sequence[str | Path] = (),
 ) -> None:
-    if out.resolve() == coll.path.resolve():
-        raise InputError("--out must differ from the input collection")
-    with atomic_dir(out, overwrite=overwrite) as tmp:
+    with atomic_dir(out, overwrite=overwrite, inputs=[coll.path, *against]) as tmp:
         for name in ("passages", "queries"):
             shutil.copyfile(coll.path / f"{name}.parquet", tmp / f"{name}.parquet")
         if examples is coll.examples:

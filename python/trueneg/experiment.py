@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from trueneg._io import atomic_file
+from trueneg._io import atomic_file, remove_own_folder
 from trueneg.exceptions import InputError
 
 CONDITIONS = ("zero-shot", "noisy", "remove", "remove-hn", "relabel", "relabel-matched")
@@ -422,7 +422,7 @@ def _collections(
         ):
             return colls, saved["stats"]
     for p in colls.values():
-        shutil.rmtree(p, ignore_errors=True)
+        remove_own_folder(p)
     train_file = sdir / "train.jsonl"
     fn = write_training_file(data, split, cfg, seed, qe, de, train_file)
     ingest([train_file], colls["noisy"], format="tevatron", overwrite=True)

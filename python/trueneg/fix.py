@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from trueneg import _core, judgments
-from trueneg._io import atomic_dir, atomic_file
+from trueneg._io import atomic_dir, atomic_file, prepare_output
 from trueneg.collection import (
     EXAMPLE_SCHEMA,
     Collection,
@@ -238,14 +238,12 @@ def fix_collection(
 ) -> FixReport:
     """Write a fixed copy of the collection at ``out`` (passages and queries shared by copy)."""
     coll = Collection.load(path)
+    prepare_output(out, [coll.path], overwrite=overwrite)
     pairs = false_negative_pairs(judgments.load(coll.path))
     new, report = apply_strategy(
         coll, pairs, strategy, max_false_negatives=max_false_negatives, exempt=exempt
     )
-    out = Path(out)
-    if out.resolve() == coll.path.resolve():
-        raise InputError("--out must differ from the input collection")
-    with atomic_dir(out, overwrite=overwrite) as tmp:
+    with atomic_dir(out, overwrite=overwrite, inputs=[coll.path]) as tmp:
         for name in ("passages", "queries"):
             shutil.copyfile(coll.path / f"{name}.parquet", tmp / f"{name}.parquet")
         pq.write_table(new, tmp / "examples.parquet", **parquet_options())

@@ -300,7 +300,7 @@ def mine_collection(
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from trueneg._io import atomic_dir
+    from trueneg._io import atomic_dir, prepare_output
     from trueneg.collection import (
         EXAMPLE_SCHEMA,
         Collection,
@@ -310,6 +310,7 @@ def mine_collection(
     )
 
     coll = Collection.load(path)
+    prepare_output(out, [coll.path], overwrite=overwrite)
     qe, pe = (
         _matrix(query_embeddings, "query embeddings"),
         _matrix(passage_embeddings, "passage embeddings"),
@@ -372,7 +373,7 @@ def mine_collection(
             if not isinstance(v, np.ndarray)
         },
     }
-    with atomic_dir(out, overwrite=overwrite) as tmp:
+    with atomic_dir(out, overwrite=overwrite, inputs=[coll.path]) as tmp:
         for name in ("passages", "queries"):
             shutil.copyfile(coll.path / f"{name}.parquet", tmp / f"{name}.parquet")
         pq.write_table(table, tmp / "examples.parquet", **parquet_options())

@@ -21,7 +21,13 @@ from typing import Any
 
 import orjson
 
-from trueneg._io import atomic_file
+from trueneg._io import (
+    atomic_file,
+    check_output,
+    mark_own_folder,
+    remove_own_folder,
+    written_by_trueneg,
+)
 from trueneg.exceptions import InputError
 
 logger = logging.getLogger(__name__)
@@ -53,6 +59,16 @@ class PipelineConfig:
     def __post_init__(self) -> None:
         if self.engine not in ("local", "ray"):
             raise InputError(f"engine must be local or ray, got {self.engine!r}")
+
+    def input_paths(self) -> list[str]:
+        """Every file the pipeline reads: inputs, corpus, judge imports, qrels of qrels stages."""
+        paths = [*self.inputs, *([self.corpus] if self.corpus else [])]
+        for imp in self.judge_imports:
+            paths += [str(f) for f in imp.get("files", [])]
+        for s in self.judge.get("stages", []):
+            if isinstance(s, dict) and s.get("qrels"):
+                paths.append(str(s["qrels"]))
+        return paths
 
     @classmethod
     def default(cls, workdir: str | Path = "trueneg-run") -> PipelineConfig:
@@ -184,7 +200,12 @@ class Runner:
         from trueneg.judge.importers import import_rlhn
 
         cfg, w = self.cfg, self.w
-        w.mkdir(parents=True, exist_ok=True)
+        check_output(w, cfg.input_paths())
+        if w.exists() and any(w.iterdir()) and not written_by_trueneg(w):
+            raise InputError(
+                f"work folder {w} exists and was not made by trueneg: choose a new or empty folder"
+            )
+        mark_own_folder(w)
         ingested, deduped = w / "collection", w / "deduped"
         fp_ingest = _fp("ingest", _file_fp(cfg.inputs), cfg.format, cfg.corpus)
 
@@ -311,7 +332,9 @@ class Runner:
             outs = []
             for s in strategies:
                 target = w / "export" / f"{s}{ext}"
-                export_collection(Collection.load(w / "fixed" / s), cfg.export_format, target)
+                export_collection(
+                    Collection.load(w / "fixed" / s), cfg.export_format, target, overwrite=True
+                )
                 outs.append(target.name)
             return f"{cfg.export_format}: " + ", ".join(outs)
 
@@ -340,4 +363,5 @@ class Runner:
 
 
 def clean(workdir: str | Path) -> None:
-    shutil.rmtree(workdir, ignore_errors=True)
+    """Delete a work folder, only if trueneg made it (a user's folder is refused, not deleted)."""
+    remove_own_folder(workdir)

@@ -23,7 +23,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from trueneg._io import atomic_dir, atomic_file
+from trueneg._io import (
+    atomic_dir,
+    atomic_file,
+    check_output,
+    mark_own_folder,
+    remove_own_folder,
+)
 from trueneg.collection import Collection, parquet_options, step_record, write_manifest
 from trueneg.exceptions import InputError
 
@@ -120,7 +126,7 @@ def apply(path: str | Path, out: str | Path, keep: list[str], *, overwrite: bool
         raise InputError(f"unknown subsets {unknown} (the collection has {sorted(sizes)})")
     sub = coll.queries["subset"].combine_chunks().take(coll.examples["qid"].combine_chunks())
     ex = coll.examples.filter(pc.is_in(sub, pa.array(keep)))
-    with atomic_dir(out, overwrite=overwrite) as tmp:
+    with atomic_dir(out, overwrite=overwrite, inputs=[coll.path]) as tmp:
         for name in ("passages", "queries"):
             shutil.copyfile(coll.path / f"{name}.parquet", tmp / f"{name}.parquet")
         pq.write_table(ex, tmp / "examples.parquet", **parquet_options())
@@ -161,10 +167,11 @@ def run_plan(
     from trueneg.train.retriever import RetrieverConfig, recipe_encoder, train_retriever
 
     if not plan_.get("eval"):
-        raise InputError("the plan has no evaluation sets (make it with prune plan --eval DIR)")
+        raise InputError("the plan has no evaluation sets (make it with prune plan eval=DIR)")
     recipe = recipe or RetrieverConfig()
     work = Path(workdir)
-    work.mkdir(parents=True, exist_ok=True)
+    check_output(work, [plan_["collection"], *plan_["eval"]])
+    mark_own_folder(work)
     tag = {
         "plan": {k: plan_[k] for k in ("collection", "eval", "runs")},
         "recipe": config_dict(recipe),
@@ -191,8 +198,8 @@ def run_plan(
             "examples": n,
             "steps": tr["steps"],
         }
-        shutil.rmtree(coll_dir, ignore_errors=True)
-        shutil.rmtree(model_dir, ignore_errors=True)
+        remove_own_folder(coll_dir)
+        remove_own_folder(model_dir)
         write_json(res_file, {"tag": tag, "results": results})
         say(f"{name}: {n:,} examples, {tr['steps']} steps, nDCG@10 {results[name]['average']:.4f}")
     decision = decide(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 
 import typer
@@ -65,6 +66,19 @@ def spread_multi_options(argv: list[str]) -> list[str]:
     return out
 
 
+_PARAM_TRUE = re.compile(r"\b([a-z][a-z_]*)=True\b")
+_PARAM_FALSE = re.compile(r"\b([a-z][a-z_]*)=False\b")
+_PARAM_VALUE = re.compile(r"\b([a-z][a-z_]*)=([A-Z][A-Z_]*)\b")
+
+
+def cli_wording(message: str) -> str:
+    """A library message in the CLI's words: ``overwrite=True`` -> ``--overwrite``,
+    ``out=PATH`` -> ``--out PATH`` (the library names parameters, the CLI its flags)."""
+    message = _PARAM_TRUE.sub(lambda m: "--" + m.group(1).replace("_", "-"), message)
+    message = _PARAM_FALSE.sub(lambda m: "--no-" + m.group(1).replace("_", "-"), message)
+    return _PARAM_VALUE.sub(lambda m: f"--{m.group(1).replace('_', '-')} {m.group(2)}", message)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``trueneg`` script and ``python -m trueneg``."""
     _setup_logging()
@@ -77,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     except TruenegError as e:
         if debug:
             raise
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {cli_wording(str(e))}", file=sys.stderr)
         print("hint: set TRUENEG_DEBUG=1 for a traceback", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

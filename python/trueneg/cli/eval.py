@@ -52,9 +52,12 @@ def beir(
 ) -> None:
     """Exact search with the encoder, optional reranking, pytrec_eval metrics; prints the
     per-dataset and average table."""
+    from trueneg._io import check_output
     from trueneg.embed import Encoder, EncoderConfig
     from trueneg.evaluate import evaluate_beir, table, write_result
 
+    if out is not None:
+        check_output(out, [*datasets, model, reranker])
     enc = Encoder(
         EncoderConfig(
             model=str(model) if model else None,
@@ -92,8 +95,11 @@ def agreement_cmd(
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Result JSON.")] = None,
 ) -> None:
     """Cohen's kappa, precision and recall of "relevant" (human labels as truth)."""
+    from trueneg._io import check_output
     from trueneg.evaluate import agreement, load_labels, write_result
 
+    if out is not None:
+        check_output(out, [labels])
     r = agreement(*load_labels(labels, judge=judge, human=human, threshold=threshold))
     typer.echo(json.dumps(r, indent=2))
     if out is not None:

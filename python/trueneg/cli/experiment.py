@@ -136,14 +136,11 @@ def experiment(
         recipe=recipe,
         eval_precision=eval_precision,
     )
-    from trueneg.exceptions import InputError
+    from trueneg._io import check_output
 
-    for ds in datasets:
-        o, d = out.resolve(), ds.resolve()
-        if o == d or d in o.parents:
-            raise InputError(f"--out {out} lies inside the input dataset {ds}")
-        if workdir is not None and (workdir.resolve() == d or d in workdir.resolve().parents):
-            raise InputError(f"--workdir {workdir} lies inside the input dataset {ds}")
+    check_output(out, [*datasets, workdir])
+    if workdir is not None:
+        check_output(workdir, datasets)
     results = {}
     for i, ds in enumerate(datasets):
         wd = None if workdir is None else (workdir / ds.name if len(datasets) > 1 else workdir)

@@ -24,11 +24,14 @@ def export(
     out: Annotated[
         Path, typer.Option("--out", "-o", help="Output file (a folder for beir and tevatron-v2).")
     ],
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace --out if it exists (a folder only if trueneg wrote it).")
+    ] = False,
 ) -> None:
     """Write a collection back out in an external format."""
     from trueneg.collection import Collection
     from trueneg.formats import export_collection
 
     coll = Collection.load(collection)
-    export_collection(coll, format, out)
+    export_collection(coll, format, out, overwrite=overwrite)
     typer.echo(f"wrote {out} ({format}, {len(coll):,} examples)")

@@ -208,9 +208,10 @@ def export(
     import pyarrow.parquet as pq
 
     from trueneg import judgments
-    from trueneg._io import atomic_file, dumps_line
+    from trueneg._io import atomic_file, check_output, dumps_line
     from trueneg.collection import Collection
 
+    check_output(out, [collection])
     coll = Collection.load(collection)
     t = judgments.load(coll.path)
     docid = (
@@ -256,6 +257,10 @@ def prefilter(
     negatives it passes on and the share of calls it saves."""
     from trueneg.judge.prefilter import prefilter_curve
 
+    if out is not None:
+        from trueneg._io import check_output
+
+        check_output(out, [collection, None if model == "default" else model])
     c = prefilter_curve(collection, scorer=scorer, model=model)
     typer.echo(
         f"{c['scorer']} scorer against {c['reference_false_negatives']} false negatives in "

@@ -108,12 +108,19 @@ def mine(
 ) -> None:
     """Mine hard negatives by exact search (Rust kernel) or ANN (usearch) over embeddings given as .npy or computed
     with a local model, masking positives."""
-    import numpy as np
-
+    from trueneg._io import load_npy, prepare_output
+    from trueneg.exceptions import InputError
     from trueneg.mine import AnnConfig, mine_collection
 
+    if (query_embeddings is None) != (passage_embeddings is None):
+        given = "--query-embeddings" if query_embeddings is not None else "--passage-embeddings"
+        raise InputError(
+            f"{given} needs its partner: give both --query-embeddings and --passage-embeddings, "
+            "or neither (to embed with --model)"
+        )
+    prepare_output(out, [collection, embed_cache, ann_index], overwrite=overwrite)
     if query_embeddings is not None and passage_embeddings is not None:
-        qe, pe = np.load(query_embeddings), np.load(passage_embeddings)
+        qe, pe = load_npy(query_embeddings), load_npy(passage_embeddings)
     else:
         from trueneg.collection import Collection
         from trueneg.embed import Encoder, EncoderConfig

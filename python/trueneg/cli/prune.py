@@ -32,10 +32,12 @@ def plan(
     ] = None,
 ) -> None:
     """Write the leave-one-subset-out training runs (executed by prune run)."""
+    from trueneg._io import check_output
     from trueneg.collection import Collection
     from trueneg.prune import plan as make_plan
     from trueneg.prune import write_json
 
+    check_output(out, [collection, *(eval_sets or [])])
     p = make_plan(Collection.load(collection), list(eval_sets or []))
     write_json(out, p)
     typer.echo(f"wrote {out}: {len(p['runs'])} runs over {len(p['subsets'])} subsets")
@@ -59,9 +61,12 @@ def decide(
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Decision JSON.")] = None,
 ) -> None:
     """Drop the subsets whose removal raised the average score, except the necessary ones."""
+    from trueneg._io import check_output
     from trueneg.prune import decide as do_decide
     from trueneg.prune import write_json
 
+    if out is not None:
+        check_output(out, [plan_file, results])
     d = do_decide(
         json.loads(plan_file.read_text()),
         json.loads(results.read_text()),

@@ -145,11 +145,13 @@ def report(
     ] = None,
 ) -> None:
     """Write the HTML (self-contained) and Markdown report of a judged collection."""
+    from trueneg._io import check_output
     from trueneg.collection import Collection
+    from trueneg.exceptions import InputError
     from trueneg.report import ReportData, load_json, write_report
 
+    check_output(out, [collection, *(fixed or []), *(experiment or []), *(prefilter or [])])
     coll = Collection.load(collection)
-    from trueneg.exceptions import InputError
 
     fixes = [load_json(f / "fix.json") for f in fixed or []]
     experiments = []

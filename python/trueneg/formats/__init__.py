@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from trueneg._io import iter_jsonl
+from trueneg._io import atomic_dir, check_output, iter_jsonl, prepare_output
 from trueneg.collection import Collection, CollectionBuilder
 from trueneg.exceptions import FormatError, InputError
 from trueneg.formats import beir, bge, sentence_transformers, tevatron, tevatron_v2
@@ -68,7 +68,7 @@ def detect_format(path: str | os.PathLike[str]) -> str:
     if "anchor" in cols or ("positive" in cols and len(cols) >= 2):
         return "st"
     raise FormatError(
-        f"{p}: cannot tell the format from the fields {sorted(cols)}; pass --format "
+        f"{p}: cannot tell the format from the fields {sorted(cols)}; pass format=NAME "
         f"({', '.join(FORMATS)})"
     )
 
@@ -87,9 +87,15 @@ def ingest(
     """Read external files into a new collection directory at ``out`` and load it."""
     if not inputs:
         raise InputError("no input files given")
+    prepare_output(out, [*inputs, corpus], overwrite=overwrite)
     fmt = canonical_format(format) if format != "auto" else detect_format(inputs[0])
     with CollectionBuilder(
-        out, source_format=fmt, on_error=on_error, chunk_size=chunk_size, overwrite=overwrite
+        out,
+        source_format=fmt,
+        on_error=on_error,
+        chunk_size=chunk_size,
+        overwrite=overwrite,
+        inputs=[*inputs, corpus],
     ) as b:
         if fmt == "bge":
             bge.read(b, inputs, subset=subset)
@@ -112,8 +118,22 @@ def ingest(
     return Collection.load(out)
 
 
-def export_collection(coll: Collection, format: str, out: str | os.PathLike[str]) -> None:
-    """Write a collection in an external format (a file, or a folder for beir / tevatron-v2)."""
+#: formats written as a folder (the others as one file)
+FOLDER_FORMATS = ("beir", "tevatron-v2")
+#: file formats that may be written as Parquet (a ``.parquet`` out); the others are JSON Lines
+PARQUET_FORMATS = ("tevatron", "st")
+COMPRESSED_SUFFIXES = (".gz", ".zst", ".zstd", ".bz2", ".xz")
+
+
+def export_collection(
+    coll: Collection, format: str, out: str | os.PathLike[str], *, overwrite: bool = False
+) -> None:
+    """Write a collection in an external format (a file, or a folder for beir / tevatron-v2).
+
+    The output may not be the collection, lie inside it, or be one of the files it was ingested
+    from; an existing output is replaced only with ``overwrite`` (a folder only when trueneg
+    wrote it). The suffix must fit the format: ``.parquet`` for Parquet (tevatron, st), anything
+    else is JSON Lines; a folder format takes a folder."""
     fmt = canonical_format(format)
     writer = {
         "bge": bge.write,
@@ -122,4 +142,25 @@ def export_collection(coll: Collection, format: str, out: str | os.PathLike[str]
         "st": sentence_transformers.write,
         "beir": beir.write,
     }[fmt]
-    writer(coll, out)
+    p = Path(out)
+    sources = [f.get("path") for f in coll.manifest.get("source", {}).get("files", [])]
+    inputs = [coll.path, *[s for s in sources if s]]
+    if fmt in FOLDER_FORMATS:
+        if p.suffix.lower() in (".jsonl", ".json", ".parquet", *COMPRESSED_SUFFIXES):
+            raise InputError(f"{out}: the {fmt} format is a folder, not a {p.suffix} file")
+        with atomic_dir(p, overwrite=overwrite, inputs=inputs) as tmp:
+            writer(coll, tmp)
+        return
+    check_output(p, inputs)
+    if p.suffix.lower() in COMPRESSED_SUFFIXES:
+        raise InputError(f"{out}: compressed output is not written; write {p.stem} and compress it")
+    if is_parquet(p) and fmt not in PARQUET_FORMATS:
+        raise InputError(
+            f"{out}: the {fmt} format is written as JSON Lines, not Parquet: use a .jsonl name"
+            f" (Parquet: {', '.join(PARQUET_FORMATS)})"
+        )
+    if p.is_dir():
+        raise InputError(f"{out} is a folder; the {fmt} format is one file")
+    if p.exists() and not overwrite:
+        raise InputError(f"{out} exists (pass overwrite=True to replace it)")
+    writer(coll, p)

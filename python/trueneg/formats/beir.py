@@ -1,19 +1,21 @@
 """BEIR evaluation sets: a folder with ``corpus.jsonl``, ``queries.jsonl`` and ``qrels/<split>.tsv``.
 
 Corpus rows ``{_id, title?, text, metadata?...}``, query rows ``{_id, text, metadata?...}``, qrels
-``query-id<TAB>corpus-id<TAB>score`` (with or without the header line). In the collection each
-contiguous run of qrels rows of one query becomes one example: rows with score > 0 are positives,
-score <= 0 negatives, the scores kept; the split is kept in the example's ``extra``. Queries without
-judgments stay in the queries table. Export writes the same three parts back, rows in input order.
+``query-id<TAB>corpus-id<TAB>score`` (with or without the header line). In the collection all qrels
+rows of one query (per split) become one example, however the file interleaves them: rows with
+score > 0 are positives, score <= 0 negatives, the scores kept; the split is kept in the example's
+``extra``. Queries without judgments stay in the queries table. Export writes the same three parts
+back, rows in input order.
 """
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 from typing import Any
 
-from trueneg._io import atomic_file, dumps_line, type_name
+from trueneg._io import atomic_file, dumps_line, open_input, type_name
 from trueneg._progress import progress
 from trueneg.collection import Collection, CollectionBuilder, parse_extra
 from trueneg.exceptions import InputError
@@ -74,36 +76,25 @@ def _read_queries(builder: CollectionBuilder, path: Path, subset: str) -> None:
 
 
 def _read_qrels(builder: CollectionBuilder, path: Path, subset: str) -> bool:
-    """Read one qrels file; returns whether it had a header line."""
+    """Read one qrels file; returns whether it had a header line.
+
+    All rows of a query make one example (positives: score > 0; negatives: score <= 0), however
+    the file interleaves them, so every stage sees every positive of the query together. Where
+    a query's rows are not one block with its positives first, their line numbers are kept in
+    the example's ``extra`` (``qrels_lines``), so the export writes the file back in its order."""
     split = path.stem
     src = builder.add_source(path, subset, role=f"qrels:{split}")
     header = False
-    run: dict[str, Any] | None = None
+    runs: dict[str, dict[str, Any]] = {}
+    last_q: str | None = None
 
-    def emit() -> None:
-        if run is not None:
-            builder.add_example_refs(
-                query=None,
-                query_id=run["q"],
-                subset=subset,
-                positive_docids=run["pos"],
-                negative_docids=run["neg"],
-                pos_scores=run["ps"],
-                neg_scores=run["ns"],
-                extra={"split": split},
-                source=src,
-                line=run["line"],
-            )
-
-    try:
-        f = open(path, encoding="utf-8", newline="")  # noqa: SIM115
-    except FileNotFoundError:
-        raise InputError("file not found", path=str(path)) from None
-    with f:
+    f = open_input(path, "a qrels TSV file")
+    text = io.TextIOWrapper(f, encoding="utf-8", newline="")
+    with text:
         lineno = 0
         while True:
             try:
-                raw = f.readline()
+                raw = text.readline()
             except UnicodeDecodeError as e:
                 raise InputError(
                     f"not valid UTF-8 ({e.reason})", path=str(path), line=lineno + 1
@@ -140,17 +131,41 @@ def _read_qrels(builder: CollectionBuilder, path: Path, subset: str) -> bool:
                     )
                 )
                 continue
-            positive = score > 0
-            if run is None or run["q"] != q or (positive and run["neg"]):
-                emit()
-                run = {"q": q, "pos": [], "neg": [], "ps": [], "ns": [], "line": lineno}
-            if positive:
+            run = runs.get(q)
+            if run is None:
+                run = runs[q] = {
+                    "pos": [], "neg": [], "ps": [], "ns": [], "pl": [], "nl": [],
+                    "line": lineno, "block": True,
+                }  # fmt: skip
+            elif last_q != q:
+                run["block"] = False  # the query's rows are interleaved with another's
+            last_q = q
+            if score > 0:
+                if run["neg"]:
+                    run["block"] = False  # a positive after a negative
                 run["pos"].append(d)
                 run["ps"].append(float(score))
+                run["pl"].append(lineno)
             else:
                 run["neg"].append(d)
                 run["ns"].append(float(score))
-    emit()
+                run["nl"].append(lineno)
+    for q, run in runs.items():
+        extra: dict[str, Any] = {"split": split}
+        if not run["block"]:
+            extra["qrels_lines"] = run["pl"] + run["nl"]
+        builder.add_example_refs(
+            query=None,
+            query_id=q,
+            subset=subset,
+            positive_docids=run["pos"],
+            negative_docids=run["neg"],
+            pos_scores=run["ps"],
+            neg_scores=run["ns"],
+            extra=extra,
+            source=src,
+            line=run["line"],
+        )
     return header
 
 
@@ -199,21 +214,29 @@ def write(coll: Collection, out: str | os.PathLike[str]) -> None:
             qrow.update(parse_extra(extra))
             f.write(dumps_line(qrow))
     headers = coll.options.get("qrels_header", {}) if coll.source_format == NAME else {}
-    by_split: dict[str, list[str]] = {}
-    for ex in iter_examples(coll):
+    # rows keyed by where they stood in the qrels file: an example's own line numbers when it
+    # kept them (interleaved queries), else its first line and its position in the block
+    by_split: dict[str, list[tuple[tuple[int, int], str]]] = {}
+    for n, ex in enumerate(iter_examples(coll)):
         split = str(ex.extra.get("split", "train"))
         rows = by_split.setdefault(split, [])
         qid = ex.query_id if ex.query_id is not None else f"q{ex.qid}"
-        for (docid, *_), pid, s in zip(
-            ex.positives, ex.pos_pids, ex.pos_scores or [1.0] * len(ex.pos_pids), strict=True
-        ):
-            rows.append(f"{qid}\t{docid if docid is not None else synthetic[pid]}\t{int(s)}")
-        for (docid, *_), pid, s in zip(
-            ex.negatives, ex.neg_pids, ex.neg_scores or [0.0] * len(ex.neg_pids), strict=True
-        ):
-            rows.append(f"{qid}\t{docid if docid is not None else synthetic[pid]}\t{int(s)}")
+        lines = ex.extra.get("qrels_lines")
+        start = ex.line if ex.line is not None else n
+        texts = [
+            f"{qid}\t{docid if docid is not None else synthetic[pid]}\t{int(s)}"
+            for (docid, *_), pid, s in (
+                *zip(ex.positives, ex.pos_pids, ex.pos_scores or [1.0] * len(ex.pos_pids), strict=True),
+                *zip(ex.negatives, ex.neg_pids, ex.neg_scores or [0.0] * len(ex.neg_pids), strict=True),
+            )
+        ]  # fmt: skip
+        if isinstance(lines, list) and len(lines) == len(texts):
+            rows.extend(((int(li), 0), t) for li, t in zip(lines, texts, strict=True))
+        else:
+            rows.extend(((start, i), t) for i, t in enumerate(texts))
     for split, rows in by_split.items():
+        rows.sort(key=lambda r: r[0])
         with atomic_file(out / "qrels" / f"{split}.tsv", "w") as f:
             if headers.get(split, True):
                 f.write(HEADER + "\n")
-            f.write("".join(r + "\n" for r in rows))
+            f.write("".join(t + "\n" for _, t in rows))

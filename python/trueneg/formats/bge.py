@@ -7,14 +7,14 @@ are kept per example and written back.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
 from trueneg import _core
-from trueneg._io import atomic_file, dumps_line
+from trueneg._io import atomic_file, compression_of, dumps_line, open_input
 from trueneg._progress import progress
 from trueneg.collection import Collection, CollectionBuilder
 from trueneg.exceptions import InputError
@@ -89,14 +89,8 @@ def _read_jsonl_fast(
 ) -> None:
     """JSON Lines parsed in Rust (memory-mapped, in parallel), block by block, into columns."""
     p = str(path)
-    if not os.path.exists(p):
-        raise InputError("file not found", path=p)
-    if os.path.isdir(p):
-        raise InputError("is a directory, expected a JSON Lines file", path=p)
-    size = os.path.getsize(p)
-    offset, line = 0, 1
-    while offset < size:
-        cols, offset, line = _core.parse_bge_file_block(p, offset, BLOCK_BYTES, line)
+    open_input(p, "a JSON Lines file").close()  # exists, a regular file, readable
+    for cols in _bge_blocks(p):
         for err_line, field, message in cols["errors"]:
             builder.error(InputError(message, path=p, line=err_line, field=field))
         n = len(cols["lines"])
@@ -122,6 +116,41 @@ def _read_jsonl_fast(
             source=src,
             line=cols["lines"],
         )
+
+
+def _bge_blocks(p: str) -> Iterator[dict[str, Any]]:
+    """Column blocks of a BGE JSON Lines file: memory-mapped blocks for a plain file; a
+    compressed one (gzip, zstd, ...) is decompressed as a stream, whole lines at a time."""
+    if compression_of(p) is None:
+        size = os.path.getsize(p)
+        offset, line = 0, 1
+        while offset < size:
+            cols, offset, line = _core.parse_bge_file_block(p, offset, BLOCK_BYTES, line)
+            yield cols
+        return
+    line = 1
+    rest = b""
+    with open_input(p) as f:
+        while True:
+            try:
+                chunk = f.read(BLOCK_BYTES)
+            except (EOFError, OSError, ValueError) as e:
+                raise InputError(
+                    f"unreadable after line {line - 1} (truncated or corrupt compressed data: {e})",
+                    path=p,
+                ) from None
+            data = rest + chunk
+            if not chunk:
+                if data:
+                    yield _core.parse_bge_lines(data, line)
+                return
+            cut = data.rfind(b"\n") + 1
+            if cut == 0:
+                rest = data
+                continue
+            block, rest = data[:cut], data[cut:]
+            yield _core.parse_bge_lines(block, line)
+            line += block.count(b"\n")
 
 
 def _parse_row(where: Where, row: dict[str, Any]) -> tuple[Any, ...]:

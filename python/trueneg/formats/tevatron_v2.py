@@ -63,7 +63,7 @@ def read(
 ) -> None:
     if corpus is None:
         raise InputError(
-            "the tevatron-v2 format needs --corpus (the corpus JSON Lines or Parquet file)"
+            "the tevatron-v2 format needs corpus=PATH (the corpus JSON Lines or Parquet file)"
         )
     read_corpus(builder, corpus)
     with progress(desc="ingest tevatron-v2", unit=" rows") as bar:

@@ -306,7 +306,7 @@ def run_training(
         if state.get("tag") != json.loads(json.dumps(tag)):  # compared as stored (JSON)
             raise InputError(
                 f"{last} was written by a run with other settings or data; remove {ckpt.dir} "
-                "or pass --no-resume"
+                "or pass resume=False"
             )
     model.train()
     t0, seen0 = time.perf_counter(), state["examples"]

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from trueneg._io import prepare_output
 from trueneg._progress import progress
 from trueneg.exceptions import InputError
 from trueneg.train._loop import Schedule, TrainData, fit_and_save, place, require_torch
@@ -112,8 +113,7 @@ def train_reranker(
     cfg = config or RerankerConfig()
     s = cfg.schedule
     out = Path(out)
-    if out.exists() and not overwrite and (out / "train.json").exists():
-        raise InputError(f"{out} holds a trained model already (pass --overwrite to replace it)")
+    prepare_output(out, [collection, cfg.model], overwrite=overwrite)
     coll = Collection.load(collection)
     data = TrainData(coll, cfg.group_size - 1, s.seed)
     base = Path(cfg.model or default_model_path())

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from trueneg._io import prepare_output
 from trueneg.exceptions import InputError
 from trueneg.train._loop import (
     FIXED_GB,
@@ -182,8 +183,7 @@ def train_retriever(
     cfg = config or RetrieverConfig()
     s = cfg.schedule
     out = Path(out)
-    if out.exists() and not overwrite and (out / "modules.json").exists():
-        raise InputError(f"{out} holds a trained model already (pass --overwrite to replace it)")
+    prepare_output(out, [collection, cfg.model], overwrite=overwrite)
     coll = Collection.load(collection)
     data = TrainData(coll, cfg.group_size - 1, s.seed, rows=cfg.rows, row_counts=row_counts)
     device, amp = setup_device(s)

@@ -1,0 +1,321 @@
+"""Operator mistakes and bad input, from the outside: each case runs the real CLI entry point and
+asserts the exact one-line message, exit status 1, and that every file that existed before still
+exists with the same bytes (nothing an input, cache or work folder held is lost)."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import shutil
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+
+from trueneg import Collection, ingest
+from trueneg.cli import main
+from trueneg.data import rlhn_sample_stage1
+
+DATA = Path(__file__).parent / "data"
+BGE_TOY = DATA / "flagembedding-examples" / "toy_finetune_data.jsonl"
+
+
+def snapshot(*roots: Path) -> dict[str, str]:
+    """sha256 of every file under the roots (a file root counts as itself)."""
+    out: dict[str, str] = {}
+    for root in roots:
+        files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+        for f in files:
+            out[str(f)] = hashlib.sha256(f.read_bytes()).hexdigest()
+    return out
+
+
+def fails(capsys: pytest.CaptureFixture[str], *argv: str | Path) -> str:
+    """Run the CLI; assert exit 1 and exactly one error line (plus the debug hint); return it."""
+    capsys.readouterr()
+    code = main([str(a) for a in argv])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1, err
+    assert len(err) == 2 and err[1] == "hint: set TRUENEG_DEBUG=1 for a traceback", err
+    assert err[0].startswith("error: "), err
+    return err[0][len("error: ") :]
+
+
+def ok(capsys: pytest.CaptureFixture[str], *argv: str | Path) -> str:
+    capsys.readouterr()
+    code = main([str(a) for a in argv])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    return out.out
+
+
+@pytest.fixture
+def coll(tmp_path: Path) -> Path:
+    ingest(rlhn_sample_stage1(), tmp_path / "c")
+    return tmp_path / "c"
+
+
+# -- outputs never replace, hold or sit inside an input -----------------------------------------
+
+
+def test_ingest_into_the_inputs_folder_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    x = tmp_path / "X"
+    x.mkdir()
+    shutil.copy(BGE_TOY, x / "data.jsonl")
+    (x / "notes.txt").write_text("mine")
+    before = snapshot(x)
+    msg = fails(capsys, "ingest", x / "data.jsonl", "-o", x, "--overwrite")
+    assert (
+        msg == f"the output {x} contains the input {x / 'data.jsonl'}; choose an output outside it"
+    )
+    assert snapshot(x) == before
+
+
+def test_fix_into_the_parent_of_its_input_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    nest = tmp_path / "nest"
+    ingest(rlhn_sample_stage1(), nest / "a")
+    before = snapshot(nest)
+    msg = fails(capsys, "fix", nest / "a", "-o", nest, "--overwrite")
+    assert msg == f"the output {nest} contains the input {nest / 'a'}; choose an output outside it"
+    assert snapshot(nest) == before
+
+
+def test_mine_into_its_own_collection_is_refused(
+    coll: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = snapshot(coll)
+    msg = fails(capsys, "mine", coll, "-o", coll / "mined")
+    assert msg == (
+        f"the output {coll / 'mined'} lies inside the input {coll}; choose an output outside it"
+    )
+    assert snapshot(coll) == before and not (coll / "mined").exists()
+
+
+def test_dedup_onto_its_input_is_refused(coll: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    before = snapshot(coll)
+    msg = fails(capsys, "dedup", coll, "--action", "drop", "-o", coll, "--overwrite")
+    assert msg == f"the output {coll} is also an input; choose another output"
+    assert snapshot(coll) == before
+
+
+def test_overwrite_never_replaces_a_folder_trueneg_did_not_write(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "thesis.tex").write_text("years of work")
+    before = snapshot(home)
+    msg = fails(capsys, "ingest", BGE_TOY, "-o", home, "--overwrite")
+    assert msg == (
+        f"{home} exists and was not written by trueneg: refusing to replace it "
+        "(choose a new or empty folder)"
+    )
+    assert snapshot(home) == before
+
+
+def test_an_existing_output_needs_overwrite(
+    coll: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "fixed"
+    ok(capsys, "fix", coll, "-o", out)
+    before = snapshot(out)
+    msg = fails(capsys, "fix", coll, "-o", out)
+    assert msg == f"{out} exists and is not empty (pass --overwrite to replace it)"
+    assert snapshot(out) == before
+    ok(capsys, "fix", coll, "-o", out, "--overwrite")  # trueneg's own folder: replaced
+
+
+def test_export_onto_the_file_it_was_ingested_from_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = tmp_path / "train.jsonl"
+    shutil.copy(BGE_TOY, src)
+    ingest([src], tmp_path / "c")
+    before = snapshot(src)
+    msg = fails(capsys, "export", tmp_path / "c", "-f", "bge", "-o", src, "--overwrite")
+    assert msg == f"the output {src} is also an input; choose another output"
+    assert snapshot(src) == before
+
+
+def test_export_bge_to_parquet_is_refused(coll: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = coll.parent / "x.parquet"
+    msg = fails(capsys, "export", coll, "-f", "bge", "-o", out)
+    assert msg == (
+        f"{out}: the bge format is written as JSON Lines, not Parquet: use a .jsonl name "
+        "(Parquet: tevatron, st)"
+    )
+    assert not out.exists()
+
+
+def test_export_never_replaces_an_existing_file_without_overwrite(
+    coll: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = coll.parent / "x.jsonl"
+    out.write_text("keep me\n")
+    msg = fails(capsys, "export", coll, "-f", "bge", "-o", out)
+    assert msg == f"{out} exists (pass --overwrite to replace it)"
+    assert out.read_text() == "keep me\n"
+
+
+def test_export_a_folder_format_into_a_users_folder_is_refused(
+    coll: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    d = tmp_path / "mine"
+    d.mkdir()
+    (d / "corpus.jsonl").write_text("{}\n")
+    before = snapshot(d)
+    msg = fails(capsys, "export", coll, "-f", "beir", "-o", d, "--overwrite")
+    assert msg.endswith(
+        "was not written by trueneg: refusing to replace it (choose a new or empty folder)"
+    )
+    assert snapshot(d) == before
+
+
+def test_run_fresh_never_deletes_a_users_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    w = tmp_path / "work"
+    w.mkdir()
+    (w / "data.csv").write_text("a,b\n")
+    before = snapshot(w)
+    msg = fails(capsys, "run", "--workdir", w, "--fresh")
+    assert msg.endswith(
+        "was not written by trueneg: refusing to replace it (choose a new or empty folder)"
+    )
+    assert snapshot(w) == before
+
+
+def test_train_refuses_a_users_folder_before_training(
+    coll: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    d = tmp_path / "models"
+    d.mkdir()
+    (d / "weights.bin").write_bytes(b"\0" * 8)
+    before = snapshot(d)
+    msg = fails(capsys, "train", "retriever", coll, "-o", d, "--overwrite")
+    assert msg.endswith(
+        "was not written by trueneg: refusing to replace it (choose a new or empty folder)"
+    )
+    assert snapshot(d) == before and not (tmp_path / "models.checkpoints").exists()
+
+
+def test_report_inside_its_collection_is_refused(
+    coll: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = snapshot(coll)
+    msg = fails(capsys, "report", coll, "-o", coll / "report")
+    assert msg == (
+        f"the output {coll / 'report'} lies inside the input {coll}; choose an output outside it"
+    )
+    assert snapshot(coll) == before
+
+
+# -- temporaries and permissions -----------------------------------------------------------------
+
+
+def _dead_pid() -> int:
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
+
+
+def test_a_killed_writes_temporaries_are_removed_on_the_next_write(tmp_path: Path) -> None:
+    out = tmp_path / "c"
+    stale = tmp_path / f".c.{_dead_pid()}-abcd1234.tmp"
+    stale.mkdir()
+    (stale / "examples.parquet").write_bytes(b"\0" * 1000)
+    stale_file = tmp_path / f".c.{_dead_pid()}-zz9_x8y7.tmp"
+    stale_file.write_bytes(b"half")
+    live = tmp_path / f".c.{os.getpid()}-qqqqqqqq.tmp"  # a write in progress (this process)
+    live.mkdir()
+    unrelated = tmp_path / ".c.notes.tmp"  # not trueneg's name pattern
+    unrelated.write_text("keep")
+    ingest([BGE_TOY], out)
+    assert not stale.exists() and not stale_file.exists()
+    assert live.exists() and unrelated.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["c", live.name, unrelated.name])
+
+
+def test_a_real_kill_leaves_nothing_behind_after_the_next_run(tmp_path: Path) -> None:
+    big = tmp_path / "big.jsonl"
+    rows = BGE_TOY.read_bytes()
+    with big.open("wb") as f:
+        for _ in range(400):
+            f.write(rows)
+    code = "import sys; from trueneg import ingest; ingest([sys.argv[1]], sys.argv[2])"
+    p = subprocess.Popen([sys.executable, "-c", code, str(big), str(tmp_path / "c")])
+    for _ in range(600):
+        if any(x.name.endswith(".tmp") for x in tmp_path.iterdir()):
+            break
+        p.poll()
+        if p.returncode is not None:
+            break
+        import time
+
+        time.sleep(0.01)
+    p.kill()
+    p.wait()
+    ingest([BGE_TOY], tmp_path / "c", overwrite=True)
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["big.jsonl", "c"]
+
+
+def test_outputs_follow_the_umask(coll: Path, tmp_path: Path) -> None:
+    from trueneg.formats import export_collection
+
+    old = os.umask(0o022)
+    try:
+        export_collection(Collection.load(coll), "bge", tmp_path / "x.jsonl")
+        ingest([BGE_TOY], tmp_path / "c2")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "x.jsonl").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "c2").stat().st_mode) == 0o755
+    assert stat.S_IMODE((tmp_path / "c2" / "manifest.json").stat().st_mode) == 0o644
+
+
+def test_compressed_inputs_are_read(tmp_path: Path) -> None:
+    gz = tmp_path / "train.jsonl.gz"
+    gz.write_bytes(gzip.compress(BGE_TOY.read_bytes()))
+    a = ingest([gz], tmp_path / "a")
+    b = ingest([BGE_TOY], tmp_path / "b")
+    assert len(a) == len(b) and a.source_format == "bge"
+    assert a.examples["negatives"].to_pylist() == b.examples["negatives"].to_pylist()
+    assert (
+        orjson.loads((tmp_path / "a" / "manifest.json").read_bytes())["counts"]
+        == orjson.loads((tmp_path / "b" / "manifest.json").read_bytes())["counts"]
+    )
+
+
+def test_beir_interleaved_qrels_make_one_example_per_query(tmp_path: Path) -> None:
+    src = tmp_path / "mini"
+    (src / "qrels").mkdir(parents=True)
+    corpus = (DATA / "beir-cranfield" / "corpus.jsonl").read_bytes().splitlines()[:6]
+    (src / "corpus.jsonl").write_bytes(b"\n".join(corpus) + b"\n")
+    (src / "queries.jsonl").write_text('{"_id": "1", "text": "a"}\n{"_id": "2", "text": "b"}\n')
+    # query 1's positives are split by a negative and by query 2's rows
+    qrels = "query-id\tcorpus-id\tscore\n1\t1\t2\n1\t2\t0\n2\t4\t1\n1\t3\t1\n2\t6\t0\n1\t5\t3\n"
+    (src / "qrels" / "test.tsv").write_text(qrels)
+    c = ingest([src], tmp_path / "c")
+    docid = c.passages["docid"].to_pylist()
+    got = {
+        c.queries["query_id"][q].as_py(): ([docid[p] for p in pos], [docid[p] for p in neg])
+        for q, pos, neg in zip(
+            c.examples["qid"].to_pylist(),
+            c.examples["positives"].to_pylist(),
+            c.examples["negatives"].to_pylist(),
+            strict=True,
+        )
+    }
+    assert got == {"1": (["1", "3", "5"], ["2"]), "2": (["4"], ["6"])}
+    from trueneg.formats import export_collection
+
+    export_collection(c, "beir", tmp_path / "out")
+    assert (tmp_path / "out" / "qrels" / "test.tsv").read_text() == qrels
