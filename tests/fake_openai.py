@@ -3,7 +3,8 @@
 It replays recorded answers (looked up by the sha256 of the user message), answers everything else
 with an empty RLHN verdict, and injects faults on request: 429 with Retry-After, 500, timeouts,
 garbage bodies, truncated output (finish_reason "length"), refusals. It counts the completions it
-fully delivered per prompt ("paid"), so tests can prove nothing is paid twice.
+fully delivered per prompt: usable ones ("paid") and cut-off or refused ones ("paid_unusable"), so
+tests can prove no usable answer is bought twice.
 
 Run standalone: ``python tests/fake_openai.py --latency 0.05`` prints ``PORT <n>``.
 """
@@ -54,6 +55,7 @@ class State:
         self.echo_auth_on_400 = echo_auth_on_400
         self.replay: dict[str, str] = {}
         self.paid: Counter[str] = Counter()
+        self.paid_unusable: Counter[str] = Counter()
         self.requests = 0
         self.fault_counts: Counter[str] = Counter()
         self.bad_request_for: set[str] = set()
@@ -61,6 +63,11 @@ class State:
         self.files: dict[str, bytes] = {}
         self.batches: dict[str, dict[str, Any]] = {}
         self.batch_polls_until_done = 1
+        #: answer every chat request with this HTTP status (401: a wrong key)
+        self.status_for_all: int | None = None
+        #: cut every answer off (finish_reason "length") while max_completion_tokens is below this
+        self.truncate_below = 0
+        self.max_tokens_seen: list[int] = []
 
     def add_rlhn_answers(self, rows: list[dict[str, Any]], template: str) -> None:
         """Record the answers of RLHN rows under the prompts the reference builds."""
@@ -80,7 +87,8 @@ class State:
     def pick_fault(self) -> str | None:
         with self.lock:
             if self.fault_rate and self.rng.random() < self.fault_rate:
-                f = self.rng.choice(self.faults)
+                # the kinds in turn, so every kind occurs once a few faults have
+                f = self.faults[sum(self.fault_counts.values()) % len(self.faults)]
                 self.fault_counts[f] += 1
                 return f
         return None
@@ -92,6 +100,11 @@ class State:
         h = content_hash(user)
         content = self.replay.get(h, EMPTY_VERDICT)
         finish, refusal = "stop", None
+        budget = int(body.get("max_completion_tokens") or 0)
+        with self.lock:
+            self.max_tokens_seen.append(budget)
+        if budget < self.truncate_below:
+            fault = "truncated"
         if fault == "truncated":
             content, finish = content[: len(content) // 3], "length"
         elif fault == "refusal":
@@ -165,6 +178,7 @@ def make_handler(state: State) -> type[BaseHTTPRequestHandler]:
                         {
                             "requests": state.requests,
                             "paid": dict(state.paid),
+                            "paid_unusable": dict(state.paid_unusable),
                             "faults": dict(state.fault_counts),
                         },
                     )
@@ -216,6 +230,7 @@ def make_handler(state: State) -> type[BaseHTTPRequestHandler]:
 
         def do_POST(self) -> None:
             raw = self._body()
+            self.path = self.path.split("?", 1)[0]
             if self.path == "/v1/files":
                 # multipart/form-data: take the part named "file"
                 ctype = self.headers.get("Content-Type", "")
@@ -273,6 +288,17 @@ def make_handler(state: State) -> type[BaseHTTPRequestHandler]:
             if state.latency:
                 time.sleep(state.latency)
             user = body["messages"][-1]["content"]
+            if state.status_for_all is not None:
+                self._json(
+                    state.status_for_all,
+                    {
+                        "error": {
+                            "message": "Incorrect API key provided",
+                            "type": "invalid_request_error",
+                        }
+                    },
+                )
+                return
             if content_hash(user) in state.bad_request_for:
                 msg = "context length exceeded"
                 if state.echo_auth_on_400:
@@ -295,7 +321,10 @@ def make_handler(state: State) -> type[BaseHTTPRequestHandler]:
             code, comp = state.completion(body, fault)
             if self._json(code, comp):
                 with state.lock:
-                    state.paid[content_hash(user)] += 1
+                    ch = comp["choices"][0]
+                    bad = ch["finish_reason"] == "length" or ch["message"]["refusal"] is not None
+                    ledger = state.paid_unusable if bad else state.paid
+                    ledger[content_hash(user)] += 1
 
     return Handler
 

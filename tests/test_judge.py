@@ -217,15 +217,28 @@ def test_rendering_is_safe_for_braces_tags_and_instructions() -> None:
             [],
             [],
         ),
-        # the instructions echo an example verdict; the model's own (last) verdict counts
+        # two verdict blocks: the first counts, as in the reference, and the answer is marked
         (
             "<verdict><better> [Doc (1)] </better><worse></worse></verdict> then <verdict><better> [] </better>"
             "<worse> [Doc (3)] </worse></verdict>",
             "stop",
             None,
-            "ok",
+            "multiple_verdicts",
+            [0],
             [],
-            [2],
+        ),
+        # references the reference parser silently drops: a status of their own, never "no FN"
+        *(
+            (
+                f"<verdict><better> Preferred over ground truth: [{ref}] </better>"
+                "<worse> Relevant but not preferred over ground truth: [] </worse></verdict>",
+                "stop",
+                None,
+                "bad_reference",
+                [],
+                [],
+            )
+            for ref in ("Doc(1)", "Doc 2", "Document (3)", "Doc (1), doc 3", "1, 2", "Passage (2)")
         ),
     ],
 )
@@ -307,26 +320,47 @@ def test_identical_requests_are_sent_once(tmp_path: Path, replay_state: State) -
     assert s.stages[0].calls == 50 and s.stages[0].unique_requests == 25
 
 
-def test_faults_every_call_judged_or_failed_with_reason(
-    coll_dir: Path, replay_state: State
+def _verdicts(coll_dir: Path) -> list[tuple]:
+    t = judgments.final_flags(judgments.load(coll_dir))
+    return sorted(
+        zip(
+            t["example"].to_pylist(),
+            t["pid"].to_pylist(),
+            t["stage"].to_pylist(),
+            t["label"].to_pylist(),
+            t["flagged"].to_pylist(),
+            strict=True,
+        )
+    )
+
+
+def test_faults_end_with_the_fault_free_false_negatives(
+    coll_dir: Path, replay_state: State, tmp_path: Path
 ) -> None:
+    """20% of requests fail, over every fault kind (429, 500, timeouts, garbage bodies, answers
+    cut off by the token limit, refusals): the run ends with exactly the fault-free verdicts, all
+    76 false negatives, and no usable answer is paid twice."""
+    ingest(rlhn_sample_stage1(), tmp_path / "clean")
+    with FakeOpenAI(State()) as srv:
+        load_rlhn(srv.state, RLHN_SAMPLE_DIR, PROMPTS_DIR)
+        ref = judge_collection(tmp_path / "clean", JudgeConfig(base_url=srv.base_url))
+    assert ref.false_negatives == 76
     replay_state.fault_rate = 0.2
     replay_state.timeout_sleep = 1.5
     with FakeOpenAI(replay_state) as srv:
         cfg = JudgeConfig(base_url=srv.base_url, timeout=1.0, concurrency=8, max_attempts=8)
         s = judge_collection(coll_dir, cfg)
         st = _stats(srv)
-    assert sum(st["faults"].values()) > 0
+    assert set(st["faults"]) == {"429", "500", "timeout", "garbage", "truncated", "refusal"}
+    assert s.false_negatives == 76
+    assert _verdicts(coll_dir) == _verdicts(tmp_path / "clean")
+    assert max(st["paid"].values()) == 1 and len(st["paid"]) == 86  # each usable answer once
+    # the cut-off and refused answers were paid too: kept (superseded), never used
+    with Cache(coll_dir / "judge-cache.sqlite") as c:
+        assert c.superseded_count() == sum(st["paid_unusable"].values()) > 0
+        assert c.count() == 86
     t = judgments.load(coll_dir)
-    assert pc.all(pc.is_valid(t["status"])).as_py()
-    bad = t.filter(pc.is_null(t["label"]))
-    assert pc.all(pc.is_valid(bad["reason"])).as_py()  # every unlabelled pair says why
-    # truncated answers and refusals are statuses, never "no false negative"
-    for stt in ("length", "refusal"):
-        rows = t.filter(pc.equal(t["status"], stt))
-        assert pc.all(pc.is_null(rows["label"])).as_py()
-    assert max(st["paid"].values()) == 1  # nothing paid twice
-    assert s.stages[0].calls == 50
+    assert set(t["status"].to_pylist()) <= {"ok", "duplicate", "out_of_range", "multiple_verdicts"}
 
 
 def test_budget_stops_sending(coll_dir: Path, replay_state: State) -> None:

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import orjson
+import pyarrow.compute as pc
 import pytest
 
 from trueneg import Collection, ingest
@@ -319,3 +320,176 @@ def test_beir_interleaved_qrels_make_one_example_per_query(tmp_path: Path) -> No
 
     export_collection(c, "beir", tmp_path / "out")
     assert (tmp_path / "out" / "qrels" / "test.tsv").read_text() == qrels
+
+
+# -- judge answers: none lost, none read wrong -----------------------------------------------------
+
+
+from trueneg import judgments  # noqa: E402
+from trueneg.judge import Cache, JudgeConfig, judge_collection  # noqa: E402
+from trueneg.judge.cascade import RLHN_STAGES  # noqa: E402
+from trueneg.judge.importers import import_rlhn  # noqa: E402
+from trueneg.judge.render import PROMPTS_DIR  # noqa: E402
+
+from .fake_openai import FakeOpenAI, State, load_rlhn  # noqa: E402
+
+
+def _replay() -> State:
+    st = State()
+    from trueneg.data import RLHN_SAMPLE_DIR
+
+    load_rlhn(st, RLHN_SAMPLE_DIR, PROMPTS_DIR)
+    return st
+
+
+def _stage1_keys(coll: Path) -> list[str]:
+    with FakeOpenAI(_replay()) as srv:
+        judge_collection(coll, JudgeConfig(base_url=srv.base_url, stages=RLHN_STAGES[:1]))
+    t = judgments.load(coll)
+    return list(dict.fromkeys(t["request_key"].to_pylist()))
+
+
+def test_a_cut_off_answer_is_kept_but_asked_again_next_run(coll: Path) -> None:
+    keys = _stage1_keys(coll)
+    # an old cache: one answer stored as if final although the token limit cut it off
+    import sqlite3
+
+    db = sqlite3.connect(coll / "judge-cache.sqlite")
+    db.execute(
+        "UPDATE responses SET finish_reason='length', content=substr(content, 1, 40) WHERE key=?",
+        (keys[0],),
+    )
+    db.commit()
+    db.close()
+    off = judge_collection(coll, JudgeConfig(stages=RLHN_STAGES[:1]), offline=True)
+    assert off.stages[0].statuses.get("length") == 1  # reported, never "no false negative"
+    with FakeOpenAI(_replay()) as srv:
+        s = judge_collection(coll, JudgeConfig(base_url=srv.base_url, stages=RLHN_STAGES[:1]))
+        assert srv.state.requests == 1  # only the cut-off one
+    assert s.stages[0].statuses.get("length") is None and s.stages[0].cache_hits == 49
+    with Cache(coll / "judge-cache.sqlite") as c:
+        assert c.superseded_count() == 1 and c.count() == 50
+
+
+def test_a_cut_off_answer_is_asked_again_with_a_larger_budget_up_to_the_cap(
+    coll: Path, tmp_path: Path
+) -> None:
+    import dataclasses
+
+    ingest(rlhn_sample_stage1(), tmp_path / "ref")
+    with FakeOpenAI(_replay()) as srv:
+        ref = judge_collection(
+            tmp_path / "ref", JudgeConfig(base_url=srv.base_url, stages=RLHN_STAGES[:1])
+        )
+    st = _replay()
+    st.truncate_below = 4096
+    stage = dataclasses.replace(
+        RLHN_STAGES[0], max_completion_tokens=1024, max_completion_tokens_cap=4096
+    )
+    with FakeOpenAI(st) as srv:
+        s = judge_collection(coll, JudgeConfig(base_url=srv.base_url, stages=(stage,)))
+    assert sorted(set(st.max_tokens_seen)) == [1024, 2048, 4096]
+    assert "length" not in s.stages[0].statuses
+    assert s.false_negatives == ref.false_negatives > 0
+    assert sum(st.paid_unusable.values()) == 2 * 50 and max(st.paid.values()) == 1
+
+
+def test_an_answer_cut_off_at_the_cap_is_reported_not_read(coll: Path) -> None:
+    import dataclasses
+
+    st = _replay()
+    st.truncate_below = 10**9
+    stage = dataclasses.replace(
+        RLHN_STAGES[0], max_completion_tokens=1024, max_completion_tokens_cap=2048
+    )
+    with FakeOpenAI(st) as srv:
+        s = judge_collection(coll, JudgeConfig(base_url=srv.base_url, stages=(stage,)))
+    assert s.stages[0].statuses == {"length": 50} and s.false_negatives == 0
+    t = judgments.load(coll)
+    assert t["label"].null_count == len(t)
+    assert set(t["reason"].to_pylist()) == {"the answer hit the token limit"}
+
+
+def test_an_imported_null_answer_never_blocks_the_real_request(coll: Path, tmp_path: Path) -> None:
+    rows = [orjson.loads(x) for x in rlhn_sample_stage1()[0].read_bytes().splitlines()]
+    rows[0]["response"] = None
+    rows[1]["response"] = 17
+    f = tmp_path / "answers.jsonl"
+    f.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))
+    with Cache(coll / "judge-cache.sqlite") as c:
+        st = import_rlhn(c, [f], RLHN_STAGES[0])
+    assert (st.imported, st.no_answer) == (len(rows) - 2, 2)
+    with FakeOpenAI(_replay()) as srv:
+        s = judge_collection(coll, JudgeConfig(base_url=srv.base_url, stages=RLHN_STAGES[:1]))
+        assert srv.state.requests == 2 + 25  # the two null ones + the other subset's file
+    assert s.stages[0].statuses.get("parse_error") is None
+
+
+def test_a_failed_stage_two_leaves_the_pair_failed_not_decided_by_stage_one(coll: Path) -> None:
+    from trueneg.fix import false_negative_pairs
+
+    st = _replay()
+    with FakeOpenAI(st) as srv:
+        judge_collection(coll, JudgeConfig(base_url=srv.base_url, stages=RLHN_STAGES[:1]))
+    t1 = judgments.load(coll)
+    s1_flags = set(
+        zip(*[t1.filter(t1["flagged"])[c].to_pylist() for c in ("example", "pid")], strict=True)
+    )
+    st.status_for_all = 400  # stage 2's every request is refused by the API
+    from trueneg.judge.client import JudgeError
+
+    with FakeOpenAI(st) as srv, pytest.raises(JudgeError, match="all 36 requests to .* failed"):
+        judge_collection(coll, JudgeConfig(base_url=srv.base_url, max_attempts=1))
+    fin = judgments.final_flags(judgments.load(coll))
+    asked = fin.filter(pc.equal(fin["stage"], "stage2"))
+    assert asked["label"].null_count == len(asked) and not any(asked["flagged"].to_pylist())
+    assert all(r and "HTTP 400" in r for r in asked["reason"].to_pylist())
+    fn = false_negative_pairs(judgments.load(coll))
+    got = set(zip(fn["example"].to_pylist(), fn["pid"].to_pylist(), strict=True))
+    assert s1_flags and not (got & s1_flags)  # none of stage 1's flags stands alone
+
+
+def test_a_run_where_every_request_failed_exits_1(
+    coll: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    st = _replay()
+    st.status_for_all = 401
+    before = snapshot(coll)
+    with FakeOpenAI(st) as srv:
+        msg = fails(capsys, "judge", "run", coll, "--base-url", srv.base_url)
+        assert msg == (
+            f"all 50 requests to {srv.base_url} failed (HTTP 401: Incorrect API key provided); "
+            "nothing was paid"
+        )
+    assert all(p in snapshot(coll) for p in before)
+
+
+def test_fix_after_import_before_a_judge_run_is_refused(
+    coll: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ok(capsys, "judge", "import", coll, *rlhn_sample_stage1())
+    msg = fails(capsys, "fix", coll, "-o", tmp_path / "fixed")
+    assert msg == (
+        f"{coll} holds judge answers that its judgments do not reflect (no judge run has read "
+        "them): run the judge on it first (--offline reads the cached answers at no cost)"
+    )
+    assert not (tmp_path / "fixed").exists()
+    ok(capsys, "judge", "run", coll, "--offline")
+    ok(capsys, "fix", coll, "-o", tmp_path / "fixed")
+
+
+def test_a_key_in_the_base_url_is_never_written(
+    coll: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    secret = "SECRETKEY12345"
+    with FakeOpenAI(_replay()) as srv, caplog.at_level(logging.DEBUG):
+        url = srv.base_url.replace("http://", f"http://user:{secret}@") + f"?api-key={secret}"
+        judge_collection(coll, JudgeConfig(base_url=url, stages=RLHN_STAGES[:1]))
+    assert caplog.records and not any(secret in r.getMessage() for r in caplog.records)
+    for f in coll.iterdir():
+        if f.is_file():
+            assert secret.encode() not in f.read_bytes(), f.name
+    m = orjson.loads((coll / "manifest.json").read_bytes())
+    assert m["steps"][-1]["params"]["base_url"].count("***") == 2

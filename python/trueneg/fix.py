@@ -13,6 +13,7 @@ final verdicts (the deepest stage that read a pair). The kernel runs in Rust ove
 
 from __future__ import annotations
 
+import datetime as _dt
 import re
 import shutil
 from dataclasses import asdict, dataclass, field
@@ -227,6 +228,29 @@ def _flat_scores(col: pa.Array, lengths: np.ndarray) -> np.ndarray:
     return out
 
 
+def check_judged(coll: Collection) -> None:
+    """Refuse to fix from judgments that do not reflect the collection's answer cache: answers
+    imported (or stored) after the last judge run, or a cache no judge run has read. Fixing then
+    would read "no false negatives" where the answers hold some."""
+    from trueneg.judge import CACHE_FILE, Cache
+
+    cache = coll.path / CACHE_FILE
+    if not cache.is_file():
+        return
+    with Cache(cache) as c:
+        newest = c.newest()
+    if newest is None:
+        return
+    runs = [s for s in coll.manifest.get("steps", []) if s.get("step") == "judge"]
+    last = _dt.datetime.fromisoformat(runs[-1]["time"]).timestamp() if runs else None
+    if last is None or newest > last + 1.0:
+        when = "no judge run has read them" if last is None else "stored after the last judge run"
+        raise InputError(
+            f"{coll.path} holds judge answers that its judgments do not reflect ({when}): "
+            f"run the judge on it first (offline=True reads the cached answers at no cost)"
+        )
+
+
 def fix_collection(
     path: str | Path,
     out: str | Path,
@@ -239,6 +263,7 @@ def fix_collection(
     """Write a fixed copy of the collection at ``out`` (passages and queries shared by copy)."""
     coll = Collection.load(path)
     prepare_output(out, [coll.path], overwrite=overwrite)
+    check_judged(coll)
     pairs = false_negative_pairs(judgments.load(coll.path))
     new, report = apply_strategy(
         coll, pairs, strategy, max_false_negatives=max_false_negatives, exempt=exempt

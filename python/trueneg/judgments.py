@@ -58,17 +58,52 @@ def table(columns: dict[str, object]) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=JUDGMENT_SCHEMA)
 
 
+#: a stage's row that leaves the verdict to the stage before (qrels: no line for the pair)
+DEFERS = ("unjudged",)
+
+
 def final_flags(t: pa.Table) -> pa.Table:
-    """For each (example, pid), the row of the deepest stage that judged it with a readable answer:
-    the verdict the fix stage applies. Dedup rows (stage 0) stand unless a judge stage overrules."""
+    """For each (example, pid), the verdict the fix stage applies: the row of the deepest judge
+    stage that was asked about it, readable or not. A stage that was asked and failed (an
+    unreadable answer, an API error) leaves the pair unlabelled and unflagged with its reason;
+    it is never decided by a weaker stage. Only a stage that defers (status "unjudged") leaves
+    it to the stage before. Dedup rows (stage 0) stand unless a judge stage gave a label."""
     if len(t) == 0:
         return t
-    ok = t.filter(
-        pa.compute.or_(pa.compute.equal(t["stage"], "dedup"), pa.compute.is_valid(t["label"]))
+    c = pa.compute
+    is_dedup = c.equal(t["stage"], "dedup")
+    asked = t.filter(
+        c.and_(
+            c.invert(is_dedup), c.invert(c.is_in(c.fill_null(t["status"], ""), pa.array(DEFERS)))
+        )
     )
-    if len(ok) == 0:
-        return ok
-    order = ok.sort_by(
+    deepest = _first_per_pair(asked)
+    dedup = t.filter(is_dedup)
+    if len(dedup) == 0:
+        return deepest
+    labelled = deepest.filter(c.is_valid(deepest["label"]))
+    taken = set(_pair_keys(labelled).tolist())
+    dedup = _first_per_pair(dedup)
+    dk = _pair_keys(dedup)
+    dedup = dedup.filter(pa.array([k not in taken for k in dk.tolist()], pa.bool_()))
+    dedup_keys = set(_pair_keys(dedup).tolist())
+    unlabelled = deepest.filter(c.is_null(deepest["label"]))
+    uk = _pair_keys(unlabelled)
+    unlabelled = unlabelled.filter(pa.array([k not in dedup_keys for k in uk.tolist()], pa.bool_()))
+    return pa.concat_tables([labelled, dedup, unlabelled]).sort_by(
+        [("example", "ascending"), ("pid", "ascending")]
+    )
+
+
+def _pair_keys(t: pa.Table) -> np.ndarray:
+    return (t["example"].to_numpy().astype(np.int64) << 32) | t["pid"].to_numpy().astype(np.int64)
+
+
+def _first_per_pair(t: pa.Table) -> pa.Table:
+    """The deepest stage's row of each (example, pid)."""
+    if len(t) == 0:
+        return t
+    order = t.sort_by(
         [("example", "ascending"), ("pid", "ascending"), ("stage_index", "descending")]
     )
     ex = order["example"].to_numpy()

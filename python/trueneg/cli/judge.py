@@ -162,6 +162,11 @@ def import_(
             st = import_rlhn(c, files, by_name[stage])
     typer.echo(
         f"{st.rows:,} rows: {st.imported:,} answers imported, {st.already:,} already cached, {st.skipped:,} skipped"
+        + (
+            f", {st.no_answer:,} without an answer (null or not text; left to be asked)"
+            if st.no_answer
+            else ""
+        )
     )
 
 

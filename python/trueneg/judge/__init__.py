@@ -17,6 +17,7 @@ from trueneg._io import atomic_file
 from trueneg.collection import Collection, parquet_options, step_record, write_manifest
 from trueneg.judge.cache import Cache, request_key
 from trueneg.judge.cascade import RLHN_STAGES, JudgeConfig, JudgeSummary, Stage, run_cascade
+from trueneg.judge.client import JudgeError, redact_url
 
 __all__ = [
     "RLHN_STAGES",
@@ -69,11 +70,26 @@ def judge_collection(
         step_record(
             "judge",
             stages=[s.__dict__ for s in cfg.stages],
-            base_url=cfg.base_url,
+            base_url=redact_url(cfg.base_url),
             offline=offline,
             false_negatives=summary.false_negatives,
             cost_usd=summary.cost_usd,
         ),
     ]
     write_manifest(coll.path, manifest)
+    _raise_if_every_send_failed(summary, table, cfg)
     return summary
+
+
+def _raise_if_every_send_failed(summary: JudgeSummary, table: pa.Table, cfg: JudgeConfig) -> None:
+    """A run that sent requests and got not one answer back (a wrong key, a dead endpoint) is an
+    error, not an empty result. Its judgments are written before (all failed, with reasons)."""
+    attempted = sum(s.send.get("sent", 0) for s in summary.stages)
+    answered = sum(s.sent for s in summary.stages)
+    failed = sum(s.failed for s in summary.stages)
+    if attempted == 0 or answered > 0 or failed == 0:
+        return
+    reasons = table.filter(pc.is_valid(table["reason"]))["reason"] if len(table) else None
+    first = reasons[0].as_py() if reasons is not None and len(reasons) else "no answer"
+    where = redact_url(cfg.base_url) or "the OpenAI API"
+    raise JudgeError(f"all {failed:,} requests to {where} failed ({first}); nothing was paid")

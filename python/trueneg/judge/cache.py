@@ -3,6 +3,13 @@
 Every answer is committed the moment it arrives, before it is parsed or used, so a process killed at
 any point loses nothing it paid for and a rerun sends only what is missing. The key covers the
 model, the rendered messages, the sampling parameters and the response schema; never the API key.
+
+An answer is *final* unless it is unusable in a way a new request can mend: cut off by the token
+limit (``finish_reason = "length"``), or empty (no content, no refusal, not a content filter). A
+non-final answer stays in ``responses`` only until a better one arrives; it then moves to
+``superseded`` (still paid for: :meth:`Cache.spent` counts it), and a later run sends its request
+again. Answers the sender retried within a run (a truncation, a refusal) go to ``superseded``
+directly.
 """
 
 from __future__ import annotations
@@ -31,6 +38,19 @@ CREATE TABLE IF NOT EXISTS responses (
     source TEXT NOT NULL,
     created REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS superseded (
+    key TEXT NOT NULL,
+    model TEXT NOT NULL,
+    content TEXT,
+    refusal TEXT,
+    finish_reason TEXT,
+    prompt_tokens INTEGER,
+    completion_tokens INTEGER,
+    cost_usd REAL,
+    source TEXT NOT NULL,
+    created REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS superseded_key ON superseded(key);
 CREATE TABLE IF NOT EXISTS failures (
     key TEXT NOT NULL,
     status TEXT NOT NULL,
@@ -59,6 +79,20 @@ def request_key(
     """sha256 of the canonical JSON of (model, messages, sampling params, response schema)."""
     payload = {"model": model, "messages": list(messages), "params": params, "schema": schema}
     return hashlib.sha256(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+#: SQL condition of a stored answer that a new request may replace
+NON_FINAL = (
+    "(finish_reason = 'length' OR (content IS NULL AND refusal IS NULL"
+    " AND coalesce(finish_reason, '') != 'content_filter'))"
+)
+
+
+def is_final(a: Answer) -> bool:
+    """The Python side of :data:`NON_FINAL`: not cut off, not empty."""
+    if a.finish_reason == "length":
+        return False
+    return not (a.content is None and a.refusal is None and a.finish_reason != "content_filter")
 
 
 @dataclass
@@ -116,23 +150,44 @@ class Cache:
         )
 
     def put(self, a: Answer) -> bool:
-        """Store an answer (committed on return). False when the key was already there."""
+        """Store an answer (committed on return): a new key, or in place of a non-final answer
+        (which moves to ``superseded``). False when a final answer was there already."""
         with self._lock:
+            self._db.execute("BEGIN")
+            self._db.execute(
+                f"INSERT INTO superseded SELECT * FROM responses WHERE key=? AND {NON_FINAL}",
+                (a.key,),
+            )
+            self._db.execute(f"DELETE FROM responses WHERE key=? AND {NON_FINAL}", (a.key,))
             cur = self._db.execute(
                 "INSERT OR IGNORE INTO responses VALUES (?,?,?,?,?,?,?,?,?,?)", self._row(a)
             )
+            self._db.execute("COMMIT")
             return cur.rowcount == 1
 
-    def put_many(self, answers: Iterable[Answer]) -> int:
-        rows = [self._row(a) for a in answers]
+    def put_superseded(self, a: Answer) -> None:
+        """Keep a paid answer that will not be used (the sender is asking again)."""
         with self._lock:
-            before = self._db.total_changes
+            self._db.execute("INSERT INTO superseded VALUES (?,?,?,?,?,?,?,?,?,?)", self._row(a))
+
+    def put_many(self, answers: Iterable[Answer]) -> int:
+        """Store many answers in one transaction (as :meth:`put`); returns how many were new."""
+        rows = [self._row(a) for a in answers]
+        added = 0
+        with self._lock:
             self._db.execute("BEGIN")
-            self._db.executemany(
-                "INSERT OR IGNORE INTO responses VALUES (?,?,?,?,?,?,?,?,?,?)", rows
-            )
+            for r in rows:
+                self._db.execute(
+                    f"INSERT INTO superseded SELECT * FROM responses WHERE key=? AND {NON_FINAL}",
+                    (r[0],),
+                )
+                self._db.execute(f"DELETE FROM responses WHERE key=? AND {NON_FINAL}", (r[0],))
+                cur = self._db.execute(
+                    "INSERT OR IGNORE INTO responses VALUES (?,?,?,?,?,?,?,?,?,?)", r
+                )
+                added += cur.rowcount
             self._db.execute("COMMIT")
-            return self._db.total_changes - before
+        return added
 
     def _select_in(self, sql: str, keys: Sequence[str], suffix: str = "") -> list[tuple[Any, ...]]:
         """Rows of ``sql WHERE key IN (...)`` for many keys, in chunks SQLite accepts."""
@@ -167,12 +222,25 @@ class Cache:
             return int(self._db.execute("SELECT count(*) FROM responses").fetchone()[0])
 
     def spent(self) -> float:
-        """Dollars paid for answers stored from the API (imports and replays cost nothing here)."""
+        """Dollars paid for answers from the API, used or superseded (imports cost nothing)."""
         with self._lock:
-            v = self._db.execute(
-                "SELECT coalesce(sum(cost_usd), 0) FROM responses WHERE source IN ('api', 'batch')"
-            ).fetchone()[0]
+            v = sum(
+                self._db.execute(
+                    f"SELECT coalesce(sum(cost_usd), 0) FROM {t} WHERE source IN ('api', 'batch')"
+                ).fetchone()[0]
+                for t in ("responses", "superseded")
+            )
         return float(v)
+
+    def newest(self) -> float | None:
+        """When the newest answer was stored (epoch seconds), None for an empty cache."""
+        with self._lock:
+            v = self._db.execute("SELECT max(created) FROM responses").fetchone()[0]
+        return None if v is None else float(v)
+
+    def superseded_count(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT count(*) FROM superseded").fetchone()[0])
 
     # -- failures --------------------------------------------------------------------------
 

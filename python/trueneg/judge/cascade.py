@@ -24,7 +24,7 @@ from trueneg import _core, judgments
 from trueneg._progress import progress
 from trueneg.collection import Collection
 from trueneg.exceptions import InputError
-from trueneg.judge.cache import Answer, Cache, request_key
+from trueneg.judge.cache import Answer, Cache, is_final, request_key
 from trueneg.judge.client import Outcome, Request, Sender, SendStats
 from trueneg.judge.cost import MESSAGE_OVERHEAD, count_tokens, price_for
 from trueneg.judge.parse import parse_listwise, parse_pointwise
@@ -51,6 +51,9 @@ class Stage:
     flag_rule: str = "better"
     temperature: float = 0.1
     max_completion_tokens: int = 4096
+    #: an answer cut off at ``max_completion_tokens`` is asked again with twice the budget, up to
+    #: this cap; one still cut off there is reported (status "length") and asked again next run
+    max_completion_tokens_cap: int = 16384
     max_per_call: int = 25
     #: pointwise prompts: scores at or above this are false negatives
     min_score: int = 2
@@ -125,6 +128,8 @@ class JudgeConfig:
     tpm: int | None = None
     timeout: float = 120.0
     max_attempts: int = 6
+    #: extra sends of a prompt whose answer was cut off, refused or empty (paid answers are kept)
+    unusable_retries: int = 3
     budget_usd: float | None = None
     prices: dict[str, tuple[float, ...]] = field(default_factory=dict)
     chunk_calls: int = 20_000
@@ -277,6 +282,7 @@ def make_requests(
                 params=sorted_params,
                 est_tokens=est_in + stage.max_completion_tokens,
                 est_cost=est,
+                max_tokens_cap=stage.max_completion_tokens_cap,
             )
         )
     return out
@@ -353,6 +359,7 @@ def make_sender(config: JudgeConfig, cache: Cache, budget_usd: float | None) -> 
         tpm=config.tpm,
         timeout=config.timeout,
         max_attempts=config.max_attempts,
+        unusable_retries=config.unusable_retries,
         budget_usd=budget_usd,
         price_of=config.price_of,
     )
@@ -438,10 +445,13 @@ def run_cascade(
                 uniq.setdefault(r.key, r)
             summ.unique_requests += len(uniq)
             found = cache.get_many(list(uniq))
-            summ.cache_hits += len(found)
-            missing = [r for k, r in uniq.items() if k not in found]
+            # a non-final answer (cut off, empty) is asked again unless nothing may be sent
+            sendable = not offline and stage.backend != "replay"
+            final = {k: a for k, a in found.items() if is_final(a)}
+            summ.cache_hits += len(final if sendable else found)
+            missing = [r for k, r in uniq.items() if k not in (final if sendable else found)]
             outcomes: dict[str, Outcome] = {}
-            if missing and not offline and stage.backend != "replay":
+            if missing and sendable:
                 stats, outcomes = send(config, cache, stage, missing)
                 summ.sent += stats.answered
                 summ.failed += stats.failed

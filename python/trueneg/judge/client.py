@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from trueneg.exceptions import TruenegError
-from trueneg.judge.cache import Answer, Cache
+from trueneg.judge.cache import Answer, Cache, is_final
 from trueneg.judge.cost import Price
 
 logger = logging.getLogger(__name__)
@@ -43,6 +43,9 @@ class Request:
     #: worst-case cost and tokens, reserved against the budget and the TPM limit before sending
     est_tokens: int = 0
     est_cost: float = 0.0
+    #: an answer cut off by the token limit is asked again with twice the output budget, up to
+    #: this many tokens (0: never raised)
+    max_tokens_cap: int = 0
 
 
 @dataclass
@@ -52,6 +55,8 @@ class Outcome:
     status: str = "ok"  # ok or api_error / budget
     http_status: int | None = None
     message: str = ""
+    #: dollars paid for answers asked again (cut off, refused): not in ``answer``
+    superseded_usd: float = 0.0
 
 
 @dataclass
@@ -62,6 +67,8 @@ class SendStats:
     retries: int = 0
     rate_limited: int = 0
     stopped_by_budget: int = 0
+    #: answers that came back cut off, refused or empty and were asked again
+    unusable: int = 0
     spent_usd: float = 0.0
     seconds: float = 0.0
     by_status: dict[str, int] = field(default_factory=dict)
@@ -99,10 +106,105 @@ class RateLimiter:
                 await asyncio.sleep(max(wait_r, wait_t, 0.001))
 
 
-def scrub(message: str, secret: str | None) -> str:
-    """Remove an API key from a message before it is stored or shown."""
-    if secret:
-        message = message.replace(secret, "***")
+def usable(a: Answer) -> bool:
+    """An answer worth keeping as final: complete (not cut off), not refused, not empty."""
+    return is_final(a) and not a.refusal
+
+
+def redact_url(url: str | None) -> str | None:
+    """An endpoint as it may be written down: a password in the URL (``https://user:KEY@host``)
+    and query values (``?api-key=KEY``) replaced by ``***``."""
+    if not url:
+        return url
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        u = urlsplit(url)
+    except ValueError:
+        return "***"
+    netloc = u.netloc
+    if "@" in netloc:
+        user, host = netloc.rsplit("@", 1)
+        netloc = (user.split(":", 1)[0] + ":***@" if ":" in user else "***@") + host
+    query = "&".join(
+        (kv.split("=", 1)[0] + "=***") if "=" in kv else kv for kv in u.query.split("&") if kv
+    )
+    return urlunsplit((u.scheme, netloc, u.path, query, u.fragment))
+
+
+def url_secrets(url: str | None) -> list[str]:
+    """The secret parts of an endpoint URL (password, query values), to scrub from messages."""
+    if not url:
+        return []
+    from urllib.parse import parse_qsl, urlsplit
+
+    try:
+        u = urlsplit(url)
+    except ValueError:
+        return [url]
+    out = [u.password] if u.password else []
+    out += [v for _, v in parse_qsl(u.query) if v]
+    return [s for s in out if s]
+
+
+def _split_query(url: str | None) -> tuple[str | None, dict[str, str]]:
+    """``https://host/v1?api-key=K`` -> (``https://host/v1``, {"api-key": "K"}): the openai client
+    appends paths to the base URL, so its query goes on every request instead."""
+    if not url or "?" not in url:
+        return url, {}
+    from urllib.parse import parse_qsl
+
+    base, _, q = url.partition("?")
+    return base, dict(parse_qsl(q))
+
+
+def _api_message(e: Any) -> str:
+    """The server's own error message (the openai client prefixes "Error code: N - {...}")."""
+    body = getattr(e, "body", None)
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        if isinstance(inner, dict) and isinstance(inner.get("message"), str):
+            return str(inner["message"])
+    return str(getattr(e, "message", e))
+
+
+class RedactSecrets:
+    """Scrubs registered secrets from every log record of the process (httpx and openai log
+    request URLs, which may carry a key), whichever logger makes it: installed as the log
+    record factory the first time a secret is registered."""
+
+    def __init__(self) -> None:
+        self.secrets: set[str] = set()
+        self._base: Callable[..., logging.LogRecord] | None = None
+
+    def add(self, *secrets: str) -> None:
+        self.secrets.update(s for s in secrets if s)
+        if self.secrets and self._base is None:
+            self._base = logging.getLogRecordFactory()
+            logging.setLogRecordFactory(self._make)
+
+    def _make(self, *args: Any, **kwargs: Any) -> logging.LogRecord:
+        assert self._base is not None
+        record = self._base(*args, **kwargs)
+        try:
+            msg = record.getMessage()
+        except Exception:  # a record that cannot be formatted is left as it is
+            return record
+        clean = scrub(msg, None, *self.secrets)
+        if clean != msg:
+            record.msg, record.args = clean, None
+        return record
+
+
+_REDACT = RedactSecrets()
+
+
+def scrub(message: str, secret: str | None, *more: str) -> str:
+    """Remove an API key (and any other secrets given) from a message before it is stored or
+    shown."""
+    for s in (secret, *more):
+        if s:
+            message = message.replace(s, "***")
     return message
 
 
@@ -119,6 +221,9 @@ class Sender:
     timeout: float = 120.0
     max_attempts: int = 6
     max_backoff: float = 60.0
+    #: extra sends of a prompt whose answer came back unusable (cut off, refused, empty); the
+    #: paid answers are kept in the cache's ``superseded`` table
+    unusable_retries: int = 3
     budget_usd: float | None = None
     price_of: Callable[[str], Price | None] = lambda m: None
     source: str = "api"
@@ -132,7 +237,15 @@ class Sender:
                 raise JudgeError(f"no API key: set the environment variable {self.api_key_env}")
             key = "unused"  # local OpenAI-compatible servers often need none
         self._secret = key
-        return AsyncOpenAI(api_key=key, base_url=self.base_url, max_retries=0, timeout=self.timeout)
+        _REDACT.add(*url_secrets(self.base_url), *([key] if key != "unused" else []))
+        base, query = _split_query(self.base_url)
+        return AsyncOpenAI(
+            api_key=key,
+            base_url=base,
+            default_query=query or None,
+            max_retries=0,
+            timeout=self.timeout,
+        )
 
     async def send_all(
         self, requests: Sequence[Request], on_done: Callable[[Outcome], None] | None = None
@@ -168,6 +281,7 @@ class Sender:
                     if self.budget_usd is not None:
                         async with budget_lock:
                             reserved -= req.est_cost
+                spent += out.superseded_usd
                 if out.answer is not None and out.answer.cost_usd:
                     spent += out.answer.cost_usd
                     stats.spent_usd += out.answer.cost_usd
@@ -188,7 +302,11 @@ class Sender:
 
         params = dict(req.params)
         last_err = ""
-        for attempt in range(self.max_attempts):
+        unusable = 0
+        extra_usd = 0.0
+        for attempt in range(self.max_attempts + self.unusable_retries):
+            if attempt - unusable >= self.max_attempts:
+                break
             await limiter.acquire(req.est_tokens)
             stats.sent += 1
             try:
@@ -197,12 +315,33 @@ class Sender:
                 )
                 body = raw.content
                 answer = self._answer(req, body)
+                if not usable(answer) and unusable < self.unusable_retries:
+                    self.cache.put_superseded(answer)  # paid: kept, not used
+                    unusable += 1
+                    stats.unusable += 1
+                    if answer.cost_usd:
+                        stats.spent_usd += answer.cost_usd
+                        extra_usd += answer.cost_usd
+                    if answer.finish_reason == "length":
+                        cur = int(params.get("max_completion_tokens") or 0)
+                        if req.max_tokens_cap and 0 < cur < req.max_tokens_cap:
+                            params["max_completion_tokens"] = min(req.max_tokens_cap, 2 * cur)
+                        elif cur >= req.max_tokens_cap:
+                            # at the cap: asking again would be cut off again
+                            self.cache.put(answer)
+                            stats.answered += 1
+                            return Outcome(req.key, answer=answer, superseded_usd=extra_usd)
+                    continue
                 self.cache.put(answer)  # committed before anything reads it
                 stats.answered += 1
-                return Outcome(req.key, answer=answer)
+                return Outcome(req.key, answer=answer, superseded_usd=extra_usd)
             except openai.APIStatusError as e:
                 code = e.status_code
-                msg = scrub(f"HTTP {code}: {e.message}", getattr(self, "_secret", None))
+                msg = scrub(
+                    f"HTTP {code}: {_api_message(e)}",
+                    getattr(self, "_secret", None),
+                    *url_secrets(self.base_url),
+                )
                 if code in RETRY_STATUS or code >= 500:
                     last_err = msg
                     if code == 429:
@@ -212,16 +351,32 @@ class Sender:
                     continue
                 self.cache.record_failure(req.key, "api_error", code, msg)
                 stats.failed += 1
-                return Outcome(req.key, status="api_error", http_status=code, message=msg)
+                return Outcome(
+                    req.key,
+                    status="api_error",
+                    http_status=code,
+                    message=msg,
+                    superseded_usd=extra_usd,
+                )
             except (openai.APITimeoutError, openai.APIConnectionError) as e:
-                last_err = scrub(f"{type(e).__name__}: {e}", getattr(self, "_secret", None))
+                last_err = scrub(
+                    f"{type(e).__name__}: {e}",
+                    getattr(self, "_secret", None),
+                    *url_secrets(self.base_url),
+                )
                 await self._backoff(attempt, None, stats)
                 continue
             except (ValueError, KeyError, TypeError) as e:  # a body that is not a chat completion
-                msg = scrub(f"unreadable response: {e}", getattr(self, "_secret", None))
+                msg = scrub(
+                    f"unreadable response: {e}",
+                    getattr(self, "_secret", None),
+                    *url_secrets(self.base_url),
+                )
                 last_err = msg
                 await self._backoff(attempt, None, stats)
                 continue
+        if not last_err:
+            last_err = "every answer was unusable (cut off, refused or empty)"
         self.cache.record_failure(
             req.key, "api_error", None, f"gave up after {self.max_attempts} attempts: {last_err}"
         )
@@ -230,6 +385,7 @@ class Sender:
             req.key,
             status="api_error",
             message=f"gave up after {self.max_attempts} attempts: {last_err}",
+            superseded_usd=extra_usd,
         )
 
     def _answer(self, req: Request, body: bytes) -> Answer:

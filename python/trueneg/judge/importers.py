@@ -23,6 +23,8 @@ class ImportStats:
     imported: int = 0
     already: int = 0
     skipped: int = 0
+    #: rows whose answer is null or not a string: not stored, so they never block a real request
+    no_answer: int = 0
 
 
 def _finish_reason(v: Any) -> str | None:
@@ -54,6 +56,9 @@ def import_rlhn(cache: Cache, paths: Sequence[str | os.PathLike[str]], stage: St
             if len(neg) > stage.max_per_call:
                 st.skipped += 1  # the cascade would split these negatives into several calls
                 continue
+            if not isinstance(response, str) or not response.strip():
+                st.no_answer += 1
+                continue
             messages = ({"role": "user", "content": render_listwise(prompt, query, pos, neg)},)
             key = request_key(stage.model, messages, stage.params())
             answers.append(
@@ -79,10 +84,12 @@ def answer_from_batch_line(
 ) -> Answer | None:
     """One Batch API output line -> an answer (None for a failed request)."""
     resp = line.get("response") or {}
-    if line.get("error") or resp.get("status_code", 200) >= 400:
+    if line.get("error") or int(resp.get("status_code", 200)) >= 400:
         return None
     body = resp.get("body") or {}
     choice = (body.get("choices") or [{}])[0]
+    if not isinstance(line["custom_id"], str):
+        raise TypeError("custom_id is not a string")
     msg = choice.get("message") or {}
     usage = body.get("usage") or {}
     model = str(body.get("model", ""))
@@ -109,13 +116,26 @@ def import_batch_output(
     st = ImportStats()
     answers = []
     for path in paths:
-        for _, line, err in iter_jsonl(path):
+        for lineno, line, err in iter_jsonl(path):
             if err is not None:
                 raise err
+            if not isinstance(line, dict):
+                raise InputError(
+                    "not a Batch API output line (not a JSON object)", path=str(path), line=lineno
+                )
             st.rows += 1
-            a = answer_from_batch_line(line, config)
+            try:
+                a = answer_from_batch_line(line, config)
+            except (KeyError, TypeError, AttributeError, IndexError) as e:
+                raise InputError(
+                    f"not a Batch API output line ({type(e).__name__}: {e})",
+                    path=str(path),
+                    line=lineno,
+                ) from None
             if a is None:
                 st.skipped += 1
+            elif a.content is None and a.refusal is None:
+                st.no_answer += 1
             else:
                 answers.append(a)
     st.imported = cache.put_many(answers)

@@ -9,12 +9,25 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-#: statuses of a call whose documents still get labels
-READABLE = ("ok", "out_of_range", "duplicate")
-#: every status a call can have
-STATUSES = (*READABLE, "parse_error", "refusal", "length", "content_filter", "api_error")
+#: statuses of a call whose documents still get labels ("multiple_verdicts": the answer holds
+#: more than one <verdict> block; the first counts, as in the reference)
+READABLE = ("ok", "out_of_range", "duplicate", "multiple_verdicts")
+#: every status a call can have ("bad_reference": <better>/<worse> hold something that is not a
+#: ``Doc (n)`` reference, e.g. ``Doc(1)``, ``Doc 2``, ``Document (3)``: the reference parser reads
+#: that as "no false negative", trueneg as unreadable)
+STATUSES = (
+    *READABLE,
+    "bad_reference",
+    "parse_error",
+    "refusal",
+    "length",
+    "content_filter",
+    "api_error",
+)
 
 _DOC = re.compile(r"Doc \((\d+)\)")
+#: what may not remain in <better>/<worse> once the valid references are taken out
+_STRAY_REFERENCE = re.compile(r"\d|\bdoc|\bpassage", re.IGNORECASE)
 _REFUSAL = re.compile(
     r"^\s*(i'?m sorry|i am sorry|i can(?:no|')t|i cannot|sorry, i|as an ai)", re.IGNORECASE
 )
@@ -53,12 +66,12 @@ class Verdict:
 
 
 def _section(text: str, tag: str) -> str | None:
-    """Content of the last complete <tag>...</tag> in text."""
-    end = text.rfind(f"</{tag}>")
-    if end < 0:
-        return None
-    start = text.rfind(f"<{tag}>", 0, end)
+    """Content of the first complete <tag>...</tag> in text (the reference's reading)."""
+    start = text.find(f"<{tag}>")
     if start < 0:
+        return None
+    end = text.find(f"</{tag}>", start)
+    if end < 0:
         return None
     return text[start + len(tag) + 2 : end]
 
@@ -86,7 +99,19 @@ def parse_listwise(
     better_s, worse_s = _section(verdict, "better"), _section(verdict, "worse")
     if better_s is None and worse_s is None:
         return Verdict("parse_error", notes=["no <better> or <worse> inside <verdict>"])
+    for name, s in (("better", better_s), ("worse", worse_s)):
+        stray = _STRAY_REFERENCE.search(_DOC.sub("", s or ""))
+        if stray is not None:
+            return Verdict(
+                "bad_reference",
+                notes=[
+                    f"<{name}> holds a reference that is not Doc (n): {(s or '').strip()[:120]!r}"
+                ],
+            )
     v = Verdict("ok")
+    if content.count("<verdict>") > 1:
+        v.status = "multiple_verdicts"
+        v.notes.append(f"{content.count('<verdict>')} <verdict> blocks; the first counts")
     if better_s is None or worse_s is None:
         v.notes.append("missing " + ("<better>" if better_s is None else "<worse>"))
     out_of_range: list[int] = []
@@ -111,7 +136,7 @@ def parse_listwise(
     if out_of_range:
         v.status = "out_of_range"
         v.notes.append(f"documents out of range 1..{n_docs}: {out_of_range}")
-    elif dup:
+    elif dup and v.status == "ok":
         v.status = "duplicate"
     return v
 
