@@ -11,6 +11,7 @@ __version__: str
 __all__ = [
     "CoreValueError",
     "Interner",
+    "TruenegError",
     "__version__",
     "apply_fix",
     "count_tokens",
@@ -30,7 +31,8 @@ __all__ = [
     "topk_inner_product",
 ]
 
-class CoreValueError(ValueError): ...
+class TruenegError(Exception): ...
+class CoreValueError(TruenegError, ValueError): ...
 
 def hash_string_columns(
     columns: list[tuple[NDArray[np.int64], NDArray[np.uint8], NDArray[np.bool_] | None]],

@@ -137,6 +137,15 @@ class DedupConfig:
             )
         if not 0.0 < self.threshold <= 1.0:
             raise InputError(f"threshold must be in (0, 1], got {self.threshold}")
+        from trueneg.config import at_least
+
+        at_least("num_perm", self.num_perm, 1)
+        at_least("bands", self.bands, 1, optional=True)
+        at_least("rows", self.rows, 1, optional=True)
+        at_least("ngram", self.ngram, 1)
+        at_least("chunk_size", self.chunk_size, 1)
+        if not 0.0 < self.target_recall < 1.0:
+            raise InputError(f"target_recall must be in (0, 1), got {self.target_recall}")
 
     def lsh_params(self) -> tuple[int, int]:
         if self.bands is not None and self.rows is not None:

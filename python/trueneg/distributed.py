@@ -254,6 +254,13 @@ class RayConfig:
     #: judge requests per worker batch
     judge_batch: int = 256
 
+    def __post_init__(self) -> None:
+        from trueneg.config import at_least
+
+        at_least("workers", self.workers, 1, optional=True)
+        at_least("shard_rows", self.shard_rows, 1)
+        at_least("judge_batch", self.judge_batch, 1)
+
 
 class RayEngine:
     """Runs embedding, mining and judge sends on a Ray cluster; results equal the local engine's."""

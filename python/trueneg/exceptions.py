@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from trueneg._core import CoreValueError
+from trueneg._core import CoreValueError, TruenegError
 
 __all__ = ["CollectionError", "CoreValueError", "FormatError", "InputError", "TruenegError"]
 
-
-class TruenegError(Exception):
-    """Base class of every error trueneg raises on purpose."""
+# TruenegError is defined in the Rust extension, so the kernels' CoreValueError (a TruenegError
+# and a ValueError) belongs to the same family as every error below: one ``except`` catches all.
 
 
 class InputError(TruenegError, ValueError):

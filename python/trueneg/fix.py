@@ -228,6 +228,31 @@ def _flat_scores(col: pa.Array, lengths: np.ndarray) -> np.ndarray:
     return out
 
 
+@dataclass(frozen=True)
+class FixConfig:
+    """What the fix stage writes: one collection per strategy; ``max_false_negatives`` drops an
+    example with more false negatives than this (None: no limit; RLHN: 7) unless its subset
+    matches ``exempt`` (a regex; RLHN exempts ArguAna)."""
+
+    strategies: tuple[str, ...] = STRATEGIES
+    max_false_negatives: int | None = 7
+    exempt: str | None = DEFAULT_EXEMPT
+
+    def __post_init__(self) -> None:
+        from trueneg.config import at_least, one_of
+
+        if not self.strategies:
+            raise InputError("strategies must name at least one of " + ", ".join(STRATEGIES))
+        for s in self.strategies:
+            one_of("strategies", s, STRATEGIES)
+        at_least("max_false_negatives", self.max_false_negatives, 0, optional=True)
+        if self.exempt is not None:
+            try:
+                re.compile(self.exempt)
+            except re.error as e:
+                raise InputError(f"exempt is not a valid regular expression ({e})") from None
+
+
 def check_judged(coll: Collection) -> None:
     """Refuse to fix from judgments that do not reflect the collection's answer cache: answers
     imported (or stored) after the last judge run, or a cache no judge run has read. Fixing then

@@ -188,6 +188,51 @@ class Selection:
         return np.flatnonzero(self.eligible < num_negatives)
 
 
+@dataclasses.dataclass(frozen=True)
+class MineConfig:
+    """The selection settings of mining (sentence-transformers' ``mine_hard_negatives`` names and
+    defaults; see :func:`select_negatives`), checked on construction. ``ann`` applies with
+    ``search = "ann"``; ``keep_old`` appends the mined negatives after the old ones."""
+
+    num_negatives: int = 7
+    range_min: int = 0
+    range_max: int = 100
+    max_score: float | None = None
+    min_score: float | None = None
+    absolute_margin: float | None = None
+    relative_margin: float | None = None
+    sampling: str = "top"
+    seed: int = 0
+    search: str = "exact"
+    ann: dict[str, Any] | None = None
+    keep_old: bool = False
+
+    def __post_init__(self) -> None:
+        from trueneg.config import at_least, one_of
+
+        at_least("num_negatives", self.num_negatives, 1)
+        at_least("range_min", self.range_min, 0)
+        at_least("range_max", self.range_max, 1)
+        if self.range_min >= self.range_max:
+            raise InputError(
+                f"range_min ({self.range_min}) must be below range_max ({self.range_max})"
+            )
+        at_least("absolute_margin", self.absolute_margin, 0.0, optional=True)
+        at_least("relative_margin", self.relative_margin, 0.0, optional=True)
+        one_of("sampling", self.sampling, ("top", "random"))
+        one_of("search", self.search, ("exact", "ann"))
+        if self.ann is not None:
+            from trueneg.config import from_table
+
+            from_table(AnnConfig, self.ann, "ann")
+
+    def selection(self) -> dict[str, Any]:
+        """Keyword arguments of :func:`select_negatives`."""
+        d = dataclasses.asdict(self)
+        d.pop("keep_old")
+        return d
+
+
 def select_negatives(
     queries: object,
     corpus: object,

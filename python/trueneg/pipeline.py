@@ -9,11 +9,11 @@ cost, ending with the three fixed collections and the report.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import shutil
 import time
-import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +28,7 @@ from trueneg._io import (
     remove_own_folder,
     written_by_trueneg,
 )
+from trueneg.config import check_keys, from_table, load_toml, one_of
 from trueneg.exceptions import InputError
 
 logger = logging.getLogger(__name__)
@@ -90,41 +91,143 @@ class PipelineConfig:
 
     @classmethod
     def from_toml(cls, path: str | Path, workdir: str | Path | None = None) -> PipelineConfig:
+        """Read a pipeline TOML file: every table and key checked (an unknown one is named with
+        the nearest valid name), every value's type and range, before anything runs."""
+        from trueneg.dedup import DedupConfig
+        from trueneg.embed import EncoderConfig
+        from trueneg.fix import FixConfig
+        from trueneg.judge.cascade import JudgeConfig
+        from trueneg.mine import MineConfig
+
         p = Path(path)
-        try:
-            d = tomllib.loads(p.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise InputError("pipeline file not found", path=str(p)) from None
-        except tomllib.TOMLDecodeError as e:
-            raise InputError(f"invalid TOML: {e}", path=str(p)) from None
+        where = str(p)
+        d = load_toml(p)
+        check_keys(d, TABLES, "the pipeline file", where, noun="table")
+        for name in d:
+            if not isinstance(d[name], dict):
+                raise InputError(f"[{name}] must be a table", path=where)
         base = p.parent
-        ing = d.get("ingest", {})
-        if "inputs" not in ing:
-            raise InputError("[ingest] needs inputs = [...]", path=str(p))
         rel = lambda x: str((base / x) if not Path(x).is_absolute() else Path(x))  # noqa: E731
+        pipe = from_table(PipelineSection, d.get("pipeline", {}), "[pipeline]", where)
+        if "ingest" not in d:
+            raise InputError("[ingest] is missing (it needs inputs = [...])", path=where)
+        ing = from_table(IngestSection, d["ingest"], "[ingest]", where)
+        # [dedup] and [mine]: their stage's settings plus enabled
+        dedup_t = dict(d.get("dedup", {}))
+        dedup_on = _enabled(dedup_t, "[dedup]", where, default=True)
+        from_table(DedupConfig, dedup_t, "[dedup]", where)
+        mine_t = dict(d.get("mine", {}))
+        mine_on = _enabled(mine_t, "[mine]", where, default="mine" in d)
+        enc_keys = {f.name for f in dataclasses.fields(EncoderConfig)}
+        mine_keys = {f.name for f in dataclasses.fields(MineConfig)}
+        check_keys(mine_t, enc_keys | mine_keys, "[mine]", where)
+        from_table(
+            EncoderConfig, {k: v for k, v in mine_t.items() if k in enc_keys}, "[mine]", where
+        )
+        from_table(MineConfig, {k: v for k, v in mine_t.items() if k in mine_keys}, "[mine]", where)
         judge = dict(d.get("judge", {}))
         imports = judge.pop("import", [])
-        offline = bool(judge.pop("offline", False))
-        for imp in imports:
-            imp["files"] = [rel(f) for f in imp.get("files", [])]
+        offline = judge.pop("offline", False)
+        if not isinstance(offline, bool):
+            raise InputError(f"[judge]: offline must be true or false, got {offline!r}", path=where)
+        jcfg = JudgeConfig.from_dict(judge, path=where)
+        if not isinstance(imports, list):
+            raise InputError("[judge]: import must be [[judge.import]] tables", path=where)
+        stage_names = [s.name for s in jcfg.stages]
+        checked_imports = []
+        for i, imp in enumerate(imports, 1):
+            it = from_table(ImportSection, imp, f"[[judge.import]] {i}", where)
+            if it.stage not in stage_names:
+                raise InputError(
+                    f"[[judge.import]] {i}: stage {it.stage!r} is not a stage of the cascade "
+                    f"({', '.join(stage_names)})",
+                    path=where,
+                )
+            checked_imports.append({"files": [rel(f) for f in it.files], "stage": it.stage})
+        fix_t = dict(d.get("fix", {}))
+        fix = from_table(FixConfig, fix_t, "[fix]", where)
+        export = from_table(ExportSection, d.get("export", {}), "[export]", where)
+        report = from_table(ReportSection, d.get("report", {}), "[report]", where)
+        from trueneg.distributed import RayConfig
+
+        ray = d.get("ray", {})
+        from_table(RayConfig, ray, "[ray]", where)
         return cls(
-            workdir=Path(workdir or d.get("pipeline", {}).get("workdir", base / "trueneg-run")),
-            inputs=[rel(x) for x in ing["inputs"]],
-            format=ing.get("format", "auto"),
-            corpus=rel(ing["corpus"]) if ing.get("corpus") else None,
-            dedup=None
-            if d.get("dedup", {}).get("enabled", True) is False
-            else {k: v for k, v in d.get("dedup", {}).items() if k != "enabled"},
-            mine=dict(d["mine"]) if "mine" in d and d["mine"].get("enabled", True) else None,
+            workdir=Path(workdir or (pipe.workdir and rel(pipe.workdir)) or base / "trueneg-run"),
+            inputs=[rel(x) for x in ing.inputs],
+            format=ing.format,
+            corpus=rel(ing.corpus) if ing.corpus else None,
+            dedup=dedup_t if dedup_on else None,
+            mine=mine_t if mine_on else None,
             judge=judge,
-            judge_imports=imports,
+            judge_imports=checked_imports,
             offline=offline,
-            fix=d.get("fix", {"strategies": ["remove", "remove-hn", "relabel"]}),
-            export_format=d.get("export", {}).get("format", "tevatron"),
-            report=d.get("report", {}).get("enabled", True),
-            engine=d.get("pipeline", {}).get("engine", "local"),
-            ray=dict(d.get("ray", {})),
+            fix={
+                "strategies": list(fix.strategies),
+                "max_false_negatives": fix.max_false_negatives,
+                "exempt": fix.exempt,
+            },
+            export_format=export.format,
+            report=report.enabled,
+            engine=pipe.engine,
+            ray=dict(ray),
         )
+
+
+#: the tables a pipeline file may have
+TABLES = ("pipeline", "ingest", "dedup", "mine", "judge", "fix", "export", "report", "ray")
+
+
+def _enabled(table: dict[str, Any], where: str, path: str, *, default: bool) -> bool:
+    v = table.pop("enabled", default)
+    if not isinstance(v, bool):
+        raise InputError(f"{where}: enabled must be true or false, got {v!r}", path=path)
+    return v
+
+
+@dataclass(frozen=True)
+class PipelineSection:
+    workdir: str | None = None
+    engine: str = "local"
+
+    def __post_init__(self) -> None:
+        one_of("engine", self.engine, ("local", "ray"))
+
+
+@dataclass(frozen=True)
+class IngestSection:
+    inputs: list[str]
+    format: str = "auto"
+    corpus: str | None = None
+
+    def __post_init__(self) -> None:
+        from trueneg.formats import FORMATS
+
+        if not self.inputs:
+            raise InputError("inputs must list at least one file")
+        if self.format != "auto":
+            one_of("format", self.format, [n for c, a in FORMATS.items() for n in (c, *a)])
+
+
+@dataclass(frozen=True)
+class ImportSection:
+    files: list[str]
+    stage: str = "stage1"
+
+
+@dataclass(frozen=True)
+class ExportSection:
+    format: str = "tevatron"
+
+    def __post_init__(self) -> None:
+        from trueneg.formats import FORMATS
+
+        one_of("format", self.format, [n for c, a in FORMATS.items() for n in (c, *a)])
+
+
+@dataclass(frozen=True)
+class ReportSection:
+    enabled: bool = True
 
 
 @dataclass

@@ -7,7 +7,6 @@ mod errors;
 
 use numpy::ndarray::Array2;
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2};
-use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 use std::sync::Mutex;
@@ -19,7 +18,7 @@ use crate::intern;
 use crate::ledger;
 use crate::pool;
 use crate::text::{self, StrColumn};
-use errors::CoreValueError as CoreValueErrorNew;
+use errors::value_error;
 
 pub(crate) use errors::run_detached;
 
@@ -41,7 +40,7 @@ fn keys_to_array(keys: &[u128]) -> Array2<u64> {
 fn array_to_keys(a: &PyReadonlyArray2<'_, u64>, name: &str) -> PyResult<Vec<u128>> {
     let v = a.as_array();
     if v.ncols() != 2 {
-        return Err(PyValueError::new_err(format!(
+        return Err(value_error(format!(
             "{name} must have shape (n, 2), got {:?}",
             v.shape()
         )));
@@ -57,7 +56,7 @@ fn contiguous<'a, T: numpy::Element>(
     what: &str,
 ) -> PyResult<&'a [T]> {
     a.as_slice()
-        .map_err(|_| PyValueError::new_err(format!("{what} must be a C-contiguous 1-d array")))
+        .map_err(|_| value_error(format!("{what} must be a C-contiguous 1-d array")))
 }
 
 fn contiguous_opt<'a, T: numpy::Element>(
@@ -154,7 +153,7 @@ impl PyInterner {
         let guard = self
             .inner
             .lock()
-            .map_err(|_| PyValueError::new_err("interner lock poisoned"))?;
+            .map_err(|_| value_error("interner lock poisoned"))?;
         Ok(guard.len())
     }
 }
@@ -214,7 +213,7 @@ fn parse_bge_file_block<'py>(
     first_line: u64,
 ) -> PyResult<(Bound<'py, PyDict>, u64, u64)> {
     if block_bytes == 0 {
-        return Err(PyValueError::new_err("block_bytes must be positive"));
+        return Err(value_error("block_bytes must be positive"));
     }
     let (c, next) =
         py.detach(|| bge::parse_bge_file_block(&path, offset, block_bytes, first_line))?;
@@ -274,13 +273,13 @@ fn shingler(unit: &str, ngram: usize, normalize: dedup::Normalize) -> PyResult<d
         "word" => dedup::Unit::Word,
         "char" => dedup::Unit::Char,
         other => {
-            return Err(PyValueError::new_err(format!(
+            return Err(value_error(format!(
                 "unit must be 'word' or 'char', got {other:?}"
             )))
         }
     };
     if ngram == 0 {
-        return Err(PyValueError::new_err("ngram must be at least 1"));
+        return Err(value_error("ngram must be at least 1"));
     }
     Ok(dedup::Shingler {
         unit,
@@ -337,8 +336,8 @@ fn minhash_signatures<'py>(
     let hasher = dedup::MinHasher::new(num_perm, seed)?;
     let n = col.len();
     let sigs = run_detached(py, || dedup::minhash_signatures(&col, &sh, &hasher))?;
-    let arr = Array2::from_shape_vec((n, num_perm), sigs)
-        .map_err(|e| PyValueError::new_err(e.to_string()))?;
+    let arr =
+        Array2::from_shape_vec((n, num_perm), sigs).map_err(|e| value_error(e.to_string()))?;
     Ok(arr.into_pyarray(py))
 }
 
@@ -370,11 +369,11 @@ fn lsh_clusters<'py>(
     whitespace: bool,
 ) -> PyResult<LshOut<'py>> {
     let num_perm = signatures.as_array().ncols();
-    let sigs = signatures.as_slice().map_err(|_| {
-        PyValueError::new_err("signatures must be a C-contiguous uint32 (n, num_perm) array")
-    })?;
+    let sigs = signatures
+        .as_slice()
+        .map_err(|_| value_error("signatures must be a C-contiguous uint32 (n, num_perm) array"))?;
     if !(0.0..=1.0).contains(&threshold) {
-        return Err(PyValueError::new_err(format!(
+        return Err(value_error(format!(
             "threshold must be in [0, 1], got {threshold}"
         )));
     }
@@ -383,7 +382,7 @@ fn lsh_clusters<'py>(
         "minhash" => dedup::Verify::MinHash(threshold),
         "jaccard" => dedup::Verify::Jaccard(threshold),
         other => {
-            return Err(PyValueError::new_err(format!(
+            return Err(value_error(format!(
                 "verify must be 'none', 'minhash' or 'jaccard', got {other:?}"
             )))
         }
@@ -393,7 +392,7 @@ fn lsh_clusters<'py>(
         None => None,
     };
     if matches!(mode, dedup::Verify::Jaccard(_)) && col.is_none() {
-        return Err(PyValueError::new_err("verify='jaccard' needs texts"));
+        return Err(value_error("verify='jaccard' needs texts"));
     }
     let sh = shingler(
         unit,
@@ -522,7 +521,7 @@ fn apply_fix<'py>(
         "remove-hn" => ledger::fix::Strategy::RemoveHn,
         "relabel" => ledger::fix::Strategy::Relabel,
         other => {
-            return Err(PyValueError::new_err(format!(
+            return Err(value_error(format!(
                 "strategy must be remove, remove-hn or relabel, got {other:?}"
             )))
         }
@@ -569,7 +568,7 @@ impl<'py> FloatRows<'py> {
         if let Ok(a) = x.extract::<PyReadonlyArray2<'py, half::f16>>() {
             return Ok(Self::F16(a));
         }
-        Err(PyValueError::new_err(format!(
+        Err(value_error(format!(
             "{what} must be a 2-d float32 or float16 array"
         )))
     }
@@ -582,7 +581,7 @@ impl<'py> FloatRows<'py> {
     }
 
     fn rows(&self, what: &str) -> PyResult<crate::search::Rows<'_>> {
-        let err = || PyValueError::new_err(format!("{what} must be C-contiguous"));
+        let err = || value_error(format!("{what} must be C-contiguous"));
         Ok(match self {
             Self::F32(a) => crate::search::Rows::F32(a.as_slice().map_err(|_| err())?),
             Self::F16(a) => crate::search::Rows::F16(a.as_slice().map_err(|_| err())?),
@@ -608,7 +607,7 @@ fn topk_inner_product<'py>(
         "gemm" => crate::search::Method::Gemm,
         "int8" => crate::search::Method::Int8,
         other => {
-            return Err(CoreValueErrorNew::new_err(format!(
+            return Err(value_error(format!(
                 "method must be auto, gemm or int8, got {other:?}"
             )))
         }
@@ -619,16 +618,14 @@ fn topk_inner_product<'py>(
     );
     let ((nq, dq), (_, dc)) = (queries.shape(), corpus.shape());
     if dq != dc {
-        return Err(CoreValueErrorNew::new_err(format!(
+        return Err(value_error(format!(
             "dimension mismatch: queries have {dq} columns, the corpus {dc}"
         )));
     }
     let (q, c) = (queries.rows("queries")?, corpus.rows("corpus")?);
     let r = run_detached(py, || crate::search::topk_rows(q, c, dq, k, method))?;
-    let idx = Array2::from_shape_vec((nq, k), r.indices)
-        .map_err(|e| PyValueError::new_err(e.to_string()))?;
-    let sc = Array2::from_shape_vec((nq, k), r.scores)
-        .map_err(|e| PyValueError::new_err(e.to_string()))?;
+    let idx = Array2::from_shape_vec((nq, k), r.indices).map_err(|e| value_error(e.to_string()))?;
+    let sc = Array2::from_shape_vec((nq, k), r.scores).map_err(|e| value_error(e.to_string()))?;
     Ok((idx.into_pyarray(py), sc.into_pyarray(py)))
 }
 
@@ -672,15 +669,15 @@ fn select_negatives<'py>(
     let k = cand_ids.as_array().ncols();
     let ids = cand_ids
         .as_slice()
-        .map_err(|_| PyValueError::new_err("cand_ids must be C-contiguous int64 (n, k)"))?;
+        .map_err(|_| value_error("cand_ids must be C-contiguous int64 (n, k)"))?;
     let sc = cand_scores
         .as_slice()
-        .map_err(|_| PyValueError::new_err("cand_scores must be C-contiguous float32 (n, k)"))?;
+        .map_err(|_| value_error("cand_scores must be C-contiguous float32 (n, k)"))?;
     let sampling = match sampling {
         "top" => crate::mining::Sampling::Top,
         "random" => crate::mining::Sampling::Random { seed },
         other => {
-            return Err(PyValueError::new_err(format!(
+            return Err(value_error(format!(
                 "sampling must be 'top' or 'random', got {other:?}"
             )))
         }
@@ -789,12 +786,12 @@ mod _core {
         topk_inner_product, PyInterner,
     };
 
-    #[pymodule_export]
-    use super::errors::CoreValueError;
-
     #[pymodule_init]
     fn init(m: &pyo3::Bound<'_, pyo3::types::PyModule>) -> pyo3::PyResult<()> {
         use pyo3::types::PyModuleMethods;
+        let py = m.py();
+        m.add("TruenegError", py.get_type::<super::errors::TruenegError>())?;
+        m.add("CoreValueError", super::errors::core_value_error_type(py)?)?;
         m.add("__version__", env!("CARGO_PKG_VERSION"))
     }
 }

@@ -94,6 +94,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {cli_wording(str(e))}", file=sys.stderr)
         print("hint: set TRUENEG_DEBUG=1 for a traceback", file=sys.stderr)
         return 1
+    except OSError as e:  # disk full, read-only file system, permissions: the system's words
+        if debug:
+            raise
+        what = f"{e.filename}: " if e.filename else ""
+        code = f" (errno {e.errno})" if e.errno else ""
+        print(f"error: {what}{e.strerror or e}{code}; nothing was replaced", file=sys.stderr)
+        print("hint: set TRUENEG_DEBUG=1 for a traceback", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -110,7 +110,7 @@ def mine(
     with a local model, masking positives."""
     from trueneg._io import load_npy, prepare_output
     from trueneg.exceptions import InputError
-    from trueneg.mine import AnnConfig, mine_collection
+    from trueneg.mine import MineConfig, mine_collection
 
     if (query_embeddings is None) != (passage_embeddings is None):
         given = "--query-embeddings" if query_embeddings is not None else "--passage-embeddings"
@@ -119,6 +119,27 @@ def mine(
             "or neither (to embed with --model)"
         )
     prepare_output(out, [collection, embed_cache, ann_index], overwrite=overwrite)
+    settings = MineConfig(
+        num_negatives=num_negatives,
+        range_min=range_min,
+        range_max=range_max,
+        max_score=max_score,
+        min_score=min_score,
+        absolute_margin=absolute_margin,
+        relative_margin=relative_margin,
+        sampling=sampling,
+        seed=seed,
+        search=search,
+        ann={
+            "dtype": ann_dtype,
+            "connectivity": ann_connectivity,
+            "expansion_search": ann_expansion_search,
+            "index_path": str(ann_index) if ann_index else None,
+        }
+        if search == "ann"
+        else None,
+        keep_old=keep_old,
+    )
     if query_embeddings is not None and passage_embeddings is not None:
         qe, pe = load_npy(query_embeddings), load_npy(passage_embeddings)
     else:
@@ -143,26 +164,9 @@ def mine(
         out,
         qe,
         pe,
-        keep_old=keep_old,
+        keep_old=settings.keep_old,
         overwrite=overwrite,
-        num_negatives=num_negatives,
-        range_min=range_min,
-        range_max=range_max,
-        max_score=max_score,
-        min_score=min_score,
-        absolute_margin=absolute_margin,
-        relative_margin=relative_margin,
-        sampling=sampling,
-        seed=seed,
-        search=search,
-        ann=AnnConfig(
-            dtype=ann_dtype,
-            connectivity=ann_connectivity,
-            expansion_search=ann_expansion_search,
-            index_path=str(ann_index) if ann_index else None,
-        )
-        if search == "ann"
-        else None,
+        **settings.selection(),
     )
     typer.echo(
         f"wrote {out}: {r['negatives']:,} negatives for {r['examples']:,} examples; {r['band']:,} in the "

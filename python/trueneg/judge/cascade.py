@@ -11,8 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import tomllib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ import pyarrow as pa
 from trueneg import _core, judgments
 from trueneg._progress import progress
 from trueneg.collection import Collection
+from trueneg.config import at_least, check_keys, from_table, load_toml, one_of, positive, within
 from trueneg.exceptions import InputError
 from trueneg.judge.cache import Answer, Cache, is_final, request_key
 from trueneg.judge.client import Outcome, Request, Sender, SendStats
@@ -76,26 +76,38 @@ class Stage:
     relevance_threshold: int = 1
 
     def __post_init__(self) -> None:
-        if self.backend not in BACKENDS:
+        try:
+            self._check()
+        except InputError as e:
+            raise InputError(f"stage {self.name}: {e.reason}") from None
+
+    def _check(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise InputError("name must be a non-empty string")
+        one_of("backend", self.backend, BACKENDS)
+        one_of("trigger", self.trigger, ("all", "previous"))
+        one_of("trigger_rule", self.trigger_rule, RULES)
+        one_of("flag_rule", self.flag_rule, RULES)
+        one_of("local_scorer", self.local_scorer, ("embedding", "cross-encoder"))
+        if not self.is_local:
+            if not isinstance(self.model, str) or not self.model.strip():
+                raise InputError("model must name the LLM (e.g. 'gpt-4o-mini')")
+            if not isinstance(self.prompt, str) or not self.prompt.strip():
+                raise InputError("prompt must name a bundled prompt or a prompt file")
+        within("temperature", self.temperature, 0.0, 2.0)
+        at_least("max_completion_tokens", self.max_completion_tokens, 1)
+        at_least("max_completion_tokens_cap", self.max_completion_tokens_cap, 0)
+        if 0 < self.max_completion_tokens_cap < self.max_completion_tokens:
             raise InputError(
-                f"stage {self.name}: backend must be one of {BACKENDS}, got {self.backend!r}"
+                f"max_completion_tokens_cap ({self.max_completion_tokens_cap}) is below "
+                f"max_completion_tokens ({self.max_completion_tokens})"
             )
-        if self.trigger not in ("all", "previous"):
-            raise InputError(
-                f"stage {self.name}: trigger must be 'all' or 'previous', got {self.trigger!r}"
-            )
-        for r in (self.trigger_rule, self.flag_rule):
-            if r not in RULES:
-                raise InputError(f"stage {self.name}: rules are 'better' or 'both', got {r!r}")
-        if self.local_scorer not in ("embedding", "cross-encoder"):
-            raise InputError(
-                f"stage {self.name}: local_scorer must be embedding or cross-encoder, "
-                f"got {self.local_scorer!r}"
-            )
-        if not 1 <= self.max_per_call <= 1000:
-            raise InputError(f"stage {self.name}: max_per_call must be in 1..1000")
+        within("max_per_call", self.max_per_call, 1, 1000)
+        within("min_score", self.min_score, 0, 3)
+        at_least("local_margin", self.local_margin, 0.0)
+        at_least("relevance_threshold", self.relevance_threshold, 1)
         if self.backend == "qrels" and not self.qrels:
-            raise InputError(f"stage {self.name}: backend 'qrels' needs qrels = PATH")
+            raise InputError("backend 'qrels' needs qrels = PATH")
 
     @property
     def is_local(self) -> bool:
@@ -138,6 +150,28 @@ class JudgeConfig:
     batch_max_lines: int = 50_000
 
     def __post_init__(self) -> None:
+        at_least("concurrency", self.concurrency, 1)
+        at_least("rpm", self.rpm, 1, optional=True)
+        at_least("tpm", self.tpm, 1, optional=True)
+        positive("timeout", self.timeout)
+        at_least("max_attempts", self.max_attempts, 1)
+        at_least("unusable_retries", self.unusable_retries, 0)
+        at_least("budget_usd", self.budget_usd, 0.0, optional=True)
+        at_least("chunk_calls", self.chunk_calls, 1)
+        positive("batch_poll_seconds", self.batch_poll_seconds)
+        within("batch_max_lines", self.batch_max_lines, 1, 50_000)
+        for model, p in self.prices.items():
+            if (
+                not isinstance(p, tuple | list)
+                or not 2 <= len(p) <= 4
+                or not all(
+                    isinstance(x, int | float) and not isinstance(x, bool) and x >= 0 for x in p
+                )
+            ):
+                raise InputError(
+                    f"prices.{model} must be 2 to 4 non-negative numbers (dollars per 1M tokens: "
+                    f"input, output[, cached input[, batch discount]]), got {list(p) if isinstance(p, tuple) else p!r}"
+                )
         if not self.stages:
             raise InputError("a cascade needs at least one stage")
         if self.stages[0].trigger != "all":
@@ -148,37 +182,34 @@ class JudgeConfig:
 
     @classmethod
     def from_toml(cls, path: str | Path) -> JudgeConfig:
-        p = Path(path)
-        try:
-            data = tomllib.loads(p.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise InputError("config file not found", path=str(p)) from None
-        except tomllib.TOMLDecodeError as e:
-            raise InputError(f"invalid TOML: {e}", path=str(p)) from None
-        return cls.from_dict(data.get("judge", data), path=str(p))
+        """A judge TOML file: a ``[judge]`` table (or the top level) and ``[[judge.stages]]``."""
+        data = load_toml(path)
+        if "judge" in data:
+            check_keys(data, ("judge",), "the judge file", str(path), noun="table")
+        return cls.from_dict(data.get("judge", data), path=str(path))
 
     @classmethod
-    def from_dict(cls, j: dict[str, Any], path: str | None = None) -> JudgeConfig:
-        """Settings as read from TOML (the ``[judge]`` table), checked key by key."""
-        kw = {k: v for k, v in j.items() if k != "stages"}
-        if "api_key" in kw:
+    def from_dict(
+        cls, j: Mapping[str, Any], path: str | None = None, *, skip: Sequence[str] = ()
+    ) -> JudgeConfig:
+        """Settings as read from TOML (the ``[judge]`` table), checked key by key: names (the
+        nearest valid one for a typo), types, ranges. ``skip``: keys the caller reads itself."""
+        if "api_key" in j:
             raise InputError(
-                "put the API key in an environment variable, named by api_key_env", path=path
+                "[judge]: put the API key in an environment variable, named by api_key_env",
+                path=path,
             )
-        unknown = set(kw) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise InputError(f"unknown judge settings {sorted(unknown)}", path=path)
+        fixed: dict[str, Any] = {}
         if "stages" in j:
-            stages = []
-            for i, s in enumerate(j["stages"]):
-                bad = set(s) - set(Stage.__dataclass_fields__)
-                if bad:
-                    raise InputError(f"unknown settings {sorted(bad)} in stage {i + 1}", path=path)
-                stages.append(Stage(**s))
-            kw["stages"] = tuple(stages)
-        if "prices" in kw:
-            kw["prices"] = {k: tuple(v) for k, v in kw["prices"].items()}
-        return cls(**kw)
+            if not isinstance(j["stages"], list) or not j["stages"]:
+                raise InputError(
+                    "[judge]: stages must be a list of [[judge.stages]] tables", path=path
+                )
+            fixed["stages"] = tuple(
+                from_table(Stage, s, f"[[judge.stages]] {i + 1}", path)
+                for i, s in enumerate(j["stages"])
+            )
+        return from_table(cls, j, "[judge]", path, skip=skip, **fixed)
 
     def price_of(self, model: str) -> Any:
         return price_for(model, self.prices)

@@ -228,6 +228,15 @@ class Sender:
     price_of: Callable[[str], Price | None] = lambda m: None
     source: str = "api"
 
+    def __post_init__(self) -> None:
+        from trueneg.config import at_least, positive
+
+        at_least("concurrency", self.concurrency, 1)
+        at_least("rpm", self.rpm, 1, optional=True)
+        at_least("tpm", self.tpm, 1, optional=True)
+        positive("timeout", self.timeout)
+        at_least("max_attempts", self.max_attempts, 1)
+
     def _client(self) -> Any:
         from openai import AsyncOpenAI
 

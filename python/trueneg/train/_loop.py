@@ -56,6 +56,9 @@ class Schedule:
     save_steps: int = 0
     device: str = "auto"
 
+    def __post_init__(self) -> None:
+        self.check()
+
     def check(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.grad_accum < 1:
             raise InputError("epochs, batch_size and grad_accum must be at least 1")
@@ -71,6 +74,8 @@ class Schedule:
             raise InputError(f"precision must be auto, fp32, bf16 or fp16, got {self.precision!r}")
         if not 0 <= self.warmup_ratio < 1:
             raise InputError("warmup_ratio must be in [0, 1)")
+        if self.weight_decay < 0:
+            raise InputError(f"weight_decay must be >= 0, got {self.weight_decay}")
 
 
 ROWS = ("example", "positive")
