@@ -493,3 +493,53 @@ def test_a_key_in_the_base_url_is_never_written(
             assert secret.encode() not in f.read_bytes(), f.name
     m = orjson.loads((coll / "manifest.json").read_bytes())
     assert m["steps"][-1]["params"]["base_url"].count("***") == 2
+
+
+# -- per-example fields follow the lists they describe ---------------------------------------------
+
+
+def _rlhn_rows(path: Path) -> list[dict]:
+    return [orjson.loads(x) for x in path.read_bytes().splitlines() if x.strip()]
+
+
+def test_fix_rewrites_rlhn_id_lists_and_drops_the_old_verdict(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ok(capsys, "run", "--workdir", tmp_path / "w")
+    out = tmp_path / "relabel.jsonl"
+    ok(capsys, "export", tmp_path / "w" / "fixed" / "relabel", "-f", "tevatron", "-o", out)
+    rows = _rlhn_rows(out)
+    changed = 0
+    for r in rows:
+        assert r["negative_passage_ids"] == [p["docid"] for p in r["negative_passages"]]
+        assert r["positive_passage_ids"] == [p["docid"] for p in r["positive_passages"]]
+        if "response" not in r:
+            changed += 1
+    # the 28 examples with false negatives, less the one dropped for more than 7: verdict gone
+    assert changed == 27 and len(rows) == 49
+    m = orjson.loads((tmp_path / "w" / "fixed" / "relabel" / "manifest.json").read_bytes())
+    assert m["steps"][-1]["params"]["example_fields"] == {
+        "rewritten": {"negative_passage_ids": 27, "positive_passage_ids": 27},
+        "dropped": {"finish_reason": 27, "response": 27},
+    }
+
+
+def test_mine_rewrites_every_rows_id_lists(coll: Path, tmp_path: Path) -> None:
+    import numpy as np
+
+    from trueneg.mine import mine_collection
+
+    c = Collection.load(coll)
+    rng = np.random.default_rng(0)
+    qe = rng.standard_normal((len(c.queries), 16)).astype(np.float32)
+    pe = rng.standard_normal((len(c.passages), 16)).astype(np.float32)
+    r = mine_collection(coll, tmp_path / "m", qe, pe, num_negatives=3)
+    from trueneg.formats import export_collection
+
+    export_collection(Collection.load(tmp_path / "m"), "tevatron", tmp_path / "m.jsonl")
+    rows = _rlhn_rows(tmp_path / "m.jsonl")
+    assert all(
+        r["negative_passage_ids"] == [p["docid"] for p in r["negative_passages"]] for r in rows
+    )
+    assert not any("response" in x for x in rows)
+    assert r["example_fields"]["dropped"] == {"finish_reason": 50, "response": 50}

@@ -32,6 +32,7 @@ from trueneg.collection import (
     _str_args,
     arrow_indices,
     parquet_options,
+    refresh_extras,
     step_record,
     string_array,
     write_manifest,
@@ -410,17 +411,21 @@ def _apply_action(coll: Collection, qdup: Duplicates, action: str) -> pa.Table:
     merged_pos: list[list[int]] = []
     merged_neg: list[list[int]] = []
     first_rows: list[int] = []
+    members: list[int] = []
     for i, r in enumerate(qroot.tolist()):
         k = order.get(r)
         if k is None:
             order[r] = len(first_rows)
             first_rows.append(i)
+            members.append(1)
             merged_pos.append(list(dict.fromkeys(pos[i])))
             merged_neg.append(list(dict.fromkeys(neg[i])))
         else:
+            members[k] += 1
             merged_pos[k] = list(dict.fromkeys([*merged_pos[k], *pos[i]]))
             merged_neg[k] = list(dict.fromkeys([*merged_neg[k], *neg[i]]))
-    changed = np.bincount(np.unique(qroot, return_inverse=True)[1]) > 1
+    # in first-appearance order, as the merged rows are
+    changed = np.asarray(members) > 1
     merged_neg = [
         [p for p in n if p not in set(ps)] for n, ps in zip(merged_neg, merged_pos, strict=True)
     ]
@@ -429,7 +434,7 @@ def _apply_action(coll: Collection, qdup: Duplicates, action: str) -> pa.Table:
     ns = base["neg_scores"].to_pylist()
     ps = [None if c else s for s, c in zip(ps, changed, strict=True)]
     ns = [None if c else s for s, c in zip(ns, changed, strict=True)]
-    return pa.Table.from_arrays(
+    table = pa.Table.from_arrays(
         [
             base["qid"],
             pa.array(merged_pos, pa.list_(pa.uint32())),
@@ -442,6 +447,7 @@ def _apply_action(coll: Collection, qdup: Duplicates, action: str) -> pa.Table:
         ],
         schema=EXAMPLE_SCHEMA,
     )
+    return refresh_extras(coll, table, changed)[0]
 
 
 def dedup_collection(

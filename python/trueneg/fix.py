@@ -32,6 +32,7 @@ from trueneg.collection import (
     EXAMPLE_SCHEMA,
     Collection,
     parquet_options,
+    refresh_extras,
     step_record,
     write_manifest,
 )
@@ -66,6 +67,9 @@ class FixReport:
     dropped_examples: int
     dropped_for_threshold: int
     per_subset: list[dict[str, Any]] = field(default_factory=list)
+    #: per-example fields made true again on the changed examples: {"rewritten"|"dropped":
+    #: {field: rows}} (RLHN's id lists rewritten; its LLM response dropped)
+    example_fields: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -146,6 +150,9 @@ def apply_strategy(
         ],
         schema=EXAMPLE_SCHEMA,
     )
+    old_pos_n, old_neg_n = np.diff(pos_off)[kept], np.diff(neg_off)[kept]
+    changed = (np.diff(p_off) != old_pos_n) | (np.diff(n_off) != old_neg_n)
+    new, fields = refresh_extras(coll, new, changed)
     counted = ~exempt_mask
     over = (
         (n_fn > max_false_negatives) & counted
@@ -179,6 +186,7 @@ def apply_strategy(
         dropped_examples=int((~keep).sum()),
         dropped_for_threshold=int(over.sum()),
         per_subset=per_subset,
+        example_fields=fields,
     )
     return new, report
 
@@ -310,6 +318,7 @@ def fix_collection(
                 exempt=exempt,
                 source=str(coll.path),
                 false_negatives=report.false_negatives,
+                example_fields=report.example_fields,
             ),
         ]
         write_manifest(tmp, manifest)

@@ -350,6 +350,7 @@ def mine_collection(
         EXAMPLE_SCHEMA,
         Collection,
         parquet_options,
+        refresh_extras,
         step_record,
         write_manifest,
     )
@@ -396,6 +397,8 @@ def mine_collection(
         ],
         schema=EXAMPLE_SCHEMA,
     )
+    changed = np.fromiter((a != b for a, b in zip(old, new_neg, strict=True)), bool, count=len(old))
+    table, fields = refresh_extras(coll, table, changed)
     band_ex = np.repeat(np.arange(len(ex)), np.diff(sel.band_offsets))
     band = pa.table(
         {
@@ -412,6 +415,7 @@ def mine_collection(
         "band": len(sel.band_ids),
         "short_examples": len(short),
         "keep_old": keep_old,
+        "example_fields": fields,
         "params": {
             k: (dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v)
             for k, v in kw.items()
