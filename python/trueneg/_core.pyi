@@ -51,7 +51,11 @@ def parse_bge_file_block(
 _StrColumn = tuple[NDArray[np.int64], NDArray[np.uint8], NDArray[np.bool_] | None]
 
 def normalized_hashes(
-    texts: _StrColumn, nfkc: bool = True, lowercase: bool = True, whitespace: bool = True
+    texts: _StrColumn,
+    nfkc: bool = True,
+    lowercase: bool = True,
+    whitespace: bool = True,
+    punctuation: bool = True,
 ) -> NDArray[np.uint64]:
     """128-bit keys (uint64 (n, 2)) of normalised texts: equal keys are exact duplicates."""
 
@@ -64,6 +68,7 @@ def minhash_signatures(
     nfkc: bool = True,
     lowercase: bool = True,
     whitespace: bool = True,
+    punctuation: bool = True,
 ) -> NDArray[np.uint32]:
     """MinHash signatures, uint32 (n, num_perm)."""
 
@@ -79,6 +84,7 @@ def lsh_clusters(
     nfkc: bool = True,
     lowercase: bool = True,
     whitespace: bool = True,
+    punctuation: bool = True,
 ) -> tuple[NDArray[np.uint32], int, NDArray[np.uint32], NDArray[np.float32]]:
     """(roots, candidate pairs, edges (m, 2), similarities) of LSH banding + verification."""
 

@@ -114,6 +114,8 @@ class DedupConfig:
     nfkc: bool = True
     lowercase: bool = True
     whitespace: bool = True
+    #: punctuation and symbols separate words like spaces ("...than" = "... than")
+    punctuation: bool = True
     seed: int = 1
     chunk_size: int = 20_000
     #: probability that a pair exactly at the threshold becomes a candidate (picks bands x rows)
@@ -159,7 +161,12 @@ class DedupConfig:
         return "char" if kind == "query" else "word"
 
     def normalize_kw(self) -> dict[str, bool]:
-        return {"nfkc": self.nfkc, "lowercase": self.lowercase, "whitespace": self.whitespace}
+        return {
+            "nfkc": self.nfkc,
+            "lowercase": self.lowercase,
+            "whitespace": self.whitespace,
+            "punctuation": self.punctuation,
+        }
 
 
 def s_curve_table(

@@ -1,13 +1,18 @@
-//! Text normalisation before hashing: Unicode NFKC, lower case, collapsed whitespace.
+//! Text normalisation before hashing: Unicode NFKC, lower case, punctuation as spaces,
+//! collapsed whitespace.
 
 use unicode_normalization::UnicodeNormalization;
 
 /// Which normalisations to apply (all on by default).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(clippy::struct_excessive_bools)] // four independent switches, each a user knob
 pub struct Normalize {
     pub nfkc: bool,
     pub lowercase: bool,
     pub whitespace: bool,
+    /// Every character that is neither a letter, a digit nor whitespace separates words like a
+    /// space ("...than" and "... than" are the same text).
+    pub punctuation: bool,
 }
 
 impl Default for Normalize {
@@ -16,6 +21,7 @@ impl Default for Normalize {
             nfkc: true,
             lowercase: true,
             whitespace: true,
+            punctuation: true,
         }
     }
 }
@@ -25,6 +31,7 @@ impl Normalize {
         nfkc: false,
         lowercase: false,
         whitespace: false,
+        punctuation: false,
     };
 
     /// The normalised form of `s`, written into `out` (cleared first).
@@ -43,6 +50,19 @@ impl Normalize {
             } else {
                 tmp = cur.to_lowercase();
             }
+            cur = &tmp;
+        }
+        if self.punctuation {
+            tmp = cur
+                .chars()
+                .map(|c| {
+                    if c.is_alphanumeric() || c.is_whitespace() {
+                        c
+                    } else {
+                        ' '
+                    }
+                })
+                .collect();
             cur = &tmp;
         }
         if self.whitespace {
@@ -81,7 +101,18 @@ mod tests {
             nfkc: false,
             lowercase: false,
             whitespace: true,
+            punctuation: false,
         };
         assert_eq!(only_ws.apply(" A  b "), "A b");
+        assert_eq!(only_ws.apply("a, b"), "a, b");
+    }
+
+    #[test]
+    fn punctuation_separates_like_a_space() {
+        let n = Normalize::default();
+        assert_eq!(n.apply("rather...than"), n.apply("rather ... than"));
+        assert_eq!(n.apply("rather...than"), "rather than");
+        assert_eq!(n.apply("«Ça», dit-il!"), "ça dit il");
+        assert_eq!(n.apply("x2 = 3.5%"), "x2 3 5");
     }
 }

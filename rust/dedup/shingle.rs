@@ -83,10 +83,11 @@ impl Shingler {
                 if text.is_ascii() && self.normalize.whitespace {
                     // fused ASCII path: NFKC is the identity, lower-casing is per byte
                     let lower = self.normalize.lowercase;
+                    let punct = self.normalize.punctuation;
                     let mut word = [0u8; 64];
                     for tok in text
                         .as_bytes()
-                        .split(u8::is_ascii_whitespace)
+                        .split(|b| b.is_ascii_whitespace() || (punct && !b.is_ascii_alphanumeric()))
                         .filter(|t| !t.is_empty())
                     {
                         let h = if lower && tok.len() <= word.len() {

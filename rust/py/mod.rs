@@ -290,19 +290,22 @@ fn shingler(unit: &str, ngram: usize, normalize: dedup::Normalize) -> PyResult<d
 
 /// 128-bit keys (uint64 (n, 2)) of the normalised texts: equal keys = exact duplicates.
 #[pyfunction]
-#[pyo3(signature = (texts, nfkc = true, lowercase = true, whitespace = true))]
+#[pyo3(signature = (texts, nfkc = true, lowercase = true, whitespace = true, punctuation = true))]
+#[allow(clippy::fn_params_excessive_bools)] // the normalisation switches, as Python keywords
 fn normalized_hashes<'py>(
     py: Python<'py>,
     texts: StrColumnArgs<'py>,
     nfkc: bool,
     lowercase: bool,
     whitespace: bool,
+    punctuation: bool,
 ) -> PyResult<Bound<'py, PyArray2<u64>>> {
     let col = str_column(&texts, "texts")?;
     let norm = dedup::Normalize {
         nfkc,
         lowercase,
         whitespace,
+        punctuation,
     };
     let keys = run_detached(py, || dedup::normalized_hashes(&col, norm))?;
     Ok(keys_to_array(&keys).into_pyarray(py))
@@ -310,8 +313,9 @@ fn normalized_hashes<'py>(
 
 /// `MinHash` signatures, uint32 (n, `num_perm`), of a string column.
 #[pyfunction]
-#[pyo3(signature = (texts, num_perm = 128, seed = 1, unit = "word", ngram = 5, nfkc = true, lowercase = true, whitespace = true))]
+#[pyo3(signature = (texts, num_perm = 128, seed = 1, unit = "word", ngram = 5, nfkc = true, lowercase = true, whitespace = true, punctuation = true))]
 #[allow(clippy::too_many_arguments)]
+#[allow(clippy::fn_params_excessive_bools)] // the normalisation switches, as Python keywords
 fn minhash_signatures<'py>(
     py: Python<'py>,
     texts: StrColumnArgs<'py>,
@@ -322,6 +326,7 @@ fn minhash_signatures<'py>(
     nfkc: bool,
     lowercase: bool,
     whitespace: bool,
+    punctuation: bool,
 ) -> PyResult<Bound<'py, PyArray2<u32>>> {
     let col = str_column(&texts, "texts")?;
     let sh = shingler(
@@ -331,6 +336,7 @@ fn minhash_signatures<'py>(
             nfkc,
             lowercase,
             whitespace,
+            punctuation,
         },
     )?;
     let hasher = dedup::MinHasher::new(num_perm, seed)?;
@@ -352,8 +358,9 @@ type LshOut<'py> = (
 /// "minhash" (signature estimate >= threshold) or "jaccard" (exact Jaccard of the shingle sets of
 /// `texts` >= threshold). Returns (roots, candidate pairs, edges (m, 2), similarities).
 #[pyfunction]
-#[pyo3(signature = (signatures, bands, rows, verify = "minhash", threshold = 0.0, texts = None, unit = "word", ngram = 5, nfkc = true, lowercase = true, whitespace = true))]
+#[pyo3(signature = (signatures, bands, rows, verify = "minhash", threshold = 0.0, texts = None, unit = "word", ngram = 5, nfkc = true, lowercase = true, whitespace = true, punctuation = true))]
 #[allow(clippy::too_many_arguments)]
+#[allow(clippy::fn_params_excessive_bools)] // the normalisation switches, as Python keywords
 fn lsh_clusters<'py>(
     py: Python<'py>,
     signatures: PyReadonlyArray2<'py, u32>,
@@ -367,6 +374,7 @@ fn lsh_clusters<'py>(
     nfkc: bool,
     lowercase: bool,
     whitespace: bool,
+    punctuation: bool,
 ) -> PyResult<LshOut<'py>> {
     let num_perm = signatures.as_array().ncols();
     let sigs = signatures
@@ -401,6 +409,7 @@ fn lsh_clusters<'py>(
             nfkc,
             lowercase,
             whitespace,
+            punctuation,
         },
     )?;
     let params = dedup::LshParams { bands, rows };

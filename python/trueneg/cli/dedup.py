@@ -121,6 +121,14 @@ def dedup(
         f"free false negatives: {r.free_false_negatives:,} negatives in "
         f"{r.free_false_negative_examples:,} examples duplicate a positive of their own query"
     )
+    for i, smp in enumerate(r.samples, 1):
+        typer.echo(
+            f"  {i}. query: {_clip(smp['query'])}\n"
+            f"     positive: {_clip(smp['positive'])}\n"
+            f"     negative: {_clip(smp['negative'])} (similarity {smp['similarity']:.3f})"
+        )
+    if r.free_false_negatives > len(r.samples):
+        typer.echo(f"  ... and {r.free_false_negatives - len(r.samples):,} more")
     for lk in r.leakage:
         typer.echo(
             f"leakage vs {lk.against}: {lk.train_queries_leaked:,} training queries match its "
@@ -132,3 +140,8 @@ def dedup(
     if out is not None:
         typer.echo(f"wrote {out}")
     typer.echo(f"({r.seconds:.1f} s)")
+
+
+def _clip(text: str, n: int = 100) -> str:
+    t = " ".join(text.split())
+    return t if len(t) <= n else t[: n - 1] + "…"
