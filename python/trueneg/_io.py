@@ -265,7 +265,7 @@ def load_npy(path: str | os.PathLike[str]) -> Any:
     except IsADirectoryError:
         raise InputError("is a directory, expected a .npy file", path=p) from None
     except ValueError as e:
-        if "allow_pickle" in str(e) or "pickle" in str(e).lower():
+        if "pickle" in str(e).lower() or "Python objects" in str(e):
             raise InputError(
                 "a pickled or object array: trueneg reads numeric .npy arrays only", path=p
             ) from None
@@ -352,6 +352,30 @@ def open_input(path: str | os.PathLike[str], what: str = "a file") -> IO[bytes]:
         raise InputError("permission denied", path=p) from None
 
 
+#: the deepest JSON nesting trueneg reads, so that whatever it reads it can write back (orjson
+#: writes at most 254 levels)
+MAX_JSON_DEPTH = 254
+
+
+def too_deep(value: Any) -> bool:
+    """Nested deeper than :data:`MAX_JSON_DEPTH` (checked by writing it)."""
+    try:
+        orjson.dumps(value)
+    except TypeError as e:
+        return "ecursion" in str(e)
+    return False
+
+
+def maybe_too_deep(raw: bytes | str) -> bool:
+    """Cheap pre-check on the text: could it nest deeper than the limit?"""
+    if isinstance(raw, str):
+        return raw.count("[") + raw.count("{") > MAX_JSON_DEPTH
+    return raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH
+
+
+DEPTH_MESSAGE = f"JSON nested deeper than {MAX_JSON_DEPTH} levels (the most trueneg writes back)"
+
+
 def iter_jsonl(path: str | os.PathLike[str]) -> Iterator[tuple[int, Any, InputError | None]]:
     """Yield (line number, parsed value, error) for each non-blank line; errors are returned, not
     raised. gzip / zstd / bz2 / xz files are decompressed on the fly."""
@@ -374,9 +398,14 @@ def iter_jsonl(path: str | os.PathLike[str]) -> Iterator[tuple[int, Any, InputEr
             if not raw.strip():
                 continue
             try:
-                yield lineno, orjson.loads(raw), None
+                value = orjson.loads(raw)
             except orjson.JSONDecodeError as e:
                 yield lineno, None, _json_error(p, lineno, raw, e)
+                continue
+            if maybe_too_deep(raw) and too_deep(value):
+                yield lineno, None, InputError(DEPTH_MESSAGE, path=p, line=lineno)
+                continue
+            yield lineno, value, None
 
 
 def dumps_line(obj: Any) -> bytes:

@@ -7,6 +7,7 @@ recall of "relevant"."""
 from __future__ import annotations
 
 import csv
+import io
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from trueneg._io import iter_jsonl, type_name
 from trueneg.exceptions import InputError, TruenegError
 from trueneg.texts import passage_text
 
@@ -266,9 +268,12 @@ def _truthy(v: Any, path: Path, line: int, name: str, threshold: int) -> bool:
     if s in ("false", "no", "not_relevant", "irrelevant"):
         return False
     try:
-        return float(s) >= threshold
+        x = float(s)
     except ValueError:
         raise InputError(f"field {name}: not a label: {v!r}", path=str(path), line=line) from None
+    if x != x or x in (float("inf"), float("-inf")):  # nan is no label, never "not relevant"
+        raise InputError(f"field {name}: not a label: {v!r}", path=str(path), line=line)
+    return x >= threshold
 
 
 def load_labels(
@@ -282,16 +287,30 @@ def load_labels(
     rows: list[tuple[int, Mapping[str, Any]]]
     if p.suffix in (".jsonl", ".json"):
         rows = []
-        for n, line in enumerate(p.read_bytes().splitlines(), 1):
-            if line.strip():
-                try:
-                    rows.append((n, orjson.loads(line)))
-                except orjson.JSONDecodeError as e:
-                    raise InputError(f"invalid JSON: {e}", path=str(p), line=n) from None
+        for n, value, err in iter_jsonl(p):
+            if err is not None:
+                raise err
+            if not isinstance(value, dict):
+                raise InputError(
+                    f"expected a JSON object with {judge!r} and {human!r}, got {type_name(value)}",
+                    path=str(p),
+                    line=n,
+                )
+            rows.append((n, value))
     else:
-        with p.open(newline="") as f:
-            rd = csv.DictReader(f, delimiter="\t" if p.suffix == ".tsv" else ",")
-            rows = [(n, r) for n, r in enumerate(rd, 2)]
+        raw = p.read_bytes()
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise InputError(
+                f"not valid UTF-8 (bad byte 0x{raw[e.start]:02x}; save it as UTF-8)",
+                path=str(p),
+                line=raw[: e.start].count(b"\n") + 1,
+            ) from None
+        rd = csv.DictReader(
+            io.StringIO(text, newline=""), delimiter="\t" if p.suffix == ".tsv" else ","
+        )
+        rows = [(n, r) for n, r in enumerate(rd, 2)]
     js, hs = [], []
     for n, r in rows:
         for name in (judge, human):

@@ -6,6 +6,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from trueneg._io import atomic_dir, check_output, iter_jsonl, prepare_output
@@ -37,7 +38,12 @@ def canonical_format(name: str) -> str:
 
 def _columns_of(path: str | os.PathLike[str]) -> list[str]:
     if is_parquet(path):
-        return list(pq.read_schema(path).names)
+        try:
+            return list(pq.read_schema(path).names)
+        except (pa.ArrowInvalid, OSError) as e:
+            raise InputError(
+                f"not a readable Parquet file ({str(e).split('.')[0]})", path=str(path)
+            ) from None
     for _, row, err in iter_jsonl(path):
         if err is not None:
             raise err

@@ -48,11 +48,17 @@ def iter_rows(
         except (pa.ArrowInvalid, OSError) as e:
             raise InputError(f"not a readable Parquet file ({e})", path=p) from None
         n = 0
-        for batch in pf.iter_batches(batch_size=batch_rows):
+        batches = pf.iter_batches(batch_size=batch_rows)
+        while True:
+            try:
+                batch = next(batches)
+            except StopIteration:
+                return
+            except (pa.ArrowInvalid, OSError) as e:
+                raise InputError(f"unreadable after row {n} ({e})", path=p) from None
             for row in batch.to_pylist():
                 n += 1
                 yield Where(p, n, "row"), row, None
-        return
     for lineno, value, err in iter_jsonl(p):
         yield Where(p, lineno), value, err
 

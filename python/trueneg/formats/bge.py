@@ -14,7 +14,16 @@ import numpy as np
 import pyarrow as pa
 
 from trueneg import _core
-from trueneg._io import atomic_file, compression_of, dumps_line, open_input
+from trueneg._io import (
+    DEPTH_MESSAGE,
+    MAX_JSON_DEPTH,
+    atomic_file,
+    compression_of,
+    dumps_line,
+    maybe_too_deep,
+    open_input,
+    too_deep,
+)
 from trueneg._progress import progress
 from trueneg.collection import Collection, CollectionBuilder
 from trueneg.exceptions import InputError
@@ -93,6 +102,7 @@ def _read_jsonl_fast(
     for cols in _bge_blocks(p):
         for err_line, field, message in cols["errors"]:
             builder.error(InputError(message, path=p, line=err_line, field=field))
+        _check_depth(builder, p, cols)
         n = len(cols["lines"])
         bar.update(n + len(cols["errors"]))
         if n == 0:
@@ -116,6 +126,21 @@ def _read_jsonl_fast(
             source=src,
             line=cols["lines"],
         )
+
+
+def _check_depth(builder: CollectionBuilder, p: str, cols: dict[str, Any]) -> None:
+    """Extra fields nested deeper than trueneg writes back are refused as at the other readers."""
+    offsets, data = cols["extra"][0], cols["extra"][1]
+    if len(data) <= MAX_JSON_DEPTH:
+        return
+    import orjson
+
+    for i in range(len(offsets) - 1):
+        a, b = int(offsets[i]), int(offsets[i + 1])
+        if b - a > MAX_JSON_DEPTH:
+            raw = bytes(data[a:b])
+            if maybe_too_deep(raw) and too_deep(orjson.loads(raw)):
+                builder.error(InputError(DEPTH_MESSAGE, path=p, line=int(cols["lines"][i])))
 
 
 def _bge_blocks(p: str) -> Iterator[dict[str, Any]]:
