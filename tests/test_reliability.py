@@ -543,3 +543,354 @@ def test_mine_rewrites_every_rows_id_lists(coll: Path, tmp_path: Path) -> None:
     )
     assert not any("response" in x for x in rows)
     assert r["example_fields"]["dropped"] == {"finish_reason": 50, "response": 50}
+
+
+# -- a table of operator mistakes: exact one-line message, exit 1, nothing lost ---------------------
+
+RLHN_FILES = ", ".join(f'"{p}"' for p in rlhn_sample_stage1())
+ING = f'[ingest]\ninputs = [{RLHN_FILES}]\nformat = "tevatron"\n'
+
+
+def _write(tmp: Path, name: str, data: str | bytes) -> Path:
+    p = tmp / name
+    p.write_bytes(data.encode() if isinstance(data, str) else data)
+    return p
+
+
+def _npy_object(tmp: Path) -> None:
+    import numpy as np
+
+    np.save(tmp / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+
+
+def _truncated_parquet(tmp: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = [orjson.loads(x) for x in BGE_TOY.read_bytes().splitlines() if x.strip()]
+    pq.write_table(pa.Table.from_pylist(rows), tmp / "t.parquet")
+    b = (tmp / "t.parquet").read_bytes()
+    (tmp / "trunc.parquet").write_bytes(b[: len(b) // 2])
+    (tmp / "t.parquet").unlink()
+
+
+DEEP = "[" * 300 + "]" * 300
+
+#: (id, files to create {name: content | callable}, argv, expected message); {t} = the tmp folder
+CASES: list[tuple[str, dict, list[str], str]] = [
+    # judge TOML
+    (
+        "judge-budget-not-a-number",
+        {"j.toml": '[judge]\nbudget_usd = "ten"\n'},
+        ["judge", "run", "{t}/c", "--config", "{t}/j.toml"],
+        "{t}/j.toml: [judge]: budget_usd must be a number, got 'ten'",
+    ),
+    (
+        "judge-typo-nearest-name",
+        {"j.toml": "[judge]\nbudget = 10\n"},
+        ["judge", "run", "{t}/c", "--config", "{t}/j.toml"],
+        "{t}/j.toml: [judge]: unknown setting 'budget' (did you mean 'budget_usd'?)",
+    ),
+    (
+        "judge-stage-without-model",
+        {"j.toml": '[judge]\n[[judge.stages]]\nname = "s1"\nprompt = "gpt-4o-mini"\n'},
+        ["judge", "run", "{t}/c", "--config", "{t}/j.toml"],
+        "{t}/j.toml: [[judge.stages]] 1: missing setting 'model'",
+    ),
+    (
+        "judge-prices-not-numbers",
+        {"j.toml": '[judge]\n[judge.prices]\n"gpt-4o" = "cheap"\n'},
+        ["judge", "run", "{t}/c", "--config", "{t}/j.toml"],
+        "{t}/j.toml: [judge]: prices.gpt-4o must be a list of numbers, got 'cheap'",
+    ),
+    (
+        "judge-prices-too-short",
+        {"j.toml": '[judge]\n[judge.prices]\n"gpt-4o" = [1.0]\n'},
+        ["judge", "run", "{t}/c", "--config", "{t}/j.toml"],
+        "{t}/j.toml: [judge]: prices.gpt-4o must be 2 to 4 non-negative numbers (dollars per 1M "
+        "tokens: input, output[, cached input[, batch discount]]), got [1.0]",
+    ),
+    (
+        "judge-concurrency-0-toml",
+        {"j.toml": "[judge]\nconcurrency = 0\n"},
+        ["judge", "run", "{t}/c", "--config", "{t}/j.toml"],
+        "{t}/j.toml: [judge]: concurrency must be at least 1, got 0",
+    ),
+    (
+        "judge-concurrency-0-cli",
+        {},
+        ["judge", "run", "{t}/c", "--concurrency", "0"],
+        "concurrency must be at least 1, got 0",
+    ),
+    (
+        "judge-rpm-negative-toml",
+        {"j.toml": "[judge]\nrpm = -10\n"},
+        ["judge", "run", "{t}/c", "--config", "{t}/j.toml"],
+        "{t}/j.toml: [judge]: rpm must be at least 1, got -10",
+    ),
+    (
+        "judge-rpm-negative-cli",
+        {},
+        ["judge", "run", "{t}/c", "--rpm", "-10"],
+        "rpm must be at least 1, got -10",
+    ),
+    (
+        "judge-bad-backend",
+        {
+            "j.toml": '[[judge.stages]]\nname = "s1"\nmodel = "m"\nprompt = "gpt-4o-mini"\n'
+            'backend = "opnai"\n'
+        },
+        ["judge", "run", "{t}/c", "--config", "{t}/j.toml"],
+        "{t}/j.toml: [[judge.stages]] 1: stage s1: backend must be one of openai, batch, replay, "
+        "local, qrels, got 'opnai' (did you mean 'openai'?)",
+    ),
+    (
+        "judge-toml-syntax",
+        {"j.toml": "[judge\nconcurrency = 2\n"},
+        ["judge", "run", "{t}/c", "--config", "{t}/j.toml"],
+        "{t}/j.toml: invalid TOML: Expected ']' at the end of a table declaration (at line 1, "
+        "column 7)",
+    ),
+    (
+        "judge-toml-not-utf8",
+        {"j.toml": b'[judge]\nbase_url = "caf\xe9"\n'},
+        ["judge", "run", "{t}/c", "--config", "{t}/j.toml"],
+        "{t}/j.toml:2: not valid UTF-8 (bad byte 0xe9)",
+    ),
+    (
+        "judge-config-missing",
+        {},
+        ["judge", "run", "{t}/c", "--config", "{t}/nope.toml"],
+        "{t}/nope.toml: config file not found",
+    ),
+    (
+        "judge-api-key-in-toml",
+        {"j.toml": '[judge]\napi_key = "sk-123"\n'},
+        ["judge", "run", "{t}/c", "--config", "{t}/j.toml"],
+        "{t}/j.toml: [judge]: put the API key in an environment variable, named by api_key_env",
+    ),
+    # pipeline TOML
+    (
+        "pipeline-dedup-threshold-word",
+        {"p.toml": ING + '[dedup]\nthreshold = "high"\n'},
+        ["run", "{t}/p.toml"],
+        "{t}/p.toml: [dedup]: threshold must be a number, got 'high'",
+    ),
+    (
+        "pipeline-fix-negative-k",
+        {"p.toml": ING + "[fix]\nmax_false_negatives = -1\n"},
+        ["run", "{t}/p.toml"],
+        "{t}/p.toml: [fix]: max_false_negatives must be at least 0, got -1",
+    ),
+    (
+        "pipeline-offline-string",
+        {"p.toml": ING + '[judge]\noffline = "false"\n'},
+        ["run", "{t}/p.toml"],
+        "{t}/p.toml: [judge]: offline must be true or false, got 'false'",
+    ),
+    (
+        "pipeline-unknown-table",
+        {"p.toml": ING + "[judgee]\noffline = true\n"},
+        ["run", "{t}/p.toml"],
+        "{t}/p.toml: the pipeline file: unknown table 'judgee' (did you mean 'judge'?)",
+    ),
+    (
+        "pipeline-bad-engine",
+        {"p.toml": ING + '[pipeline]\nengine = "spark"\n'},
+        ["run", "{t}/p.toml"],
+        "{t}/p.toml: [pipeline]: engine must be one of local, ray, got 'spark'",
+    ),
+    (
+        "pipeline-strategy-typo",
+        {"p.toml": ING + '[fix]\nstrategies = ["relable"]\n'},
+        ["run", "{t}/p.toml"],
+        "{t}/p.toml: [fix]: strategies must be one of remove, remove-hn, relabel, got 'relable' "
+        "(did you mean 'relabel'?)",
+    ),
+    (
+        "pipeline-import-unknown-stage",
+        {"p.toml": ING + f'[[judge.import]]\nfiles = [{RLHN_FILES}]\nstage = "stage3"\n'},
+        ["run", "{t}/p.toml"],
+        "{t}/p.toml: [[judge.import]] 1: stage 'stage3' is not a stage of the cascade "
+        "(stage1, stage2)",
+    ),
+    (
+        "pipeline-no-ingest",
+        {"p.toml": '[fix]\nstrategies = ["relabel"]\n'},
+        ["run", "{t}/p.toml"],
+        "{t}/p.toml: [ingest] is missing (it needs inputs = [...])",
+    ),
+    (
+        "pipeline-mine-typo",
+        {"p.toml": ING + "[mine]\nnum_negative = 5\n"},
+        ["run", "{t}/p.toml"],
+        "{t}/p.toml: [mine]: unknown setting 'num_negative' (did you mean 'num_negatives'?)",
+    ),
+    (
+        "pipeline-mine-range",
+        {"p.toml": ING + "[mine]\nrange_min = 50\nrange_max = 10\n"},
+        ["run", "{t}/p.toml"],
+        "{t}/p.toml: [mine]: range_min (50) must be below range_max (10)",
+    ),
+    (
+        "pipeline-ray-workers-0",
+        {"p.toml": ING + "[ray]\nworkers = 0\n"},
+        ["run", "{t}/p.toml"],
+        "{t}/p.toml: [ray]: workers must be at least 1, got 0",
+    ),
+    (
+        "pipeline-dedup-enabled-string",
+        {"p.toml": ING + '[dedup]\nenabled = "no"\n'},
+        ["run", "{t}/p.toml"],
+        "{t}/p.toml: [dedup]: enabled must be true or false, got 'no'",
+    ),
+    # files that are not what they claim
+    (
+        "ingest-truncated-parquet",
+        {"": _truncated_parquet},
+        ["ingest", "{t}/trunc.parquet", "-o", "{t}/o"],
+        "{t}/trunc.parquet: not a readable Parquet file (Parquet magic bytes not found in footer)",
+    ),
+    (
+        "ingest-too-deep",
+        {"deep.jsonl": '{"query": "q", "pos": ["p"], "neg": [], "meta": ' + DEEP + "}\n"},
+        ["ingest", "{t}/deep.jsonl", "-o", "{t}/o"],
+        "{t}/deep.jsonl:1: JSON nested deeper than 254 levels (the most trueneg writes back)",
+    ),
+    (
+        "ingest-corrupt-gzip",
+        {"x.jsonl.gz": b"\x1f\x8b\x08\x00garbage"},
+        ["ingest", "{t}/x.jsonl.gz", "-o", "{t}/o", "-f", "tevatron"],
+        "{t}/x.jsonl.gz: unreadable after line 0 (truncated or corrupt compressed data: "
+        "Compressed file ended before the end-of-stream marker was reached)",
+    ),
+    (
+        "mine-object-npy",
+        {"": _npy_object},
+        [
+            "mine",
+            "{t}/c",
+            "-o",
+            "{t}/m",
+            "--query-embeddings",
+            "{t}/obj.npy",
+            "--passage-embeddings",
+            "{t}/obj.npy",
+        ],
+        "{t}/obj.npy: a pickled or object array: trueneg reads numeric .npy arrays only",
+    ),
+    (
+        "mine-missing-npy",
+        {},
+        [
+            "mine",
+            "{t}/c",
+            "-o",
+            "{t}/m",
+            "--query-embeddings",
+            "{t}/q.npy",
+            "--passage-embeddings",
+            "{t}/p.npy",
+        ],
+        "{t}/q.npy: file not found",
+    ),
+    (
+        "mine-query-embeddings-alone",
+        {"q.npy": b""},
+        ["mine", "{t}/c", "-o", "{t}/m", "--query-embeddings", "{t}/q.npy"],
+        "--query-embeddings needs its partner: give both --query-embeddings and "
+        "--passage-embeddings, or neither (to embed with --model)",
+    ),
+    (
+        "agreement-latin1-tsv",
+        {"lab.tsv": "judge\thuman\ncaf\xe9\t1\n".encode("latin-1")},
+        ["eval", "agreement", "{t}/lab.tsv"],
+        "{t}/lab.tsv:2: not valid UTF-8 (bad byte 0xe9; save it as UTF-8)",
+    ),
+    (
+        "agreement-row-is-a-list",
+        {"lab.jsonl": "[1, 2]\n"},
+        ["eval", "agreement", "{t}/lab.jsonl"],
+        "{t}/lab.jsonl:1: expected a JSON object with 'judge' and 'human', got a list",
+    ),
+    (
+        "agreement-nan-label",
+        {"lab.csv": "judge,human\nnan,1\n"},
+        ["eval", "agreement", "{t}/lab.csv"],
+        "{t}/lab.csv:2: field judge: not a label: 'nan'",
+    ),
+    (
+        "batch-output-not-objects",
+        {"bo.jsonl": "[1]\n"},
+        ["judge", "import", "{t}/c", "--batch-output", "{t}/bo.jsonl"],
+        "{t}/bo.jsonl:1: not a Batch API output line (not a JSON object)",
+    ),
+    (
+        "batch-output-bad-body",
+        {
+            "bo.jsonl": '{"custom_id": "x", "response": {"status_code": 200, "body": {"choices": "bad"}}}\n'
+        },
+        ["judge", "import", "{t}/c", "--batch-output", "{t}/bo.jsonl"],
+        "{t}/bo.jsonl:1: not a Batch API output line (AttributeError: 'str' object has no "
+        "attribute 'get')",
+    ),
+    (
+        "export-compressed-name",
+        {},
+        ["export", "{t}/c", "-f", "bge", "-o", "{t}/x.jsonl.gz"],
+        "{t}/x.jsonl.gz: compressed output is not written; write x.jsonl and compress it",
+    ),
+    (
+        "export-folder-format-to-file",
+        {},
+        ["export", "{t}/c", "-f", "beir", "-o", "{t}/x.jsonl"],
+        "{t}/x.jsonl: the beir format is a folder, not a .jsonl file",
+    ),
+    (
+        "fix-unknown-strategy",
+        {},
+        ["fix", "{t}/c", "-o", "{t}/f", "--strategy", "relable"],
+        "strategy must be one of remove, remove-hn, relabel, got 'relable'",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("files", "argv", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
+def test_operator_mistakes(
+    files: dict, argv: list[str], expected: str, coll: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    t = coll.parent
+    for name, content in files.items():
+        content(t) if callable(content) else _write(t, name, content)
+    before = snapshot(t)
+    msg = fails(capsys, *[a.format(t=t) for a in argv])
+    assert msg == expected.format(t=t)
+    after = snapshot(t)
+    assert {k: after.get(k) for k in before} == before  # every file that was there, unchanged
+
+
+@pytest.mark.parametrize(
+    ("errno_", "text"), [(28, "No space left on device"), (30, "Read-only file system")]
+)
+def test_disk_full_or_read_only_is_one_line_and_keeps_the_old_file(
+    errno_: int,
+    text: str,
+    coll: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import trueneg._io as tio
+
+    out = coll.parent / "x.jsonl"
+    out.write_text("old\n")
+
+    def full(fd: int) -> None:
+        raise OSError(errno_, text)
+
+    monkeypatch.setattr(tio.os, "fsync", full)
+    msg = fails(capsys, "export", coll, "-f", "bge", "-o", out, "--overwrite")
+    assert msg == f"{text} (errno {errno_}); nothing was replaced"
+    assert out.read_text() == "old\n"
+    assert sorted(p.name for p in coll.parent.iterdir()) == ["c", "x.jsonl"]  # no temp left
