@@ -205,9 +205,12 @@ def atomic_file(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[A
     fd, tmp = tempfile.mkstemp(prefix=_tmp_prefix(path), suffix=".tmp", dir=path.parent)
     try:
         os.fchmod(fd, 0o666 & ~_umask())
-        with os.fdopen(
-            fd, mode, **({} if "b" in mode else {"encoding": "utf-8", "newline": ""})
-        ) as f:
+        f: IO[Any] = (
+            os.fdopen(fd, mode)
+            if "b" in mode
+            else os.fdopen(fd, mode, encoding="utf-8", newline="")
+        )
+        with f:
             yield f
             f.flush()
             os.fsync(f.fileno())
@@ -332,7 +335,7 @@ def open_input(path: str | os.PathLike[str], what: str = "a file") -> IO[bytes]:
         if kind == "gzip":
             import gzip
 
-            return gzip.open(p, "rb")
+            return gzip.open(p, "rb")  # type: ignore[return-value]
         if kind == "bz2":
             import bz2
 

@@ -701,7 +701,7 @@ class CollectionBuilder:
             keys = hash_columns(pa.repeat(pa.scalar("t"), n), q_subset, q_text)
         if inline:
             qids, is_new, conflict = self._queries.intern(keys, hash_columns(q_text, q_extra))
-            for e in np.flatnonzero(conflict):
+            for e in np.flatnonzero(conflict).tolist():
                 if keep[e]:
                     keep[e] = False
                     self._example_error(
@@ -730,7 +730,7 @@ class CollectionBuilder:
                 )
         elif q_text.null_count == n:
             found = self._queries.lookup(keys)
-            for e in np.flatnonzero(found < 0):
+            for e in np.flatnonzero(found < 0).tolist():
                 if keep[e]:
                     keep[e] = False
                     self._example_error(

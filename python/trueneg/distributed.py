@@ -201,7 +201,7 @@ class Judge:
         for r in reqs:
             a = have.get(r.key)
             o = outcomes.get(r.key)
-            d = asdict(a) if a is not None else {f: None for f in ANSWER_FIELDS}
+            d: dict[str, Any] = asdict(a) if a is not None else dict.fromkeys(ANSWER_FIELDS)
             d["key"] = r.key
             for f in ANSWER_FIELDS:
                 rows[f].append(d[f])

@@ -27,7 +27,9 @@ def _matrix(x: object, name: str) -> Matrix:
         raise InputError(f"{name} must be a 2-d (rows, dim) array, got shape {a.shape}")
     if a.dtype not in (np.float32, np.float64, np.float16):
         raise InputError(f"{name} must be a float array, got dtype {a.dtype}")
-    return np.ascontiguousarray(a, dtype=np.float16 if a.dtype == np.float16 else np.float32)
+    if a.dtype == np.float16:
+        return np.ascontiguousarray(a, dtype=np.float16)
+    return np.ascontiguousarray(a, dtype=np.float32)
 
 
 def _same_dim(q: Matrix, c: Matrix) -> None:
@@ -83,7 +85,7 @@ def _corpus_fingerprint(c: Matrix, cfg: AnnConfig) -> str:
 
     h = hashlib.blake2b(digest_size=16)
     h.update(repr((c.shape, str(c.dtype), cfg.dtype, cfg.connectivity, cfg.expansion_add)).encode())
-    h.update(memoryview(c).cast("B"))
+    h.update(np.ascontiguousarray(c).data.cast("B"))
     return h.hexdigest()
 
 
@@ -116,7 +118,7 @@ def ann_index(corpus: object, config: AnnConfig | None = None) -> Any:
     ):
         index = Index.restore(str(path), view=True)
         if index is not None:
-            index.expansion_search = cfg.expansion_search
+            index.expansion_search = cfg.expansion_search  # type: ignore[misc]  # settable in usearch
             return index
     index = Index(
         ndim=c.shape[1],
@@ -417,7 +419,11 @@ def mine_collection(
         "keep_old": keep_old,
         "example_fields": fields,
         "params": {
-            k: (dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v)
+            k: (
+                dataclasses.asdict(v)
+                if dataclasses.is_dataclass(v) and not isinstance(v, type)
+                else v
+            )
             for k, v in kw.items()
             if not isinstance(v, np.ndarray)
         },

@@ -321,13 +321,17 @@ class Runner:
         judged = ingested
         fp_prev = fp_ingest
         if cfg.dedup is not None:
-            fp_dedup = _fp("dedup", fp_prev, cfg.dedup)
+            dedup_settings = cfg.dedup
+            fp_dedup = _fp("dedup", fp_prev, dedup_settings)
 
             def do_dedup() -> str:
                 from trueneg import Collection
 
                 r = dedup_collection(
-                    Collection.load(ingested), DedupConfig(**cfg.dedup), out=deduped, overwrite=True
+                    Collection.load(ingested),
+                    DedupConfig(**dedup_settings),
+                    out=deduped,
+                    overwrite=True,
                 )
                 return (
                     f"{r.queries['duplicate_texts']:,} duplicate queries, {r.passages['duplicate_texts']:,} "
@@ -340,6 +344,7 @@ class Runner:
             self.results.append(StageResult("dedup", "off", 0.0))
 
         if cfg.mine is not None:
+            mine_settings = cfg.mine
             mined = w / "mined"
             fp_mine = _fp("mine", fp_prev, cfg.mine)
             source = judged
@@ -349,7 +354,7 @@ class Runner:
                 from trueneg.embed import Encoder, EncoderConfig
                 from trueneg.mine import mine_collection
 
-                m = {k: v for k, v in cfg.mine.items() if k != "enabled"}
+                m = {k: v for k, v in mine_settings.items() if k != "enabled"}
                 enc_keys = set(EncoderConfig.__dataclass_fields__)
                 enc = Encoder(EncoderConfig(**{k: v for k, v in m.items() if k in enc_keys}))
                 eng = self.engine()

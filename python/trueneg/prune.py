@@ -95,7 +95,9 @@ def decide(
             "the results need the 'all' run (training on every subset) as the baseline"
         )
     base = _score(results["all"])
-    keep, drop, rows = [], [], []
+    keep: list[str] = []
+    drop: list[str] = []
+    rows: list[dict[str, Any]] = []
     for r in plan_["runs"][1:]:
         s = r["left_out"]
         if r["name"] not in results:

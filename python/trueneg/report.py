@@ -157,7 +157,8 @@ def _figures(d: ReportData, t: Any, pairs: Any) -> tuple[list[Figure], list[str]
             if len(pairs)
             else set()
         )
-        neg_fn, neg_rest = [], []
+        neg_fn: list[float] = []
+        neg_rest: list[float] = []
         for i, (pids, sc) in enumerate(
             zip(ex["negatives"].to_pylist(), neg_all.to_pylist(), strict=True)
         ):
@@ -407,10 +408,10 @@ def write_report(d: ReportData, out_dir: str | Path) -> Path:
         )
         md.append("## Notes\n" + "".join(f"- {n}\n" for n in notes))
     h.append("</body></html>")
-    with atomic_file(out / "report.html") as f:
-        f.write("\n".join(h).encode())
-    with atomic_file(out / "report.md") as f:
-        f.write("\n".join(md).encode())
+    with atomic_file(out / "report.html") as fh:
+        fh.write("\n".join(h).encode())
+    with atomic_file(out / "report.md") as fh:
+        fh.write("\n".join(md).encode())
     return out / "report.html"
 
 

@@ -30,7 +30,7 @@ PACKAGES = (
 def env_info() -> dict[str, object]:
     from trueneg import __version__, _core
 
-    versions = {}
+    versions: dict[str, str | None] = {}
     for p in PACKAGES:
         try:
             versions[p] = metadata.version(p)

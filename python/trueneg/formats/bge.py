@@ -122,7 +122,7 @@ def _read_jsonl_fast(
             neg_scores=_scores_array(
                 cols["neg_scores"], cols["neg_counts"], cols["has_neg_scores"]
             ),
-            extra=_str_array(*cols["extra"], empty_is_null=True),
+            extra=_str_array(cols["extra"][0], cols["extra"][1], empty_is_null=True),
             source=src,
             line=cols["lines"],
         )

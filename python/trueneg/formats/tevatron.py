@@ -12,6 +12,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -39,7 +40,7 @@ PASSAGE_KNOWN = frozenset({"docid", "title", "text"})
 def _passages(
     row: dict[str, Any], key: str, where: Where
 ) -> list[tuple[str | None, str | None, str, dict[str, Any] | None]]:
-    out = []
+    out: list[tuple[str | None, str | None, str, dict[str, Any] | None]] = []
     for i, p in enumerate(req_list(row, key, where, what="passage objects")):
         f = f"{key}[{i}]"
         if not isinstance(p, dict):
@@ -118,8 +119,8 @@ def iter_output_rows(coll: Collection) -> Any:
     subset_field = bool(coll.options.get("subset_field", coll.source_format != "tevatron"))
     lookup = PassageLookup(coll)
     for ex in iter_examples(coll):
-        pos_ids = lookup.synthetic_docids(ex.pos_pids) if ex.pos_pids else []
-        neg_ids = lookup.synthetic_docids(ex.neg_pids) if ex.neg_pids else []
+        pos_ids = lookup.synthetic_docids(np.asarray(ex.pos_pids)) if ex.pos_pids else []
+        neg_ids = lookup.synthetic_docids(np.asarray(ex.neg_pids)) if ex.neg_pids else []
         row: dict[str, Any] = {
             "query_id": ex.query_id if ex.query_id is not None else f"q{ex.qid}",
             "query": ex.query,

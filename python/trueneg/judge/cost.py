@@ -8,7 +8,7 @@ bundled in the Rust core, so estimates work offline.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,7 +50,7 @@ class Price:
         return c * (BATCH_DISCOUNT if batch else 1.0)
 
 
-def price_for(model: str, overrides: dict[str, Sequence[float]] | None = None) -> Price | None:
+def price_for(model: str, overrides: Mapping[str, Sequence[float]] | None = None) -> Price | None:
     """The price of a model (longest known prefix, so dated snapshots match), or None if unknown."""
     table = {**PRICES, **{k: tuple(v) for k, v in (overrides or {}).items()}}
     for name in sorted(table, key=len, reverse=True):

@@ -190,7 +190,8 @@ def optimizer_and_schedule(model: Any, s: Schedule, total_steps: int) -> tuple[A
     torch = require_torch()
     from transformers import get_linear_schedule_with_warmup
 
-    decay, no_decay = [], []
+    decay: list[Any] = []
+    no_decay: list[Any] = []
     for name, p in model.named_parameters():
         (no_decay if p.ndim < 2 or "norm" in name.lower() else decay).append(p)
     opt = torch.optim.AdamW(

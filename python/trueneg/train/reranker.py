@@ -121,7 +121,9 @@ def train_reranker(
     device, amp, _ = place(model, s, sequences=s.batch_size * cfg.group_size, tokens=cfg.max_length)
 
     def loss_fn(batch: list[tuple[int, int, list[int]]]) -> Any:
-        qs, ps, sizes = [], [], []
+        qs: list[str] = []
+        ps: list[str] = []
+        sizes: list[int] = []
         for i, p, negs in batch:
             q = data.query_text[data.qids[i]]
             group = [p, *negs]
