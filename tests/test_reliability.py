@@ -894,3 +894,29 @@ def test_disk_full_or_read_only_is_one_line_and_keeps_the_old_file(
     assert msg == f"{text} (errno {errno_}); nothing was replaced"
     assert out.read_text() == "old\n"
     assert sorted(p.name for p in coll.parent.iterdir()) == ["c", "x.jsonl"]  # no temp left
+
+
+def test_every_stage_sees_all_positives_of_a_query(tmp_path: Path) -> None:
+    """One example per (query, positive), as sentence-transformers triplets are: row 1's negative
+    is row 2's positive. Dedup flags it as a free false negative, and the judge's ground truth
+    for either row holds both positives."""
+    from trueneg.dedup import dedup_collection
+    from trueneg.judge.cascade import CollectionText
+
+    texts = [
+        orjson.loads(x)["text"]
+        for x in (DATA / "beir-cisi" / "corpus.jsonl").read_bytes().splitlines()[:3]
+    ]
+    rows = [
+        {"anchor": "q", "positive": texts[0], "negative": texts[1]},
+        {"anchor": "q", "positive": texts[1], "negative": texts[2]},
+    ]
+    f = tmp_path / "t.jsonl"
+    f.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))
+    c = ingest([f], tmp_path / "c")
+    assert len(c) == 2 and c.examples["qid"].to_pylist() == [0, 0]
+    r = dedup_collection(c)
+    assert r.free_false_negatives == 1
+    t = CollectionText(c)
+    p0, p1 = c.examples["positives"].to_pylist()
+    assert t.positives == [p0 + p1, p0 + p1]

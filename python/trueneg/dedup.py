@@ -330,14 +330,15 @@ def _flat_lists(col: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
 
 def free_false_negatives(examples: pa.Table, pdup: Duplicates) -> pa.Table:
     """Judgment rows for every negative that is an exact or near duplicate of a positive of the
-    same example (including a passage listed as both)."""
+    same query, over all its examples (including a passage listed as both)."""
     pos, pos_ex = _flat_lists(examples["positives"])
     neg, neg_ex = _flat_lists(examples["negatives"])
     if len(neg) == 0 or len(pos) == 0:
         return judgments.empty()
-    width = int(pdup.root.max()) + 1
-    pos_key = pos_ex * width + pdup.root[pos]
-    neg_key = neg_ex * width + pdup.root[neg]
+    width = np.int64(int(pdup.root.max()) + 1)
+    q = examples["qid"].to_numpy().astype(np.int64)
+    pos_key = q[pos_ex] * width + pdup.root[pos]
+    neg_key = q[neg_ex] * width + pdup.root[neg]
     order = np.argsort(pos_key, kind="stable")
     sorted_keys = pos_key[order]
     hit = np.isin(neg_key, sorted_keys)

@@ -251,7 +251,11 @@ class CollectionText:
         self.passage = coll.passages["text"].to_pylist()  # as the prompts render it
         self.coll = coll
         self._model_text: list[str] | None = None
-        self.positives = ex["positives"].to_pylist()
+        # the ground truth of a call: every positive of the query, over all its examples (a file
+        # with one example per (query, positive) shows the judge all of them)
+        from trueneg.mine import query_positives
+
+        self.positives = query_positives(self.qids, ex["positives"].to_pylist())
         self.negatives = ex["negatives"].to_pylist()
 
     @property
