@@ -25,9 +25,8 @@ from typing import Any
 
 import orjson
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS responses (
-    key TEXT PRIMARY KEY,
+#: the columns of an answer, after its key (``responses`` and ``superseded`` share them)
+ANSWER_COLUMNS = """
     model TEXT NOT NULL,
     content TEXT,
     refusal TEXT,
@@ -36,20 +35,11 @@ CREATE TABLE IF NOT EXISTS responses (
     completion_tokens INTEGER,
     cost_usd REAL,
     source TEXT NOT NULL,
-    created REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS superseded (
-    key TEXT NOT NULL,
-    model TEXT NOT NULL,
-    content TEXT,
-    refusal TEXT,
-    finish_reason TEXT,
-    prompt_tokens INTEGER,
-    completion_tokens INTEGER,
-    cost_usd REAL,
-    source TEXT NOT NULL,
-    created REAL NOT NULL
-);
+    created REAL NOT NULL"""
+
+SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY,{ANSWER_COLUMNS});
+CREATE TABLE IF NOT EXISTS superseded (key TEXT NOT NULL,{ANSWER_COLUMNS});
 CREATE INDEX IF NOT EXISTS superseded_key ON superseded(key);
 CREATE TABLE IF NOT EXISTS failures (
     key TEXT NOT NULL,

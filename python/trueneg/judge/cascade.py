@@ -25,7 +25,7 @@ from trueneg.collection import Collection
 from trueneg.config import at_least, check_keys, from_table, load_toml, one_of, positive, within
 from trueneg.exceptions import InputError
 from trueneg.judge.cache import Answer, Cache, is_final, request_key
-from trueneg.judge.client import Outcome, Request, Sender, SendStats
+from trueneg.judge.client import Outcome, Request, Sender, SendStats, check_sending
 from trueneg.judge.cost import MESSAGE_OVERHEAD, count_tokens, price_for
 from trueneg.judge.parse import parse_listwise, parse_pointwise
 from trueneg.judge.render import load_prompt, render_listwise, render_pointwise
@@ -150,12 +150,7 @@ class JudgeConfig:
     batch_max_lines: int = 50_000
 
     def __post_init__(self) -> None:
-        at_least("concurrency", self.concurrency, 1)
-        at_least("rpm", self.rpm, 1, optional=True)
-        at_least("tpm", self.tpm, 1, optional=True)
-        positive("timeout", self.timeout)
-        at_least("max_attempts", self.max_attempts, 1)
-        at_least("unusable_retries", self.unusable_retries, 0)
+        check_sending(self)
         at_least("budget_usd", self.budget_usd, 0.0, optional=True)
         at_least("chunk_calls", self.chunk_calls, 1)
         positive("batch_poll_seconds", self.batch_poll_seconds)

@@ -208,6 +208,19 @@ def scrub(message: str, secret: str | None, *more: str) -> str:
     return message
 
 
+def check_sending(s: Any) -> None:
+    """The sending settings an object carries (a :class:`Sender`, a ``JudgeConfig``), checked:
+    a concurrency of 0 or a negative rate limit would wait forever."""
+    from trueneg.config import at_least, positive
+
+    at_least("concurrency", s.concurrency, 1)
+    at_least("rpm", s.rpm, 1, optional=True)
+    at_least("tpm", s.tpm, 1, optional=True)
+    positive("timeout", s.timeout)
+    at_least("max_attempts", s.max_attempts, 1)
+    at_least("unusable_retries", s.unusable_retries, 0)
+
+
 @dataclass
 class Sender:
     """Sends requests to one endpoint. Build inside each worker: the openai client is not picklable."""
@@ -229,13 +242,7 @@ class Sender:
     source: str = "api"
 
     def __post_init__(self) -> None:
-        from trueneg.config import at_least, positive
-
-        at_least("concurrency", self.concurrency, 1)
-        at_least("rpm", self.rpm, 1, optional=True)
-        at_least("tpm", self.tpm, 1, optional=True)
-        positive("timeout", self.timeout)
-        at_least("max_attempts", self.max_attempts, 1)
+        check_sending(self)
 
     def _client(self) -> Any:
         from openai import AsyncOpenAI
