@@ -24,6 +24,7 @@ __all__ = [
     "__version__",
     "export_collection",
     "ingest",
+    "mine_hard_negatives",
 ]
 
 
@@ -36,3 +37,4 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_serial_after_fork)
 
 from trueneg.formats import export_collection, ingest  # noqa: E402
+from trueneg.hard_negatives import mine_hard_negatives  # noqa: E402
