@@ -921,6 +921,52 @@ class Collection:
     def source_path(self, index: int) -> str:
         return str(self.manifest["source"]["files"][index]["path"])
 
+    def __repr__(self) -> str:
+        c = self.manifest.get("counts", {})
+        return (
+            f"Collection({str(self.path)!r}: {c.get('examples', 0):,} examples, "
+            f"{c.get('queries', 0):,} queries, {c.get('passages', 0):,} passages, "
+            f"from {self.source_format})"
+        )
+
+    # -- Hugging Face datasets, Arrow, pandas (extra "hf") ---------------------------------
+
+    @classmethod
+    def from_hf(
+        cls,
+        dataset: Any,
+        out: str | os.PathLike[str],
+        *,
+        format: str = "auto",
+        corpus: Any = None,
+        subset: str | None = None,
+        overwrite: bool = False,
+    ) -> Collection:
+        """A ``datasets.Dataset`` (any format trueneg reads) as a new collection at ``out``;
+        see :func:`trueneg.hf.from_hf`."""
+        from trueneg.hf import from_hf
+
+        return from_hf(
+            dataset, out, format=format, corpus=corpus, subset=subset, overwrite=overwrite
+        )
+
+    def to_hf(self, format: str = "st") -> Any:
+        """The collection as a ``datasets.Dataset`` of ``format`` rows (st, bge, tevatron): what
+        ``trueneg export`` writes."""
+        from trueneg.hf import to_hf
+
+        return to_hf(self, format)
+
+    def to_arrow(self, format: str = "st") -> pa.Table:
+        """The collection as a ``pyarrow.Table`` of ``format`` rows."""
+        from trueneg.hf import to_arrow
+
+        return to_arrow(self, format)
+
+    def to_pandas(self, format: str = "st") -> Any:
+        """The collection as a pandas ``DataFrame`` of ``format`` rows."""
+        return self.to_arrow(format).to_pandas()
+
 
 #: per-example id lists rewritten from the example's current lists when a stage changes them
 ID_LIST_FIELDS = {"positive_passage_ids": "positives", "negative_passage_ids": "negatives"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -90,10 +91,18 @@ def ingest(
     overwrite: bool = False,
     chunk_size: int = 50_000,
 ) -> Collection:
-    """Read external files into a new collection directory at ``out`` and load it."""
+    """Read external files into a new collection directory at ``out`` and load it. An input may
+    also be a ``datasets`` ``save_to_disk`` folder (extra ``hf``)."""
     if not inputs:
         raise InputError("no input files given")
     prepare_output(out, [*inputs, corpus], overwrite=overwrite)
+    from trueneg import hf
+
+    if any(hf.is_saved_dataset(p) for p in [*inputs, *([corpus] if corpus else [])]):
+        return _ingest_saved_datasets(
+            inputs, out, format=format, subset=subset, corpus=corpus, on_error=on_error,
+            overwrite=overwrite, chunk_size=chunk_size,
+        )  # fmt: skip
     fmt = canonical_format(format) if format != "auto" else detect_format(inputs[0])
     with CollectionBuilder(
         out,
@@ -129,6 +138,42 @@ FOLDER_FORMATS = ("beir", "tevatron-v2")
 #: file formats that may be written as Parquet (a ``.parquet`` out); the others are JSON Lines
 PARQUET_FORMATS = ("tevatron", "st")
 COMPRESSED_SUFFIXES = (".gz", ".zst", ".zstd", ".bz2", ".xz")
+
+
+def _ingest_saved_datasets(
+    inputs: Sequence[str | os.PathLike[str]],
+    out: str | os.PathLike[str],
+    *,
+    corpus: str | os.PathLike[str] | None,
+    **kw: Any,
+) -> Collection:
+    """Inputs that are ``save_to_disk`` folders, read through Parquet copies (the manifest names
+    the folders)."""
+    import tempfile
+
+    from trueneg import hf
+    from trueneg.collection import write_manifest
+
+    with tempfile.TemporaryDirectory(prefix="trueneg-hf-") as tmp:
+        names: dict[str, str] = {}
+
+        def local(p: str | os.PathLike[str]) -> str:
+            if not hf.is_saved_dataset(p):
+                return str(p)
+            f = Path(tmp) / f"{Path(p).name}.parquet"
+            hf.load_saved(p).to_parquet(str(f))
+            names[str(f)] = str(p)
+            return str(f)
+
+        files = [local(p) for p in inputs]
+        coll = ingest(files, out, corpus=local(corpus) if corpus else None, **kw)
+    m = dict(coll.manifest)
+    m["source"] = {
+        **m["source"],
+        "files": [{**f, "path": names.get(f["path"], f["path"])} for f in m["source"]["files"]],
+    }
+    write_manifest(coll.path, m)
+    return Collection.load(coll.path)
 
 
 def export_collection(
