@@ -54,6 +54,8 @@ class State:
         self.timeout_sleep = timeout_sleep
         self.echo_auth_on_400 = echo_auth_on_400
         self.replay: dict[str, str] = {}
+        #: the answer to a prompt that has no recorded one
+        self.default_answer = EMPTY_VERDICT
         self.paid: Counter[str] = Counter()
         self.paid_unusable: Counter[str] = Counter()
         self.requests = 0
@@ -98,7 +100,7 @@ class State:
     ) -> tuple[int, dict[str, Any]]:
         user = body["messages"][-1]["content"]
         h = content_hash(user)
-        content = self.replay.get(h, EMPTY_VERDICT)
+        content = self.replay.get(h, self.default_answer)
         finish, refusal = "stop", None
         budget = int(body.get("max_completion_tokens") or 0)
         with self.lock:

@@ -18,13 +18,23 @@ __all__ = [
     "Collection",
     "CollectionBuilder",
     "CollectionError",
+    "Engine",
     "FormatError",
     "InputError",
+    "Result",
     "TruenegError",
     "__version__",
+    "dedup",
+    "evaluate",
     "export_collection",
+    "fix",
     "ingest",
+    "judge",
+    "mine",
     "mine_hard_negatives",
+    "report",
+    "train_reranker",
+    "train_retriever",
 ]
 
 
@@ -36,5 +46,26 @@ def _serial_after_fork() -> None:
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_serial_after_fork)
 
+# The stage functions share their names with the modules that implement them (trueneg.fix the
+# function, trueneg/fix.py the module): the modules are imported first, so a later
+# ``import trueneg.fix`` finds them loaded and leaves the package attribute, the function, alone.
+from trueneg import dedup as _dedup_module  # noqa: E402,F401
+from trueneg import evaluate as _evaluate_module  # noqa: E402,F401
+from trueneg import fix as _fix_module  # noqa: E402,F401
+from trueneg import judge as _judge_module  # noqa: E402,F401
+from trueneg import mine as _mine_module  # noqa: E402,F401
+from trueneg import report as _report_module  # noqa: E402,F401
+from trueneg.api import (  # noqa: E402
+    Engine,
+    Result,
+    dedup,
+    evaluate,
+    fix,
+    judge,
+    mine,
+    report,
+    train_reranker,
+    train_retriever,
+)
 from trueneg.formats import export_collection, ingest  # noqa: E402
 from trueneg.hard_negatives import mine_hard_negatives  # noqa: E402

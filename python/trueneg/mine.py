@@ -202,7 +202,9 @@ class MineConfig:
     max_score: float | None = None
     min_score: float | None = None
     absolute_margin: float | None = None
-    relative_margin: float | None = None
+    #: NV-Retriever's TopK-PercPos: keep a negative only 5% of the positive score below it (the
+    #: false-negative guard; None turns it off)
+    relative_margin: float | None = 0.05
     sampling: str = "top"
     seed: int = 0
     search: str = "exact"
@@ -341,7 +343,8 @@ def mine_collection(
     in qid order, passages in pid order; normalise them for cosine) and write a new collection:
     negatives replaced (or, with ``keep_old``, appended after the old ones, without repeats), their
     scores stored, the ambiguous band written to ``band.parquet`` for the judge. ``select``
-    replaces :func:`select_negatives` (same signature; the Ray engine's spreads it over workers)."""
+    replaces :func:`select_negatives` (same signature; the Ray engine's spreads it over workers).
+    Settings not given take :class:`MineConfig`'s defaults, the CLI's (``relative_margin`` 0.05)."""
     import shutil
 
     import pyarrow as pa
@@ -359,6 +362,8 @@ def mine_collection(
 
     coll = Collection.load(path)
     prepare_output(out, [coll.path], overwrite=overwrite)
+    defaults = MineConfig().selection()
+    kw = {**defaults, **kw}
     qe, pe = (
         _matrix(query_embeddings, "query embeddings"),
         _matrix(passage_embeddings, "passage embeddings"),

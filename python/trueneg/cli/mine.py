@@ -8,6 +8,10 @@ from typing import Annotated
 import typer
 
 from trueneg.cli import app
+from trueneg.mine import MineConfig
+
+#: the CLI's defaults are the library's: one place
+_M = MineConfig()
 
 
 @app.command()
@@ -57,14 +61,14 @@ def mine(
             help="Folder caching embeddings by model + settings + texts (or TRUENEG_EMBED_CACHE)."
         ),
     ] = None,
-    num_negatives: Annotated[int, typer.Option(help="Negatives per example.")] = 7,
+    num_negatives: Annotated[int, typer.Option(help="Negatives per example.")] = _M.num_negatives,
     range_min: Annotated[
         int,
         typer.Option(help="Skip the first candidates after masking positives (rank window start)."),
-    ] = 0,
+    ] = _M.range_min,
     range_max: Annotated[
         int, typer.Option(help="Look no further than this rank (window end).")
-    ] = 100,
+    ] = _M.range_max,
     max_score: Annotated[
         float | None, typer.Option(help="Drop candidates scoring above this.")
     ] = None,
@@ -76,9 +80,9 @@ def mine(
     ] = None,
     relative_margin: Annotated[
         float | None, typer.Option(help="Keep s <= p - |p| * margin; 0.05 = TopK-PercPos.")
-    ] = 0.05,
-    sampling: Annotated[str, typer.Option(help="top, or random (seeded).")] = "top",
-    seed: Annotated[int, typer.Option(help="Seed of random sampling.")] = 0,
+    ] = _M.relative_margin,
+    sampling: Annotated[str, typer.Option(help="top, or random (seeded).")] = _M.sampling,
+    seed: Annotated[int, typer.Option(help="Seed of random sampling.")] = _M.seed,
     search: Annotated[
         str,
         typer.Option(

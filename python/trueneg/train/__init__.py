@@ -1,7 +1,15 @@
 """Training on (fixed) collections: a bi-encoder retriever (InfoNCE over in-batch and hard
 negatives) and a cross-encoder reranker. Needs the ``train`` extra (torch, transformers)."""
 
+from trueneg.train._loop import Schedule
 from trueneg.train.reranker import Reranker, RerankerConfig, train_reranker
 from trueneg.train.retriever import RetrieverConfig, train_retriever
 
-__all__ = ["Reranker", "RerankerConfig", "RetrieverConfig", "train_reranker", "train_retriever"]
+__all__ = [
+    "Reranker",
+    "RerankerConfig",
+    "RetrieverConfig",
+    "Schedule",
+    "train_reranker",
+    "train_retriever",
+]
