@@ -1,9 +1,10 @@
 """trueneg.mine_hard_negatives vs sentence-transformers' mine_hard_negatives, same data, model and
 parameters, side by side: the whole call (embedding included) and search + selection on cached
 embeddings (both read their embedding cache). Data: the MS MARCO DL19 slice in tests/data (5,000
-passages, its judged (query, passage) pairs with grade >= 2 as anchors and positives).
+passages; anchors and positives: its judged pairs with grade >= 2, or with --self-pairs each
+passage's first 12 words and the passage).
 
-    python benches/hard_negatives.py [--repeats 3]
+    python benches/hard_negatives.py [--repeats 3] [--self-pairs]
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ DATA = Path(__file__).resolve().parents[1] / "tests" / "data" / "beir-msmarco-dl
 def cpu() -> str:
     try:
         out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        return next(x.split(":", 1)[1].strip() for x in out.splitlines() if x.startswith("Model name"))
+        return next(
+            x.split(":", 1)[1].strip() for x in out.splitlines() if x.startswith("Model name")
+        )
     except Exception:
         return platform.processor()
 
@@ -30,6 +33,12 @@ def cpu() -> str:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument(
+        "--self-pairs",
+        action="store_true",
+        help="anchors = the first 12 words of each passage, positive = the passage (5,000 pairs, "
+        "a pairs-to-triplets job like natural-questions) instead of DL19's judged pairs",
+    )
     args = ap.parse_args()
     from datasets import Dataset
     from sentence_transformers import SentenceTransformer
@@ -43,15 +52,26 @@ def main() -> None:
     for line in (DATA / "corpus.jsonl").read_bytes().splitlines():
         r = json.loads(line)
         text[r["_id"]] = (r.get("title", "") + " " + r["text"]).strip()
-    qs = {json.loads(x)["_id"]: json.loads(x)["text"] for x in (DATA / "queries.jsonl").read_bytes().splitlines()}
-    pairs = [(qs[q], text[d]) for q, j in read_qrels(DATA).items() for d, g in j.items() if g >= 2 and d in text]
+    qs = {
+        json.loads(x)["_id"]: json.loads(x)["text"]
+        for x in (DATA / "queries.jsonl").read_bytes().splitlines()
+    }
+    if args.self_pairs:
+        pairs = [(" ".join(t.split()[:12]), t) for t in text.values()]
+    else:
+        pairs = [
+            (qs[q], text[d])
+            for q, j in read_qrels(DATA).items()
+            for d, g in j.items()
+            if g >= 2 and d in text
+        ]
     ds = Dataset.from_dict({"query": [a for a, _ in pairs], "answer": [b for _, b in pairs]})
     corpus = list(text.values())
     model = SentenceTransformer(str(default_model_path()), device="cpu")
     kw = {"corpus": corpus, "relative_margin": 0.05, "num_negatives": 5, "verbose": False}
     rows = []
 
-    def best(fn) -> float:  # noqa: ANN001
+    def best(fn) -> float:
         ts = []
         for _ in range(args.repeats):
             t = time.perf_counter()
@@ -77,7 +97,9 @@ def main() -> None:
         ("whole call, model folder (trueneg encoder, dtype auto)", st_whole, tn_whole_folder),
         ("search + selection + output (cached embeddings)", st_sel, tn_sel),
     ]
-    print(f"CPU: {cpu()}; {len(ds):,} pairs, {len(set(ds['query']))} queries, {len(corpus):,} passages")
+    print(
+        f"CPU: {cpu()}; {len(ds):,} pairs, {len(set(ds['query']))} queries, {len(corpus):,} passages"
+    )
     print("| step | sentence-transformers s | trueneg s | ratio |\n|---|---|---|---|")
     for name, a, b in rows:
         print(f"| {name} | {a:.2f} | {b:.2f} | {a / b:.2f}x |")
