@@ -22,7 +22,7 @@ from trueneg.data import RLHN_SAMPLE_DIR, rlhn_sample_stage1
 from trueneg.exceptions import InputError
 from trueneg.judge import Cache, JudgeConfig, judge_collection
 from trueneg.judge.cascade import RLHN_STAGES, Stage
-from trueneg.judge.cost import count_tokens, price_for
+from trueneg.judge.cost import PRICES, count_tokens, price_for
 from trueneg.judge.importers import import_rlhn
 from trueneg.judge.parse import parse_listwise, parse_pointwise
 from trueneg.judge.render import PROMPTS_DIR, load_prompt, render_listwise
@@ -297,11 +297,15 @@ def pyarrow_query_ids(coll_dir: Path) -> list[str]:
     return Collection.load(coll_dir).queries["query_id"].to_pylist()
 
 
+#: the test server is local, so list prices are charged only when configured
+LIST = {m: PRICES[m] for m in ("gpt-4o-mini", "gpt-4o")}
+
+
 def test_online_cascade_replays_and_resumes(coll_dir: Path, replay_state: State) -> None:
     with FakeOpenAI(replay_state) as srv:
-        s = judge_collection(coll_dir, JudgeConfig(base_url=srv.base_url))
+        s = judge_collection(coll_dir, JudgeConfig(base_url=srv.base_url, prices=LIST))
         assert _stats(srv)["requests"] == 86 and s.false_negatives == 76
-        again = judge_collection(coll_dir, JudgeConfig(base_url=srv.base_url))
+        again = judge_collection(coll_dir, JudgeConfig(base_url=srv.base_url, prices=LIST))
         st = _stats(srv)
     assert st["requests"] == 86 and max(st["paid"].values()) == 1
     assert again.false_negatives == 76 and all(x.sent == 0 for x in again.stages)
@@ -363,10 +367,25 @@ def test_faults_end_with_the_fault_free_false_negatives(
     assert set(t["status"].to_pylist()) <= {"ok", "duplicate", "out_of_range", "multiple_verdicts"}
 
 
+def test_a_local_endpoint_costs_nothing_unless_priced(coll_dir: Path, replay_state: State) -> None:
+    with FakeOpenAI(replay_state) as srv:
+        s = judge_collection(
+            coll_dir, JudgeConfig(base_url=srv.base_url, budget_usd=0.0, stages=RLHN_STAGES[:1])
+        )
+    # a zero budget does not stop a free local model; nothing is charged
+    assert s.stages[0].sent == 50 and s.cost_usd == 0 and s.stages[0].estimated_cost_usd == 0
+    assert JudgeConfig(base_url="https://api.openai.com/v1").price_of("gpt-4o") is not None
+    assert JudgeConfig(base_url="http://gpu-box.local:8000/v1").price_of("gpt-4o") is None
+
+
 def test_budget_stops_sending(coll_dir: Path, replay_state: State) -> None:
     with FakeOpenAI(replay_state) as srv:
         cfg = JudgeConfig(
-            base_url=srv.base_url, budget_usd=0.01, concurrency=1, stages=RLHN_STAGES[:1]
+            base_url=srv.base_url,
+            budget_usd=0.01,
+            concurrency=1,
+            stages=RLHN_STAGES[:1],
+            prices=LIST,
         )
         s = judge_collection(coll_dir, cfg)
         st = _stats(srv)
@@ -410,7 +429,9 @@ def test_client_errors_are_item_failures_and_secrets_never_leak(
 def test_batch_api_backend(coll_dir: Path, replay_state: State) -> None:
     stages = tuple(dataclasses.replace(x, backend="batch") for x in RLHN_STAGES)
     with FakeOpenAI(replay_state) as srv:
-        cfg = JudgeConfig(base_url=srv.base_url, stages=stages, batch_poll_seconds=0.01)
+        cfg = JudgeConfig(
+            base_url=srv.base_url, stages=stages, batch_poll_seconds=0.01, prices=LIST
+        )
         s = judge_collection(coll_dir, cfg)
         assert len(replay_state.batches) == 2
         assert judge_collection(coll_dir, cfg).stages[0].sent == 0
@@ -434,6 +455,12 @@ def test_dry_run_estimates_without_sending(coll_dir: Path) -> None:
     assert 0.1 < s.stages[0].estimated_cost_usd < 0.3
     assert s.stages[1].estimated_cost_usd > 10 * s.stages[0].estimated_cost_usd
     assert not (coll_dir / "judge-summary.json").exists()
+    # the expected cost: the counted prompt tokens and ~1,000 output tokens per call
+    st1 = s.stages[0]
+    assert 50 * 2000 < st1.prompt_tokens < 50 * 8000
+    want = (st1.prompt_tokens * 0.15 + 50 * 1000 * 0.60) / 1e6
+    assert st1.expected_cost_usd == pytest.approx(want, rel=1e-6)
+    assert st1.expected_cost_usd < st1.estimated_cost_usd
 
 
 def test_config_from_toml(tmp_path: Path) -> None:

@@ -847,6 +847,18 @@ CASES: list[tuple[str, dict, list[str], str]] = [
         "{t}/x.jsonl: the beir format is a folder, not a .jsonl file",
     ),
     (
+        "judge-model-without-stage",
+        {},
+        ["judge", "run", "{t}/c", "--model", "qwen2.5-7b"],
+        "--model takes STAGE=MODEL, got 'qwen2.5-7b' (stages: stage1, stage2)",
+    ),
+    (
+        "judge-model-unknown-stage",
+        {},
+        ["judge", "run", "{t}/c", "--model", "stage3=qwen2.5-7b"],
+        "--model stage3=qwen2.5-7b: no stage 'stage3' (stages: stage1, stage2)",
+    ),
+    (
         "fix-unknown-strategy",
         {},
         ["fix", "{t}/c", "-o", "{t}/f", "--strategy", "relable"],
@@ -920,3 +932,22 @@ def test_every_stage_sees_all_positives_of_a_query(tmp_path: Path) -> None:
     t = CollectionText(c)
     p0, p1 = c.examples["positives"].to_pylist()
     assert t.positives == [p0 + p1, p0 + p1]
+
+
+def test_a_local_model_per_stage_is_estimated_at_no_cost(
+    coll: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    out = ok(
+        capsys, "judge", "estimate", coll, "--model", "stage1=qwen2.5-7b-instruct",
+        "--base-url", "http://localhost:8000/v1", "--json",
+    )  # fmt: skip
+    s = json.loads(out)
+    assert [x["model"] for x in s["stages"]] == ["qwen2.5-7b-instruct", "gpt-4o"]
+    assert all(x["expected_cost_usd"] == 0 and x["estimated_cost_usd"] == 0 for x in s["stages"])
+    assert s["stages"][0]["prompt_tokens"] > 0
+    help_text = subprocess.run(
+        [sys.executable, "-m", "trueneg", "judge", "run", "--help"], capture_output=True, text=True
+    ).stdout
+    assert "[[judge.stages]]" in help_text  # TOML tables shown as written

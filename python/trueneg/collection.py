@@ -24,6 +24,7 @@ import os
 import platform
 import queue
 import re
+import shutil
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -920,6 +921,41 @@ class Collection:
 
     def source_path(self, index: int) -> str:
         return str(self.manifest["source"]["files"][index]["path"])
+
+    def derive(
+        self,
+        out: str | os.PathLike[str],
+        examples: pa.Table,
+        *,
+        step: str,
+        params: dict[str, Any] | None = None,
+        tables: dict[str, pa.Table] | None = None,
+        files: dict[str, bytes] | None = None,
+        overwrite: bool = False,
+        inputs: Sequence[str | os.PathLike[str]] = (),
+    ) -> Collection:
+        """A new collection at ``out`` that shares this one's passages and queries with new
+        ``examples`` (the table itself when unchanged: copied, not rewritten), extra Parquet
+        ``tables`` (``judgments``, ``band``) and ``files`` (reports), the manifest's counts
+        updated and ``step`` recorded with ``params``. Atomic; ``out`` is checked against this
+        collection and ``inputs`` (see :func:`trueneg._io.atomic_dir`)."""
+        with atomic_dir(out, overwrite=overwrite, inputs=[self.path, *inputs]) as tmp:
+            for name in ("passages", "queries"):
+                shutil.copyfile(self.path / f"{name}.parquet", tmp / f"{name}.parquet")
+            if examples is self.examples:
+                shutil.copyfile(self.path / "examples.parquet", tmp / "examples.parquet")
+            else:
+                pq.write_table(examples, tmp / "examples.parquet", **parquet_options())
+            for name, table in (tables or {}).items():
+                pq.write_table(table, tmp / f"{name}.parquet", **parquet_options())
+            for name, data in (files or {}).items():
+                with atomic_file(tmp / name) as fh:
+                    fh.write(data)
+            manifest = dict(self.manifest)
+            manifest["counts"] = {**manifest["counts"], "examples": len(examples)}
+            manifest["steps"] = [*manifest.get("steps", []), step_record(step, **(params or {}))]
+            write_manifest(tmp, manifest)
+        return Collection.load(out)
 
     def __repr__(self) -> str:
         c = self.manifest.get("counts", {})

@@ -11,7 +11,6 @@ against the threshold. Clusters keep their smallest index as the survivor.
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -21,21 +20,17 @@ from typing import Any
 import numpy as np
 import orjson
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from trueneg import _core, judgments
-from trueneg._io import atomic_dir, atomic_file, iter_jsonl, prepare_output
+from trueneg._io import iter_jsonl, prepare_output
 from trueneg._progress import progress
 from trueneg.collection import (
     EXAMPLE_SCHEMA,
     Collection,
     _str_args,
     arrow_indices,
-    parquet_options,
     refresh_extras,
-    step_record,
     string_array,
-    write_manifest,
 )
 from trueneg.exceptions import InputError
 from trueneg.texts import passage_text, passage_texts
@@ -561,37 +556,27 @@ def _write_output(
     overwrite: bool,
     against: Sequence[str | Path] = (),
 ) -> None:
-    with atomic_dir(out, overwrite=overwrite, inputs=[coll.path, *against]) as tmp:
-        for name in ("passages", "queries"):
-            shutil.copyfile(coll.path / f"{name}.parquet", tmp / f"{name}.parquet")
-        if examples is coll.examples:
-            shutil.copyfile(coll.path / "examples.parquet", tmp / "examples.parquet")
-        else:
-            pq.write_table(examples, tmp / "examples.parquet", **parquet_options())
-        old = judgments.load(coll.path)
-        if len(old) and examples is not coll.examples:
-            logger.warning(
-                "earlier judgments refer to the old example rows and are not carried over"
+    old = judgments.load(coll.path)
+    if len(old) and examples is not coll.examples:
+        logger.warning("earlier judgments refer to the old example rows and are not carried over")
+        old = judgments.empty()
+    coll.derive(
+        out,
+        examples,
+        step="dedup",
+        params={
+            "action": report.action,
+            "lsh_bands": report.bands,
+            "lsh_rows": report.rows,
+            "free_false_negatives": report.free_false_negatives,
+            "config": report.config,
+        },
+        tables={"judgments": pa.concat_tables([old, fn])},
+        files={
+            "dedup.json": orjson.dumps(
+                report.as_dict(), option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY
             )
-            old = judgments.empty()
-        pq.write_table(pa.concat_tables([old, fn]), tmp / judgments.FILE, **parquet_options())
-        with atomic_file(tmp / "dedup.json") as f:
-            f.write(
-                orjson.dumps(
-                    report.as_dict(), option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY
-                )
-            )
-        manifest = dict(coll.manifest)
-        manifest["counts"] = {**manifest["counts"], "examples": len(examples)}
-        manifest["steps"] = [
-            *manifest.get("steps", []),
-            step_record(
-                "dedup",
-                action=report.action,
-                lsh_bands=report.bands,
-                lsh_rows=report.rows,
-                free_false_negatives=report.free_false_negatives,
-                config=report.config,
-            ),
-        ]
-        write_manifest(tmp, manifest)
+        },
+        overwrite=overwrite,
+        inputs=against,
+    )

@@ -124,9 +124,12 @@ def build_requests(batch: Batch, *, config: dict[str, Any], stage: str) -> Batch
     }
 
 
-def parse_responses(batch: Batch, *, prompt: str, rule: str = "better") -> Batch:
+def parse_responses(
+    batch: Batch, *, prompt: str, rule: str = "better", min_score: int = 2
+) -> Batch:
     """Verdicts of a shard of answers: ``content``, ``finish_reason``, ``refusal`` and ``n_docs``
-    in; ``status`` and ``flagged`` (document numbers, 1-based) out."""
+    in; ``status`` and ``flagged`` (document numbers, 1-based) out. ``rule`` and ``min_score`` are
+    the stage's (listwise flag rule; pointwise scores at or above ``min_score`` flag)."""
     from trueneg.judge.parse import parse_listwise, parse_pointwise
     from trueneg.judge.render import load_prompt
 
@@ -139,7 +142,7 @@ def parse_responses(batch: Batch, *, prompt: str, rule: str = "better") -> Batch
         if kind == "pointwise":
             s = parse_pointwise(c, finish_reason=f, refusal=r)
             status.append(s.status)
-            flagged.append([1] if s.score is not None and s.score >= 2 else [])
+            flagged.append([1] if s.score is not None and s.score >= min_score else [])
         else:
             v = parse_listwise(c, int(n), finish_reason=f, refusal=r)
             status.append(v.status)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import re
-import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,17 +23,13 @@ import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from trueneg import _core, judgments
-from trueneg._io import atomic_dir, atomic_file, prepare_output
+from trueneg._io import prepare_output
 from trueneg.collection import (
     EXAMPLE_SCHEMA,
     Collection,
-    parquet_options,
     refresh_extras,
-    step_record,
-    write_manifest,
 )
 from trueneg.exceptions import InputError
 
@@ -301,25 +296,19 @@ def fix_collection(
     new, report = apply_strategy(
         coll, pairs, strategy, max_false_negatives=max_false_negatives, exempt=exempt
     )
-    with atomic_dir(out, overwrite=overwrite, inputs=[coll.path]) as tmp:
-        for name in ("passages", "queries"):
-            shutil.copyfile(coll.path / f"{name}.parquet", tmp / f"{name}.parquet")
-        pq.write_table(new, tmp / "examples.parquet", **parquet_options())
-        with atomic_file(tmp / "fix.json") as f:
-            f.write(orjson.dumps(report.as_dict(), option=orjson.OPT_INDENT_2))
-        manifest = dict(coll.manifest)
-        manifest["counts"] = {**manifest["counts"], "examples": len(new)}
-        manifest["steps"] = [
-            *manifest.get("steps", []),
-            step_record(
-                "fix",
-                strategy=strategy,
-                max_false_negatives=max_false_negatives,
-                exempt=exempt,
-                source=str(coll.path),
-                false_negatives=report.false_negatives,
-                example_fields=report.example_fields,
-            ),
-        ]
-        write_manifest(tmp, manifest)
+    coll.derive(
+        out,
+        new,
+        step="fix",
+        params={
+            "strategy": strategy,
+            "max_false_negatives": max_false_negatives,
+            "exempt": exempt,
+            "source": str(coll.path),
+            "false_negatives": report.false_negatives,
+            "example_fields": report.example_fields,
+        },
+        files={"fix.json": orjson.dumps(report.as_dict(), option=orjson.OPT_INDENT_2)},
+        overwrite=overwrite,
+    )
     return report

@@ -345,19 +345,14 @@ def mine_collection(
     scores stored, the ambiguous band written to ``band.parquet`` for the judge. ``select``
     replaces :func:`select_negatives` (same signature; the Ray engine's spreads it over workers).
     Settings not given take :class:`MineConfig`'s defaults, the CLI's (``relative_margin`` 0.05)."""
-    import shutil
 
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
-    from trueneg._io import atomic_dir, prepare_output
+    from trueneg._io import prepare_output
     from trueneg.collection import (
         EXAMPLE_SCHEMA,
         Collection,
-        parquet_options,
         refresh_extras,
-        step_record,
-        write_manifest,
     )
 
     coll = Collection.load(path)
@@ -433,12 +428,5 @@ def mine_collection(
             if not isinstance(v, np.ndarray)
         },
     }
-    with atomic_dir(out, overwrite=overwrite, inputs=[coll.path]) as tmp:
-        for name in ("passages", "queries"):
-            shutil.copyfile(coll.path / f"{name}.parquet", tmp / f"{name}.parquet")
-        pq.write_table(table, tmp / "examples.parquet", **parquet_options())
-        pq.write_table(band, tmp / "band.parquet", **parquet_options())
-        manifest = dict(coll.manifest)
-        manifest["steps"] = [*manifest.get("steps", []), step_record("mine", **report)]
-        write_manifest(tmp, manifest)
+    coll.derive(out, table, step="mine", params=report, tables={"band": band}, overwrite=overwrite)
     return report

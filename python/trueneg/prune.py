@@ -12,7 +12,6 @@ results, and a collection restricted to the kept subsets.
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,16 +20,14 @@ import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from trueneg._io import (
-    atomic_dir,
     atomic_file,
     check_output,
     mark_own_folder,
     remove_own_folder,
 )
-from trueneg.collection import Collection, parquet_options, step_record, write_manifest
+from trueneg.collection import Collection
 from trueneg.exceptions import InputError
 
 
@@ -128,17 +125,13 @@ def apply(path: str | Path, out: str | Path, keep: list[str], *, overwrite: bool
         raise InputError(f"unknown subsets {unknown} (the collection has {sorted(sizes)})")
     sub = coll.queries["subset"].combine_chunks().take(coll.examples["qid"].combine_chunks())
     ex = coll.examples.filter(pc.is_in(sub, pa.array(keep)))
-    with atomic_dir(out, overwrite=overwrite, inputs=[coll.path]) as tmp:
-        for name in ("passages", "queries"):
-            shutil.copyfile(coll.path / f"{name}.parquet", tmp / f"{name}.parquet")
-        pq.write_table(ex, tmp / "examples.parquet", **parquet_options())
-        manifest = dict(coll.manifest)
-        manifest["counts"] = {**manifest["counts"], "examples": len(ex)}
-        manifest["steps"] = [
-            *manifest.get("steps", []),
-            step_record("prune", keep=keep, source=str(coll.path)),
-        ]
-        write_manifest(tmp, manifest)
+    coll.derive(
+        out,
+        ex,
+        step="prune",
+        params={"keep": keep, "source": str(coll.path)},
+        overwrite=overwrite,
+    )
     return len(ex)
 
 

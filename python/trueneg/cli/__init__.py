@@ -20,6 +20,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # help texts name TOML tables ([judge], [[judge.stages]]) and extras (trueneg[ray]): shown as
+    # written, not read as rich markup
+    rich_markup_mode=None,
 )
 
 from trueneg.cli import dedup as _dedup  # noqa: E402,F401

@@ -31,10 +31,42 @@ CacheOpt = Annotated[
 ]
 
 
-def _config(config: Path | None, **overrides: object):  # type: ignore[no-untyped-def]
+ModelOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--model",
+        help="STAGE=MODEL: the model a stage asks (e.g. --model stage1=qwen2.5-7b-instruct for a "
+        "local server); repeatable, one per stage.",
+    ),
+]
+
+
+def _config(config: Path | None, models: list[str] | None = None, **overrides: object):  # type: ignore[no-untyped-def]
+    import dataclasses
+
+    from trueneg.exceptions import InputError
     from trueneg.judge.cascade import JudgeConfig, with_overrides
 
     cfg = JudgeConfig.from_toml(config) if config else JudgeConfig()
+    if models:
+        names = [s.name for s in cfg.stages]
+        chosen: dict[str, str] = {}
+        for m in models:
+            stage, sep, model = m.partition("=")
+            if not sep or not model.strip():
+                raise InputError(
+                    f"--model takes STAGE=MODEL, got {m!r} (stages: {', '.join(names)})"
+                )
+            if stage not in names:
+                raise InputError(f"--model {m}: no stage {stage!r} (stages: {', '.join(names)})")
+            chosen[stage] = model.strip()
+        cfg = dataclasses.replace(
+            cfg,
+            stages=tuple(
+                dataclasses.replace(s, model=chosen[s.name]) if s.name in chosen else s
+                for s in cfg.stages
+            ),
+        )
     return with_overrides(cfg, **overrides)
 
 
@@ -45,7 +77,8 @@ def _print_summary(s, as_json: bool) -> None:  # type: ignore[no-untyped-def]
     for st in s.stages:
         if s.dry_run:
             typer.echo(
-                f"{st.name} ({st.model}): {st.calls:,} calls, worst case ${st.estimated_cost_usd:,.2f}"
+                f"{st.name} ({st.model}): {st.calls:,} calls, {st.prompt_tokens:,} prompt tokens; "
+                f"expected ${st.expected_cost_usd:,.2f}, worst case ${st.estimated_cost_usd:,.2f}"
             )
             continue
         typer.echo(
@@ -55,8 +88,9 @@ def _print_summary(s, as_json: bool) -> None:  # type: ignore[no-untyped-def]
         )
     if s.dry_run:
         typer.echo(
-            "(dry run: worst case = every call of every stage, the full max_completion_tokens of output; "
-            "stage 2 runs only on the calls stage 1 flags)"
+            "(dry run: every call of every stage; expected = expected_completion_tokens of output "
+            "per call, worst case = the full max_completion_tokens; stage 2 runs only on the calls "
+            "stage 1 flags)"
         )
         return
     per = f"${s.cost_per_false_negative:,.4f}" if s.cost_per_false_negative is not None else "-"
@@ -72,6 +106,7 @@ def run(
         Path, typer.Argument(help="Collection directory (judgments are written into it).")
     ],
     config: ConfigOpt = None,
+    model: ModelOpt = None,
     cache: CacheOpt = None,
     base_url: Annotated[
         str | None,
@@ -104,6 +139,7 @@ def run(
 
     cfg = _config(
         config,
+        model,
         base_url=base_url,
         api_key_env=api_key_env,
         budget_usd=budget,
@@ -118,12 +154,19 @@ def run(
 def estimate(
     collection: Annotated[Path, typer.Argument(help="Collection directory.")],
     config: ConfigOpt = None,
+    model: ModelOpt = None,
+    base_url: Annotated[
+        str | None,
+        typer.Option(help="The endpoint (a local one costs nothing unless priced)."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Worst-case cost before anything is sent (o200k_base tokens, full output budget, price table)."""
+    """Cost before anything is sent: counted o200k_base prompt tokens, the expected and the
+    worst-case output (the full max_completion_tokens), the price table."""
     from trueneg.judge import judge_collection
 
-    _print_summary(judge_collection(collection, _config(config), dry_run=True), as_json)
+    cfg = _config(config, model, base_url=base_url)
+    _print_summary(judge_collection(collection, cfg, dry_run=True), as_json)
 
 
 @judge_app.command("import")

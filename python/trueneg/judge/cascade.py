@@ -54,6 +54,9 @@ class Stage:
     #: an answer cut off at ``max_completion_tokens`` is asked again with twice the budget, up to
     #: this cap; one still cut off there is reported (status "length") and asked again next run
     max_completion_tokens_cap: int = 16384
+    #: output tokens an answer takes on average, for ``judge estimate``'s expected cost (RLHN's
+    #: recorded GPT-4o-mini / GPT-4o answers average 961 / 1,092 o200k tokens)
+    expected_completion_tokens: int = 1000
     max_per_call: int = 25
     #: pointwise prompts: scores at or above this are false negatives
     min_score: int = 2
@@ -96,6 +99,7 @@ class Stage:
                 raise InputError("prompt must name a bundled prompt or a prompt file")
         within("temperature", self.temperature, 0.0, 2.0)
         at_least("max_completion_tokens", self.max_completion_tokens, 1)
+        at_least("expected_completion_tokens", self.expected_completion_tokens, 0)
         at_least("max_completion_tokens_cap", self.max_completion_tokens_cap, 0)
         if 0 < self.max_completion_tokens_cap < self.max_completion_tokens:
             raise InputError(
@@ -207,6 +211,13 @@ class JudgeConfig:
         return from_table(cls, j, "[judge]", path, skip=skip, **fixed)
 
     def price_of(self, model: str) -> Any:
+        """The model's price: ``prices`` when it names the model, else OpenAI's list price, except
+        on a local endpoint (localhost, 127.0.0.1, ::1, *.local): a model served there costs
+        nothing (and counts nothing against ``budget_usd``) unless ``prices`` says otherwise."""
+        if model in self.prices:
+            return price_for(model, self.prices)
+        if is_local_endpoint(self.base_url):
+            return None
         return price_for(model, self.prices)
 
     def as_dict(self) -> dict[str, Any]:
@@ -285,6 +296,19 @@ def render_calls(text: CollectionText, stage: Stage, plan: CallPlan) -> list[str
 RESERVE_BYTES_PER_TOKEN = 3.0
 
 
+def is_local_endpoint(url: str | None) -> bool:
+    """A server on this machine or the local network: no OpenAI list price applies."""
+    if not url:
+        return False
+    from urllib.parse import urlsplit
+
+    try:
+        host = (urlsplit(url).hostname or "").lower()
+    except ValueError:
+        return False
+    return host in ("localhost", "127.0.0.1", "::1", "0.0.0.0") or host.endswith(".local")
+
+
 def make_requests(
     stage: Stage, prompts: Sequence[str], config: JudgeConfig, *, tokens: np.ndarray | None = None
 ) -> list[Request]:
@@ -320,12 +344,14 @@ def make_requests(
 
 def exact_estimate(
     stage: Stage, prompts: Sequence[str], config: JudgeConfig, sample: int | None = None
-) -> float:
-    """Worst-case dollars for these prompts with exact o200k_base input tokens (counted in Rust);
-    with ``sample``, counted on that many evenly spaced prompts and scaled by bytes."""
+) -> tuple[float, float, int]:
+    """(worst-case dollars, expected dollars, input tokens) for these prompts, with exact
+    o200k_base input tokens (counted in Rust; with ``sample``, on that many evenly spaced prompts
+    and scaled by bytes). Worst case: the full ``max_completion_tokens`` of output per call;
+    expected: ``expected_completion_tokens``."""
+    if not prompts:
+        return 0.0, 0.0, 0
     price = config.price_of(stage.model)
-    if price is None or not prompts:
-        return 0.0
     if sample is not None and len(prompts) > sample:
         idx = np.linspace(0, len(prompts) - 1, sample).astype(int)
         sub = [prompts[i] for i in idx]
@@ -334,9 +360,12 @@ def exact_estimate(
     else:
         n_in = float(count_tokens(prompts).sum())
     n_in += MESSAGE_OVERHEAD * len(prompts)
-    return price.cost(
-        int(n_in), stage.max_completion_tokens * len(prompts), batch=stage.backend == "batch"
-    )
+    if price is None:
+        return 0.0, 0.0, int(n_in)
+    batch = stage.backend == "batch"
+    worst = price.cost(int(n_in), stage.max_completion_tokens * len(prompts), batch=batch)
+    expected = price.cost(int(n_in), stage.expected_completion_tokens * len(prompts), batch=batch)
+    return worst, expected, int(n_in)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -359,7 +388,10 @@ class StageSummary:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost_usd: float = 0.0
+    #: worst case: every call, the full output budget
     estimated_cost_usd: float = 0.0
+    #: dry runs: counted input tokens, the stage's expected output per call
+    expected_cost_usd: float = 0.0
     send: dict[str, Any] = field(default_factory=dict)
 
 
@@ -464,7 +496,10 @@ def run_cascade(
             part = plan.take(np.arange(sl.start, sl.stop))
             prompts = render_calls(text, stage, part)
             if dry_run:
-                summ.estimated_cost_usd += exact_estimate(stage, prompts, config, sample=2000)
+                worst, expected, n_in = exact_estimate(stage, prompts, config, sample=2000)
+                summ.estimated_cost_usd += worst
+                summ.expected_cost_usd += expected
+                summ.prompt_tokens += n_in
                 bar.update(len(part))
                 continue
             requests = make_requests(stage, prompts, config)
