@@ -180,7 +180,7 @@ def judge(
         >>> r.report.false_negatives  # doctest: +SKIP
     """
     from trueneg.judge import judge_collection
-    from trueneg.judge.cascade import JudgeConfig
+    from trueneg.judge.config import JudgeConfig
 
     cfg = _settings(JudgeConfig, config, overrides, "judge")
     coll = _load(collection)

@@ -160,7 +160,7 @@ class Judge:
         self, config: dict[str, Any], cache_path: str, budget_usd: float | None = None
     ) -> None:
         from trueneg.judge.cache import Cache
-        from trueneg.judge.cascade import JudgeConfig
+        from trueneg.judge.config import JudgeConfig
 
         self.config = JudgeConfig.from_dict(config)
         self.cache = Cache(cache_path)

@@ -96,7 +96,7 @@ class PipelineConfig:
         from trueneg.dedup import DedupConfig
         from trueneg.embed import EncoderConfig
         from trueneg.fix import FixConfig
-        from trueneg.judge.cascade import JudgeConfig
+        from trueneg.judge.config import JudgeConfig
         from trueneg.mine import MineConfig
 
         p = Path(path)
@@ -299,7 +299,7 @@ class Runner:
         from trueneg.fix import fix_collection
         from trueneg.formats import export_collection
         from trueneg.judge import Cache, judge_collection
-        from trueneg.judge.cascade import JudgeConfig
+        from trueneg.judge.config import JudgeConfig
         from trueneg.judge.importers import import_rlhn
 
         cfg, w = self.cfg, self.w

@@ -45,7 +45,7 @@ def _config(config: Path | None, models: list[str] | None = None, **overrides: o
     import dataclasses
 
     from trueneg.exceptions import InputError
-    from trueneg.judge.cascade import JudgeConfig, with_overrides
+    from trueneg.judge.config import JudgeConfig, with_overrides
 
     cfg = JudgeConfig.from_toml(config) if config else JudgeConfig()
     if models:

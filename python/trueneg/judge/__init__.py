@@ -16,8 +16,9 @@ from trueneg import judgments
 from trueneg._io import atomic_file
 from trueneg.collection import Collection, parquet_options, step_record, write_manifest
 from trueneg.judge.cache import Cache, request_key
-from trueneg.judge.cascade import RLHN_STAGES, JudgeConfig, JudgeSummary, Stage, run_cascade
+from trueneg.judge.cascade import JudgeSummary, run_cascade
 from trueneg.judge.client import JudgeError, redact_url
+from trueneg.judge.config import RLHN_STAGES, JudgeConfig, Stage
 
 __all__ = [
     "RLHN_STAGES",

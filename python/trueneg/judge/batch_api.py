@@ -23,7 +23,7 @@ from trueneg.judge.client import JudgeError, Request, SendStats, scrub
 from trueneg.judge.importers import answer_from_batch_line
 
 if TYPE_CHECKING:
-    from trueneg.judge.cascade import JudgeConfig, Stage
+    from trueneg.judge.config import JudgeConfig, Stage
 
 logger = logging.getLogger(__name__)
 

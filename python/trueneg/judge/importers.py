@@ -13,7 +13,7 @@ import orjson
 from trueneg._io import iter_jsonl
 from trueneg.exceptions import InputError
 from trueneg.judge.cache import Answer, Cache, request_key
-from trueneg.judge.cascade import JudgeConfig, Stage
+from trueneg.judge.config import JudgeConfig, Stage
 from trueneg.judge.render import load_prompt, render_listwise
 
 
