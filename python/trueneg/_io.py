@@ -30,9 +30,22 @@ LEGACY_TMP_IDLE_SECONDS = 3600.0
 
 
 def _umask() -> int:
+    """The process's umask, read without setting it where the system allows (``os.umask`` can
+    only be read by writing it, which races with files other threads create meanwhile)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
     m = os.umask(0)
     os.umask(m)
     return m
+
+
+def _write_marker(folder: Path) -> None:
+    (folder / MARKER).write_bytes(orjson.dumps({"written_by": "trueneg"}) + b"\n")
 
 
 def _resolved(p: str | os.PathLike[str]) -> Path:
@@ -114,7 +127,7 @@ def mark_own_folder(path: str | os.PathLike[str]) -> Path:
     p = Path(path)
     p.mkdir(parents=True, exist_ok=True)
     if not (p / MARKER).exists():
-        (p / MARKER).write_bytes(orjson.dumps({"written_by": "trueneg"}) + b"\n")
+        _write_marker(p)
     return p
 
 
@@ -241,7 +254,7 @@ def atomic_dir(
     tmp = Path(tempfile.mkdtemp(prefix=_tmp_prefix(path), suffix=".tmp", dir=path.parent))
     try:
         os.chmod(tmp, 0o777 & ~_umask())
-        (tmp / MARKER).write_bytes(orjson.dumps({"written_by": "trueneg"}) + b"\n")
+        _write_marker(tmp)
         yield tmp
         if path.exists():
             trash = Path(tempfile.mkdtemp(prefix=_tmp_prefix(path), suffix=".old", dir=path.parent))

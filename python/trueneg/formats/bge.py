@@ -135,12 +135,11 @@ def _check_depth(builder: CollectionBuilder, p: str, cols: dict[str, Any]) -> No
         return
     import orjson
 
-    for i in range(len(offsets) - 1):
-        a, b = int(offsets[i]), int(offsets[i + 1])
-        if b - a > MAX_JSON_DEPTH:
-            raw = bytes(data[a:b])
-            if maybe_too_deep(raw) and too_deep(orjson.loads(raw)):
-                builder.error(InputError(DEPTH_MESSAGE, path=p, line=int(cols["lines"][i])))
+    # only a field longer than the limit can nest that deep
+    for i in np.flatnonzero(np.diff(offsets) > MAX_JSON_DEPTH).tolist():
+        raw = bytes(data[int(offsets[i]) : int(offsets[i + 1])])
+        if maybe_too_deep(raw) and too_deep(orjson.loads(raw)):
+            builder.error(InputError(DEPTH_MESSAGE, path=p, line=int(cols["lines"][i])))
 
 
 def _bge_blocks(p: str) -> Iterator[dict[str, Any]]:

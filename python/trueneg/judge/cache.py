@@ -144,16 +144,23 @@ class Cache:
         (which moves to ``superseded``). False when a final answer was there already."""
         with self._lock:
             self._db.execute("BEGIN")
-            self._db.execute(
-                f"INSERT INTO superseded SELECT * FROM responses WHERE key=? AND {NON_FINAL}",
-                (a.key,),
-            )
-            self._db.execute(f"DELETE FROM responses WHERE key=? AND {NON_FINAL}", (a.key,))
-            cur = self._db.execute(
-                "INSERT OR IGNORE INTO responses VALUES (?,?,?,?,?,?,?,?,?,?)", self._row(a)
-            )
+            added = self._store(self._row(a))
             self._db.execute("COMMIT")
-            return cur.rowcount == 1
+            return added == 1
+
+    def _store(self, row: tuple[Any, ...]) -> int:
+        """Inside a transaction: a non-final answer under the row's key moves to ``superseded``,
+        then the row goes in unless a final answer is there. 1 when stored, else 0."""
+        self._db.execute(
+            f"INSERT INTO superseded SELECT * FROM responses WHERE key=? AND {NON_FINAL}",
+            (row[0],),
+        )
+        self._db.execute(f"DELETE FROM responses WHERE key=? AND {NON_FINAL}", (row[0],))
+        return int(
+            self._db.execute(
+                "INSERT OR IGNORE INTO responses VALUES (?,?,?,?,?,?,?,?,?,?)", row
+            ).rowcount
+        )
 
     def put_superseded(self, a: Answer) -> None:
         """Keep a paid answer that will not be used (the sender is asking again)."""
@@ -167,15 +174,7 @@ class Cache:
         with self._lock:
             self._db.execute("BEGIN")
             for r in rows:
-                self._db.execute(
-                    f"INSERT INTO superseded SELECT * FROM responses WHERE key=? AND {NON_FINAL}",
-                    (r[0],),
-                )
-                self._db.execute(f"DELETE FROM responses WHERE key=? AND {NON_FINAL}", (r[0],))
-                cur = self._db.execute(
-                    "INSERT OR IGNORE INTO responses VALUES (?,?,?,?,?,?,?,?,?,?)", r
-                )
-                added += cur.rowcount
+                added += self._store(r)
             self._db.execute("COMMIT")
         return added
 

@@ -244,6 +244,10 @@ class Sender:
     def __post_init__(self) -> None:
         check_sending(self)
 
+    def _scrub(self, message: str) -> str:
+        """A message without the API key or the secrets of the endpoint URL."""
+        return scrub(message, getattr(self, "_secret", None), *url_secrets(self.base_url))
+
     def _client(self) -> Any:
         from openai import AsyncOpenAI
 
@@ -353,11 +357,7 @@ class Sender:
                 return Outcome(req.key, answer=answer, superseded_usd=extra_usd)
             except openai.APIStatusError as e:
                 code = e.status_code
-                msg = scrub(
-                    f"HTTP {code}: {_api_message(e)}",
-                    getattr(self, "_secret", None),
-                    *url_secrets(self.base_url),
-                )
+                msg = self._scrub(f"HTTP {code}: {_api_message(e)}")
                 if code in RETRY_STATUS or code >= 500:
                     last_err = msg
                     if code == 429:
@@ -375,19 +375,11 @@ class Sender:
                     superseded_usd=extra_usd,
                 )
             except (openai.APITimeoutError, openai.APIConnectionError) as e:
-                last_err = scrub(
-                    f"{type(e).__name__}: {e}",
-                    getattr(self, "_secret", None),
-                    *url_secrets(self.base_url),
-                )
+                last_err = self._scrub(f"{type(e).__name__}: {e}")
                 await self._backoff(attempt, None, stats)
                 continue
             except (ValueError, KeyError, TypeError) as e:  # a body that is not a chat completion
-                msg = scrub(
-                    f"unreadable response: {e}",
-                    getattr(self, "_secret", None),
-                    *url_secrets(self.base_url),
-                )
+                msg = self._scrub(f"unreadable response: {e}")
                 last_err = msg
                 await self._backoff(attempt, None, stats)
                 continue
