@@ -45,8 +45,8 @@ def main() -> None:
     from sentence_transformers.util import mine_hard_negatives as st_mine
 
     import trueneg
-    from trueneg.embed import default_model_path
     from trueneg.evaluate import read_qrels
+    from trueneg.models import default_model_path
 
     text = {}
     for line in (DATA / "corpus.jsonl").read_bytes().splitlines():

@@ -1,6 +1,6 @@
 """The GPU checks of issues 4 and 7 in one prepared run (≤ 10 minutes on one H100):
 
-1. embedding throughput (passages/s) of ``trueneg.embed.Encoder`` vs sentence-transformers
+1. embedding throughput (passages/s) of ``trueneg.models.Encoder`` vs sentence-transformers
    ``encode`` on the same model (all-MiniLM-L6-v2) and the same texts, bf16 autocast for trueneg,
    ST's default (fp32) and ST in bf16 as well;
 2. retriever training with bf16 autocast + TF32: ``trueneg.experiment`` on Cranfield (noisy,
@@ -32,7 +32,7 @@ def embed_throughput(n: int, batch: int) -> dict:
     import torch
     from sentence_transformers import SentenceTransformer
 
-    from trueneg.embed import Encoder, EncoderConfig, default_model_path
+    from trueneg.models import Encoder, EncoderConfig, default_model_path
 
     lines = (ROOT / "tests/data/beir-msmarco-dl19-5k/corpus.jsonl").read_bytes().splitlines()
     texts = [orjson.loads(x)["text"] for x in lines]

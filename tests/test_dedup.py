@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from trueneg import Collection, _core, ingest, judgments
-from trueneg.collection import _str_args
+from trueneg.collection import string_buffers
 from trueneg.dedup import (
     DedupConfig,
     dedup_collection,
@@ -34,7 +34,7 @@ words = st.lists(st.sampled_from([f"w{i}" for i in range(60)]), min_size=1, max_
 
 
 def _sig(texts: list[str], **kw: object) -> np.ndarray:
-    return _core.minhash_signatures(_str_args(pa.array(texts, pa.string())), **kw)
+    return _core.minhash_signatures(string_buffers(pa.array(texts, pa.string())), **kw)
 
 
 def _exact_jaccard(a: str, b: str, n: int = 1) -> float:
@@ -118,7 +118,7 @@ def test_params_and_s_curve() -> None:
     with pytest.raises(InputError, match="exceeds num_perm"):
         DedupConfig(bands=20, rows=8)
     with pytest.raises(ValueError, match="unit must be 'word' or 'char'"):
-        _core.minhash_signatures(_str_args(pa.array(["a"])), unit="token")
+        _core.minhash_signatures(string_buffers(pa.array(["a"])), unit="token")
 
 
 def test_real_data_findings(rlhn_dir: Path, data_dir: Path, tmp_path: Path) -> None:

@@ -85,7 +85,7 @@ def test_judge_send_hook_equals_local(cluster: Path, tmp_path: Path) -> None:
         ingest(rlhn_sample_stage1(), tmp_path / "b")
         s1 = judge_collection(tmp_path / "a", cfg)
         eng = RayEngine(RayConfig(workers=2, judge_batch=8), workdir=tmp_path)
-        s2 = judge_collection(tmp_path / "b", cfg, send=eng.send)
+        s2 = judge_collection(tmp_path / "b", cfg, engine=eng)
     assert s1.false_negatives == s2.false_negatives == 76
     assert [x.sent for x in s1.stages] == [x.sent for x in s2.stages]
     assert pq.read_table(tmp_path / "a" / "judgments.parquet").equals(
@@ -96,8 +96,8 @@ def test_judge_send_hook_equals_local(cluster: Path, tmp_path: Path) -> None:
 def test_mining_and_embedding_on_ray_equal_local(cluster: Path, tmp_path: Path) -> None:
     pytest.importorskip("torch")
     from trueneg.distributed import RayConfig, RayEngine
-    from trueneg.embed import Encoder, EncoderConfig
     from trueneg.mine import select_negatives
+    from trueneg.models import Encoder, EncoderConfig
 
     eng = RayEngine(RayConfig(workers=2, shard_rows=64), workdir=tmp_path)
     rng = np.random.default_rng(0)
@@ -113,7 +113,7 @@ def test_mining_and_embedding_on_ray_equal_local(cluster: Path, tmp_path: Path) 
     enc = Encoder(EncoderConfig(max_length=32, dtype="fp32"))
     mine = enc.encode(texts)
     theirs = eng.embed(
-        {"max_length": 32, "model": str(enc.path), "dtype": "fp32"}, texts, "passage"
+        EncoderConfig(max_length=32, model=str(enc.path), dtype="fp32"), texts, "passage"
     )
     np.testing.assert_allclose(mine, theirs, atol=1e-5)
 

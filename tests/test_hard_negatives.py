@@ -18,8 +18,8 @@ st_util = pytest.importorskip("sentence_transformers.util")
 from datasets import Dataset  # noqa: E402
 
 import trueneg  # noqa: E402
-from trueneg.embed import default_model_path  # noqa: E402
 from trueneg.evaluate import read_qrels  # noqa: E402
+from trueneg.models import default_model_path  # noqa: E402
 
 DATA = Path(__file__).parent / "data"
 FORMATS = ("triplet", "n-tuple", "labeled-pair", "labeled-list")

@@ -13,8 +13,8 @@ import pytest
 pytest.importorskip("torch")
 
 from trueneg import Collection, ingest
-from trueneg.embed import Encoder, EncoderConfig
 from trueneg.mine import exact_copies, exact_topk, mine_collection, query_positives
+from trueneg.models import Encoder, EncoderConfig
 
 
 @pytest.fixture(scope="module")

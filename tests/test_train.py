@@ -20,7 +20,7 @@ pytest.importorskip("transformers")
 torch.set_num_threads(1)
 
 from trueneg import Collection, ingest  # noqa: E402
-from trueneg.embed import Encoder, EncoderConfig  # noqa: E402
+from trueneg.models import Encoder, EncoderConfig  # noqa: E402
 from trueneg.train import (  # noqa: E402
     Reranker,
     RerankerConfig,

@@ -21,6 +21,7 @@ __all__ = [
     "Engine",
     "FormatError",
     "InputError",
+    "LocalEngine",
     "Result",
     "TruenegError",
     "__version__",
@@ -57,6 +58,7 @@ from trueneg import mine as _mine_module  # noqa: E402,F401
 from trueneg import report as _report_module  # noqa: E402,F401
 from trueneg.api import (  # noqa: E402
     Engine,
+    LocalEngine,
     Result,
     dedup,
     evaluate,

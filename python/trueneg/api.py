@@ -24,11 +24,10 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generic, Literal, Protocol, TypeVar
-
-import numpy as np
+from typing import Any, Generic, Literal, TypeVar
 
 from trueneg.collection import Collection
+from trueneg.engine import Engine, LocalEngine  # noqa: F401  (part of the stage API)
 from trueneg.exceptions import InputError
 
 R = TypeVar("R")
@@ -42,22 +41,6 @@ class Result(Generic[R]):
 
     collection: Collection | None
     report: R
-
-
-class Engine(Protocol):
-    """Where the heavy work runs: embedding, candidate selection, judge sends. ``None`` (the
-    default) is this machine; :class:`trueneg.distributed.RayEngine` spreads the same calls over a
-    Ray cluster with the same results."""
-
-    def embed(self, encoder: dict[str, Any], texts: list[str], kind: str) -> np.ndarray: ...
-
-    def select(
-        self, queries: Any, corpus: Any, positives: list[list[int]], **params: Any
-    ) -> Any: ...
-
-    def send(
-        self, config: Any, cache: Any, stage: Any, requests: list[Any]
-    ) -> tuple[Any, dict[str, Any]]: ...
 
 
 def _load(collection: Collection | PathLike) -> Collection:
@@ -129,7 +112,7 @@ def mine(
 ) -> Result[dict[str, Any]]:
     """New hard negatives for every example (sentence-transformers' conventions, every positive
     of the query masked, the relative margin 0.05 by default), embedded with ``encoder`` (an
-    :class:`~trueneg.embed.EncoderConfig`; default all-MiniLM-L6-v2) unless embeddings are given.
+    :class:`~trueneg.models.EncoderConfig`; default all-MiniLM-L6-v2) unless embeddings are given.
 
     Example::
 
@@ -137,8 +120,8 @@ def mine(
         >>> r.report["short_examples"]  # doctest: +SKIP
         0
     """
-    from trueneg.embed import Encoder, EncoderConfig
     from trueneg.mine import MineConfig, mine_collection
+    from trueneg.models import Encoder, EncoderConfig
 
     cfg = _settings(MineConfig, config, overrides, "mine")
     coll = _load(collection)
@@ -154,7 +137,7 @@ def mine(
         passage_embeddings,
         keep_old=cfg.keep_old,
         overwrite=overwrite,
-        select=engine.select if engine is not None else None,
+        engine=engine,
         **cfg.selection(),
     )
     return Result(Collection.load(out), rep)
@@ -190,7 +173,7 @@ def judge(
         cache_path=None if cache is None else Path(cache),
         dry_run=dry_run,
         offline=offline,
-        send=engine.send if engine is not None else None,
+        engine=engine,
     )
     return Result(Collection.load(coll.path), rep)
 
@@ -294,7 +277,7 @@ def evaluate(
     engine: Engine | None = None,
     **overrides: Any,
 ) -> Result[dict[str, Any]]:
-    """nDCG@10, Recall@100 and MRR@10 of an encoder (an :class:`~trueneg.embed.EncoderConfig`,
+    """nDCG@10, Recall@100 and MRR@10 of an encoder (an :class:`~trueneg.models.EncoderConfig`,
     e.g. ``model="model"``; fp32 by default, the reference numbers) on BEIR folders.
 
     Example::
@@ -302,8 +285,8 @@ def evaluate(
         >>> r = trueneg.evaluate("beir/scifact", model="model")  # doctest: +SKIP
         >>> r.report["average"]["nDCG@10"]  # doctest: +SKIP
     """
-    from trueneg.embed import Encoder, EncoderConfig
     from trueneg.evaluate import evaluate_beir
+    from trueneg.models import Encoder, EncoderConfig
 
     base = config if config is not None else EncoderConfig(dtype="fp32")
     cfg = _settings(EncoderConfig, base, overrides, "evaluate")

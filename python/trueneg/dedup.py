@@ -27,10 +27,10 @@ from trueneg._progress import progress
 from trueneg.collection import (
     EXAMPLE_SCHEMA,
     Collection,
-    _str_args,
     arrow_indices,
     refresh_extras,
     string_array,
+    string_buffers,
 )
 from trueneg.exceptions import InputError
 from trueneg.texts import passage_text, passage_texts
@@ -236,7 +236,7 @@ def find_duplicates(
             bands,
             rows,
         )
-    exact_keys = _core.normalized_hashes(_str_args(arr), **norm)
+    exact_keys = _core.normalized_hashes(string_buffers(arr), **norm)
     groups, is_first, _ = _core.Interner().intern(exact_keys)
     reps = np.flatnonzero(is_first)
     rep_texts = arr.take(arrow_indices(reps))
@@ -245,7 +245,7 @@ def find_duplicates(
         for off in range(0, len(reps), cfg.chunk_size):
             part = rep_texts.slice(off, cfg.chunk_size)
             sigs[off : off + len(part)] = _core.minhash_signatures(
-                _str_args(part),
+                string_buffers(part),
                 num_perm=cfg.num_perm,
                 seed=cfg.seed,
                 unit=unit,
@@ -259,7 +259,7 @@ def find_duplicates(
         rows,
         verify=cfg.verify,
         threshold=cfg.threshold,
-        texts=_str_args(rep_texts) if cfg.verify == "jaccard" else None,
+        texts=string_buffers(rep_texts) if cfg.verify == "jaccard" else None,
         unit=unit,
         ngram=cfg.ngram,
         **norm,

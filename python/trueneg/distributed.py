@@ -20,14 +20,23 @@ from __future__ import annotations
 import asyncio
 import os
 import tempfile
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import orjson
 
 from trueneg.exceptions import TruenegError
+
+if TYPE_CHECKING:
+    from trueneg.engine import Kind
+    from trueneg.judge.cache import Cache
+    from trueneg.judge.client import Outcome, Request, SendStats
+    from trueneg.judge.config import JudgeConfig, Stage
+    from trueneg.mine import Selection
+    from trueneg.models import EncoderConfig
 
 Batch = dict[str, np.ndarray]
 
@@ -52,7 +61,7 @@ class EmbedShard:
     def __init__(self, encoder: dict[str, Any], kind: str = "passage", threads: int = 1) -> None:
         import torch
 
-        from trueneg.embed import Encoder, EncoderConfig
+        from trueneg.models import Encoder, EncoderConfig
 
         torch.set_num_threads(threads)
         self.encoder = Encoder(EncoderConfig(**{**encoder, "cache_dir": None}))
@@ -318,14 +327,14 @@ class RayEngine:
             pq.write_table(t.slice(s, n), d / f"part-{i:05d}.parquet")
         return self.ray.data.read_parquet(str(d), file_extensions=["parquet"])
 
-    def embed(self, encoder: dict[str, Any], texts: list[str], kind: str) -> np.ndarray:
+    def embed(self, encoder: EncoderConfig, texts: Sequence[str], kind: Kind) -> np.ndarray:
         ds = self._shards(f"embed-{kind}", {"row": np.arange(len(texts)), "text": texts})
         n = self._workers()
         pool = self._pool(n)
         out = ds.map_batches(
             EmbedShard,
             fn_constructor_kwargs={
-                "encoder": encoder,
+                "encoder": asdict(encoder),
                 "kind": kind,
                 "threads": max(1, int(pool["num_cpus"])),
             },
@@ -345,7 +354,9 @@ class RayEngine:
         out_arr[order] = res
         return out_arr
 
-    def select(self, queries: Any, corpus: Any, positives: list[list[int]], **params: Any) -> Any:
+    def select(
+        self, queries: np.ndarray, corpus: np.ndarray, positives: list[list[int]], **params: Any
+    ) -> Selection:
         """:func:`trueneg.mine.select_negatives` over shards of queries on the workers (the corpus
         shipped once through the object store); the same :class:`~trueneg.mine.Selection`."""
         from trueneg.mine import Selection
@@ -388,17 +399,17 @@ class RayEngine:
         )
 
     def send(
-        self, config: Any, cache: Any, stage: Any, requests: list[Any]
-    ) -> tuple[Any, dict[str, Any]]:
+        self, config: JudgeConfig, cache: Cache, stage: Stage, requests: list[Request]
+    ) -> tuple[SendStats, dict[str, Outcome]]:
         """The ``send`` hook of :func:`trueneg.judge.cascade.run_cascade`: the missing requests of a
         chunk go to ``Judge`` workers; their answers land in the driver's ledger."""
         from trueneg.judge.cache import Answer
         from trueneg.judge.client import Outcome, SendStats
 
         if stage.backend == "batch":  # the Batch API is one upload: nothing to spread
-            from trueneg.judge.cascade import _send
+            from trueneg.judge.cascade import send_requests
 
-            return _send(config, cache, stage, requests)
+            return send_requests(config, cache, stage, requests)
         stats = SendStats()
         if not requests:
             return stats, {}

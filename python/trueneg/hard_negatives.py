@@ -14,7 +14,7 @@ sign-safe); then the top ``range_max``, the first ``range_min`` skipped, the top
 ``random.sample`` from Python's global generator (so ``random.seed`` gives both the same sample);
 the four output formats drop and explode rows exactly as it does. Differences: ties are broken by
 the lower corpus index (torch.topk leaves them unspecified), and a ``model`` given as a path (not a
-``SentenceTransformer``) is embedded by :class:`trueneg.embed.Encoder` (bf16 on CPUs with
+``SentenceTransformer``) is embedded by :class:`trueneg.models.Encoder` (bf16 on CPUs with
 AVX512-BF16/AMX unless ``dtype="fp32"``).
 """
 
@@ -123,7 +123,7 @@ def mine_hard_negatives(
         >>> import trueneg
         >>> pairs = Dataset.from_dict({"query": ["what is a cat", "what is a dog"],
         ...                            "answer": ["A cat is a small feline.", "A dog is a canine."]})
-        >>> out = trueneg.mine_hard_negatives(pairs, trueneg.embed.default_model_path(),
+        >>> out = trueneg.mine_hard_negatives(pairs, trueneg.models.default_model_path(),
         ...                                   num_negatives=1, verbose=False)
         >>> out.column_names
         ['query', 'answer', 'negative']
@@ -425,7 +425,7 @@ def _embed(
             if pool is not None:
                 model.stop_multi_process_pool(pool)
     else:
-        from trueneg.embed import Encoder, EncoderConfig
+        from trueneg.models import Encoder, EncoderConfig
 
         path = Path(str(model))
         qp = query_prompt if query_prompt is not None else _named_prompt(path, query_prompt_name)
@@ -492,7 +492,7 @@ def _rescore(
                 np.float32,
             )
     else:
-        from trueneg.train.reranker import Reranker
+        from trueneg.models import Reranker
 
         rr = Reranker(str(cross_encoder))
 

@@ -8,13 +8,16 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from trueneg import _core
 from trueneg.exceptions import InputError
+
+if TYPE_CHECKING:
+    from trueneg.engine import Engine
 
 Matrix = NDArray[np.float32] | NDArray[np.float16]
 
@@ -336,14 +339,14 @@ def mine_collection(
     *,
     keep_old: bool = False,
     overwrite: bool = False,
-    select: Any = None,
+    engine: Engine | None = None,
     **kw: Any,
 ) -> dict[str, Any]:
     """Mine new negatives for every example of a collection from precomputed embeddings (queries
     in qid order, passages in pid order; normalise them for cosine) and write a new collection:
     negatives replaced (or, with ``keep_old``, appended after the old ones, without repeats), their
-    scores stored, the ambiguous band written to ``band.parquet`` for the judge. ``select``
-    replaces :func:`select_negatives` (same signature; the Ray engine's spreads it over workers).
+    scores stored, the ambiguous band written to ``band.parquet`` for the judge. ``engine``
+    runs the selection (default: this process; the Ray engine spreads it over workers).
     Settings not given take :class:`MineConfig`'s defaults, the CLI's (``relative_margin`` 0.05)."""
 
     import pyarrow as pa
@@ -354,6 +357,7 @@ def mine_collection(
         Collection,
         refresh_extras,
     )
+    from trueneg.engine import LocalEngine
 
     coll = Collection.load(path)
     prepare_output(out, [coll.path], overwrite=overwrite)
@@ -373,7 +377,7 @@ def mine_collection(
     positives = query_positives(qids, ex["positives"].to_pylist())
     if kw.get("cluster") is None:
         kw["cluster"] = exact_copies(coll)
-    sel = (select or select_negatives)(qe[qids], pe, positives, **kw)
+    sel = (engine or LocalEngine()).select(qe[qids], pe, positives, **kw)
     old = ex["negatives"].to_pylist()
     new_neg, new_scores = [], []
     for i in range(len(ex)):

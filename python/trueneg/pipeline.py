@@ -29,6 +29,7 @@ from trueneg._io import (
     written_by_trueneg,
 )
 from trueneg.config import check_keys, from_table, load_toml, one_of
+from trueneg.engine import Engine
 from trueneg.exceptions import InputError
 
 logger = logging.getLogger(__name__)
@@ -94,10 +95,10 @@ class PipelineConfig:
         """Read a pipeline TOML file: every table and key checked (an unknown one is named with
         the nearest valid name), every value's type and range, before anything runs."""
         from trueneg.dedup import DedupConfig
-        from trueneg.embed import EncoderConfig
         from trueneg.fix import FixConfig
         from trueneg.judge.config import JudgeConfig
         from trueneg.mine import MineConfig
+        from trueneg.models import EncoderConfig
 
         p = Path(path)
         where = str(p)
@@ -260,10 +261,10 @@ class Runner:
         self.w = cfg.workdir
         self.state_dir = self.w / ".state"
         self.results: list[StageResult] = []
-        self._engine: Any = None
+        self._engine: Engine | None = None
 
-    def engine(self) -> Any:
-        """The Ray engine when ``engine = "ray"`` (started on first use), else None."""
+    def engine(self) -> Engine | None:
+        """The Ray engine when ``engine = "ray"`` (started on first use), else None (local)."""
         if self.cfg.engine != "ray":
             return None
         if self._engine is None:
@@ -351,8 +352,8 @@ class Runner:
 
             def do_mine() -> str:
                 from trueneg import Collection
-                from trueneg.embed import Encoder, EncoderConfig
                 from trueneg.mine import mine_collection
+                from trueneg.models import Encoder, EncoderConfig
 
                 m = {k: v for k, v in mine_settings.items() if k != "enabled"}
                 enc_keys = set(EncoderConfig.__dataclass_fields__)
@@ -367,7 +368,7 @@ class Runner:
                     pe,
                     keep_old=bool(m.get("keep_old", False)),
                     overwrite=True,
-                    select=eng.select if eng is not None else None,
+                    engine=eng,
                     **sel,
                 )
                 # dedup's free false negatives name negatives: they still hold when the old ones are kept
@@ -403,7 +404,7 @@ class Runner:
                 jcfg,
                 cache_path=cache_path,
                 offline=cfg.offline,
-                send=eng.send if eng is not None else None,
+                engine=eng,
             )
             sent = sum(x.sent for x in s.stages)
             return (

@@ -53,8 +53,8 @@ def beir(
     """Exact search with the encoder, optional reranking, pytrec_eval metrics; prints the
     per-dataset and average table."""
     from trueneg._io import check_output
-    from trueneg.embed import Encoder, EncoderConfig
     from trueneg.evaluate import evaluate_beir, table, write_result
+    from trueneg.models import Encoder, EncoderConfig
 
     if out is not None:
         check_output(out, [*datasets, model, reranker])
@@ -71,7 +71,7 @@ def beir(
     )
     rr = None
     if reranker is not None:
-        from trueneg.train.reranker import Reranker
+        from trueneg.models import Reranker
 
         rr = Reranker(reranker, max_length=max_length or 350)
     result = evaluate_beir(datasets, enc, split=split, reranker=rr, rerank_top=rerank_top)

@@ -148,7 +148,7 @@ def mine(
         qe, pe = load_npy(query_embeddings), load_npy(passage_embeddings)
     else:
         from trueneg.collection import Collection
-        from trueneg.embed import Encoder, EncoderConfig
+        from trueneg.models import Encoder, EncoderConfig
 
         coll = Collection.load(collection)
         enc = Encoder(

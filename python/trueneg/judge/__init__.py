@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
 
 import orjson
 import pyarrow as pa
@@ -15,6 +14,7 @@ import pyarrow.parquet as pq
 from trueneg import judgments
 from trueneg._io import atomic_file
 from trueneg.collection import Collection, parquet_options, step_record, write_manifest
+from trueneg.engine import Engine
 from trueneg.judge.cache import Cache, request_key
 from trueneg.judge.cascade import JudgeSummary, run_cascade
 from trueneg.judge.client import JudgeError, redact_url
@@ -46,15 +46,18 @@ def judge_collection(
     cache_path: str | Path | None = None,
     dry_run: bool = False,
     offline: bool = False,
-    send: Any = None,
+    engine: Engine | None = None,
 ) -> JudgeSummary:
     """Judge a collection in place: the judge stages' rows of ``judgments.parquet`` are replaced (the
     dedup rows kept), ``judge-summary.json`` written and the step added to the manifest. Answers
-    live in the cache (default: ``judge-cache.sqlite`` in the collection), so a rerun pays nothing."""
+    live in the cache (default: ``judge-cache.sqlite`` in the collection), so a rerun pays nothing.
+    ``engine`` sends the requests (default: this process; see :mod:`trueneg.engine`)."""
     coll = Collection.load(path)
     cfg = config or JudgeConfig()
     with Cache(cache_path or default_cache(coll)) as cache:
-        summary, table = run_cascade(coll, cfg, cache, dry_run=dry_run, offline=offline, send=send)
+        summary, table = run_cascade(
+            coll, cfg, cache, dry_run=dry_run, offline=offline, engine=engine
+        )
     if dry_run:
         return summary
     old = judgments.load(coll.path)

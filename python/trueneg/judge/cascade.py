@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -21,6 +21,7 @@ import pyarrow as pa
 from trueneg import _core, judgments
 from trueneg._progress import progress
 from trueneg.collection import Collection
+from trueneg.engine import Engine, LocalEngine
 from trueneg.exceptions import InputError
 from trueneg.judge.cache import Answer, Cache, is_final, request_key
 from trueneg.judge.client import Outcome, Request, Sender, SendStats
@@ -227,17 +228,16 @@ def make_sender(config: JudgeConfig, cache: Cache, budget_usd: float | None) -> 
     )
 
 
-SendFn = Callable[[JudgeConfig, Cache, Stage, list[Request]], tuple[SendStats, dict[str, Outcome]]]
-
-
 def _chunks(n: int, size: int) -> Iterator[slice]:
     for i in range(0, n, size):
         yield slice(i, min(n, i + size))
 
 
-def _send(
+def send_requests(
     config: JudgeConfig, cache: Cache, stage: Stage, requests: list[Request]
 ) -> tuple[SendStats, dict[str, Outcome]]:
+    """Sends one stage's requests from this process (async, ``concurrency`` at a time, or one
+    Batch API upload); every answer is stored in ``cache`` as it arrives."""
     outcomes: dict[str, Outcome] = {}
     if stage.backend == "batch":
         from trueneg.judge.batch_api import run_batch
@@ -256,15 +256,15 @@ def run_cascade(
     *,
     dry_run: bool = False,
     offline: bool = False,
-    send: SendFn | None = None,
+    engine: Engine | None = None,
 ) -> tuple[JudgeSummary, pa.Table]:
     """Run every stage over the collection. Returns the summary and the judge stages' judgment rows.
 
     ``dry_run`` sends nothing and estimates worst-case cost (every call of every stage, the full
     ``max_completion_tokens`` of output); ``offline`` sends nothing and judges from the cache only.
-    ``send`` replaces the in-process sender (the Ray engine spreads the sends over workers); it
-    must store every answer in ``cache`` before it returns."""
-    send = send or _send
+    ``engine`` sends the requests (default: this process; the Ray engine spreads them over
+    workers); it stores every answer in ``cache`` before it returns."""
+    send = (engine or LocalEngine()).send
     t0 = time.perf_counter()
     text = CollectionText(coll)
     summaries: list[StageSummary] = []
@@ -514,7 +514,7 @@ def _local_scores(
     """Score of every (example, passage) the plan needs: its positives and its negatives."""
     ex_ids = np.unique(plan.example).tolist()
     if stage.local_scorer == "cross-encoder":
-        from trueneg.train.reranker import Reranker
+        from trueneg.models import Reranker
 
         pairs = [
             (e, p) for e in ex_ids for p in dict.fromkeys(text.positives[e] + text.negatives[e])
@@ -522,7 +522,7 @@ def _local_scores(
         rr = Reranker(stage.model)
         sc = rr.score([text.query[e] for e, _ in pairs], [text.model_passage[p] for _, p in pairs])
         return {k: float(v) for k, v in zip(pairs, sc.tolist(), strict=True)}
-    from trueneg.embed import Encoder, EncoderConfig
+    from trueneg.models import Encoder, EncoderConfig
 
     enc = Encoder(EncoderConfig(model=None if stage.model in ("", "default") else stage.model))
     pids = sorted({p for e in ex_ids for p in text.positives[e] + text.negatives[e]})

@@ -62,8 +62,8 @@ def price_for(model: str, overrides: Mapping[str, Sequence[float]] | None = None
 
 def count_tokens(texts: Sequence[str]) -> np.ndarray:
     """o200k_base token counts of many texts, in parallel in Rust."""
-    from trueneg.collection import _str_args, string_array
+    from trueneg.collection import string_array, string_buffers
 
     if not texts:
         return np.zeros(0, np.uint32)
-    return _core.count_tokens(_str_args(string_array(list(texts))))
+    return _core.count_tokens(string_buffers(string_array(list(texts))))

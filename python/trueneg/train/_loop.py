@@ -175,7 +175,7 @@ class TrainData:
 def setup_device(s: Schedule) -> tuple[Any, Any]:
     """(device, autocast dtype or None)."""
     torch = require_torch()
-    from trueneg.embed import pick_device, resolve_precision
+    from trueneg.models import pick_device, resolve_precision
 
     device = pick_device(s.device)
     prec = resolve_precision(device, s.precision)

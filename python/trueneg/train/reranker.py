@@ -5,16 +5,13 @@ judge's local scorer stage and ``trueneg eval --reranker`` use."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from trueneg._io import prepare_output
-from trueneg._progress import progress
 from trueneg.exceptions import InputError
+from trueneg.models import load_cross_encoder
 from trueneg.train._loop import Schedule, TrainData, fit_and_save, place, require_torch
 
 
@@ -35,68 +32,6 @@ class RerankerConfig:
             raise InputError("group_size must be at least 2 (a positive and a negative)")
 
 
-def _load(path: Path, device: Any = None) -> tuple[Any, Any]:
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-    from transformers.utils import logging as hf_logging
-
-    if not path.is_dir():
-        raise InputError("model directory not found", path=str(path))
-    tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
-    level = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()  # a plain encoder gets a fresh head: expected, not news
-    try:
-        model = AutoModelForSequenceClassification.from_pretrained(
-            path, num_labels=1, local_files_only=True, ignore_mismatched_sizes=True
-        )
-    finally:
-        hf_logging.set_verbosity(level)
-    return model, tok
-
-
-class Reranker:
-    """Scores (query, passage) pairs with a cross-encoder directory; higher = more relevant."""
-
-    def __init__(
-        self, path: str | Path, *, max_length: int = 350, batch_size: int = 32, device: str = "auto"
-    ) -> None:
-        torch = require_torch()
-        from trueneg.embed import pick_device
-
-        self.path = Path(path)
-        self.model, self.tok = _load(self.path)
-        self.device = pick_device(device)
-        self.model.to(self.device).eval()
-        self.max_length, self.batch_size = max_length, batch_size
-        self._torch = torch
-
-    def score(self, queries: Sequence[str], passages: Sequence[str]) -> np.ndarray:
-        if len(queries) != len(passages):
-            raise InputError(f"{len(queries)} queries but {len(passages)} passages")
-        torch = self._torch
-        out = np.empty(len(queries), np.float32)
-        order = np.argsort([-(len(q) + len(p)) for q, p in zip(queries, passages, strict=True)])
-        amp = self.device.type == "cuda"
-        with (
-            progress(total=len(order), desc="rerank", unit=" pairs") as bar,
-            torch.inference_mode(),
-        ):
-            for s in range(0, len(order), self.batch_size):
-                idx = order[s : s + self.batch_size]
-                batch = self.tok(
-                    [queries[i] for i in idx],
-                    [passages[i] for i in idx],
-                    padding=True,
-                    truncation="longest_first",
-                    max_length=self.max_length,
-                    return_tensors="pt",
-                ).to(self.device)
-                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=amp):
-                    logits = self.model(**batch).logits.float().view(-1)
-                out[idx] = logits.cpu().numpy()
-                bar.update(len(idx))
-        return out
-
-
 def train_reranker(
     collection: str | Path,
     out: str | Path,
@@ -108,7 +43,7 @@ def train_reranker(
     """Fine-tune a cross-encoder on a collection's groups; saves to ``out`` with ``train.json``."""
     torch = require_torch()
     from trueneg.collection import Collection
-    from trueneg.embed import default_model_path
+    from trueneg.models import default_model_path
 
     cfg = config or RerankerConfig()
     s = cfg.schedule
@@ -117,7 +52,7 @@ def train_reranker(
     coll = Collection.load(collection)
     data = TrainData(coll, cfg.group_size - 1, s.seed)
     base = Path(cfg.model or default_model_path())
-    model, tok = _load(base)
+    model, tok = load_cross_encoder(base)
     device, amp, _ = place(model, s, sequences=s.batch_size * cfg.group_size, tokens=cfg.max_length)
 
     def loss_fn(batch: list[tuple[int, int, list[int]]]) -> Any:

@@ -5,7 +5,7 @@ examples, is masked out rather than pushed away), 1 positive + 7 negatives per q
 pooling. The temperature defaults to 0.05 (scale 20: how all-MiniLM-L6-v2 and most
 sentence-transformers models were trained; the paper's E5 recipe uses 0.01). The result is a
 sentence-transformers directory (and a plain transformers one): ``SentenceTransformer(out)``
-and ``trueneg.embed.Encoder`` both load it."""
+and ``trueneg.models.Encoder`` both load it."""
 
 from __future__ import annotations
 
@@ -66,7 +66,7 @@ class RetrieverConfig:
 def _load(cfg: RetrieverConfig, device: Any, precision: str) -> tuple[Any, Any, str, Path]:
     from transformers import AutoTokenizer
 
-    from trueneg.embed import default_model_path, load_model, resolve_pooling
+    from trueneg.models import default_model_path, load_model, resolve_pooling
 
     path = Path(cfg.model or default_model_path())
     if not path.is_dir():
@@ -79,10 +79,10 @@ def _load(cfg: RetrieverConfig, device: Any, precision: str) -> tuple[Any, Any, 
 def recipe_encoder(
     recipe: RetrieverConfig, model: str | Path | None = None, **settings: Any
 ) -> Any:
-    """An :class:`trueneg.embed.Encoder` that reads texts as ``recipe`` trained them (pooling,
+    """An :class:`trueneg.models.Encoder` that reads texts as ``recipe`` trained them (pooling,
     normalisation, prefixes) for ``model`` (default: the recipe's base model); ``settings`` are
     further ``EncoderConfig`` fields (max_length, dtype, cache_dir, ...)."""
-    from trueneg.embed import Encoder, EncoderConfig
+    from trueneg.models import Encoder, EncoderConfig
 
     return Encoder(
         EncoderConfig(
@@ -178,7 +178,7 @@ def train_retriever(
     the result dict that is also written to ``out/train.json``."""
     torch = require_torch()
     from trueneg.collection import Collection
-    from trueneg.embed import declared_max_length, pool_hidden
+    from trueneg.models import declared_max_length, pool_hidden
 
     cfg = config or RetrieverConfig()
     s = cfg.schedule

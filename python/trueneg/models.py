@@ -1,4 +1,8 @@
-"""Text embeddings with a transformers encoder, for mining and evaluation: mean / CLS /
+"""The models trueneg runs: the bi-encoder that embeds texts (:class:`Encoder`) and the
+cross-encoder that scores pairs (:class:`Reranker`). Training lives in :mod:`trueneg.train`; the
+judge and the miner load models from here only.
+
+Text embeddings with a transformers encoder, for mining and evaluation: mean / CLS /
 last-token pooling, normalisation, query and passage prefixes (E5's "query: " / "passage: "), the
 model's declared max length (``max_seq_length`` of a sentence-transformers directory), bf16 on CUDA
 and on CPUs with AVX512-BF16 / AMX, length-sorted batches, and an on-disk cache keyed by model +
@@ -15,7 +19,7 @@ import hashlib
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +30,20 @@ from trueneg._progress import progress
 from trueneg.exceptions import InputError, TruenegError
 
 POOLINGS = ("auto", "mean", "cls", "last")
+
+
+def _require_torch(what: str, extra: str) -> Any:
+    """torch, with transformers' own progress bars off (trueneg shows its own); a one-line
+    error naming the extra to install when either is missing."""
+    try:
+        import torch
+        from transformers import logging as hf_logging
+    except ImportError:
+        raise TruenegError(
+            f"{what} needs torch and transformers: pip install 'trueneg[{extra}]'"
+        ) from None
+    hf_logging.disable_progress_bar()
+    return torch
 
 
 def default_model_path() -> str:
@@ -172,16 +190,9 @@ class Encoder:
     """Loads the model once; ``encode`` returns float32 (n, dim) in input order."""
 
     def __init__(self, config: EncoderConfig | None = None) -> None:
-        try:
-            import torch
-            from transformers import AutoTokenizer
-            from transformers import logging as hf_logging
+        torch = _require_torch("embedding", "embed")
+        from transformers import AutoTokenizer
 
-            hf_logging.disable_progress_bar()  # trueneg shows its own bars
-        except ImportError:
-            raise TruenegError(
-                "embedding needs torch and transformers: pip install 'trueneg[embed]'"
-            ) from None
         self.config = cfg = config or EncoderConfig()
         self.path = Path(cfg.model or default_model_path())
         if not self.path.is_dir():
@@ -265,13 +276,15 @@ class Encoder:
 
     def encode_collection(self, coll: Any, engine: Any = None) -> tuple[np.ndarray, np.ndarray]:
         """(query embeddings in qid order, passage embeddings in pid order) of a collection,
-        passages as :func:`trueneg.texts.passage_texts` (title + text); with a Ray ``engine`` the texts are embedded on its workers (same model and settings)."""
+        passages as :func:`trueneg.texts.passage_texts` (title + text); with an ``engine`` other
+        than the local one (a :class:`~trueneg.distributed.RayEngine`) the texts are embedded
+        there, with the same model and settings."""
+        from trueneg.engine import LocalEngine, embed_collection
         from trueneg.texts import passage_texts
 
+        if engine is not None and not isinstance(engine, LocalEngine):
+            return embed_collection(coll, replace(self.config, model=str(self.path)), engine)
         queries, passages = coll.queries["text"].to_pylist(), passage_texts(coll.passages)
-        if engine is not None:
-            cfg = {**asdict(self.config), "model": str(self.path)}
-            return engine.embed(cfg, queries, "query"), engine.embed(cfg, passages, "passage")
         qe = self.encode(queries, "query", desc="embed queries")
         pe = self.encode(passages, "passage", desc="embed passages")
         return qe, pe
@@ -285,3 +298,73 @@ class Encoder:
             h.update(t.encode())
             h.update(b"\0")
         return Path(d) / f"{h.hexdigest()[:32]}.npy"
+
+
+def load_cross_encoder(path: Path) -> tuple[Any, Any]:
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    if not path.is_dir():
+        raise InputError("model directory not found", path=str(path))
+    tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # a plain encoder gets a fresh head: expected, not news
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            path, num_labels=1, local_files_only=True, ignore_mismatched_sizes=True
+        )
+    finally:
+        hf_logging.set_verbosity(level)
+    return model, tok
+
+
+class Reranker:
+    """A cross-encoder: scores (query, passage) pairs, higher = more relevant. The judge's local
+    scorer stage, ``trueneg eval --reranker`` and ``mine_hard_negatives(cross_encoder=...)`` score
+    with it; :func:`trueneg.train.train_reranker` writes the directories it loads.
+
+    Example::
+
+        >>> r = Reranker("my-reranker")  # doctest: +SKIP
+        >>> r.score(["what is a cat"], ["A cat is a small feline."])  # doctest: +SKIP
+        array([4.2], dtype=float32)
+    """
+
+    def __init__(
+        self, path: str | Path, *, max_length: int = 350, batch_size: int = 32, device: str = "auto"
+    ) -> None:
+        torch = _require_torch("scoring with a cross-encoder", "embed")
+
+        self.path = Path(path)
+        self.model, self.tok = load_cross_encoder(self.path)
+        self.device = pick_device(device)
+        self.model.to(self.device).eval()
+        self.max_length, self.batch_size = max_length, batch_size
+        self._torch = torch
+
+    def score(self, queries: Sequence[str], passages: Sequence[str]) -> np.ndarray:
+        if len(queries) != len(passages):
+            raise InputError(f"{len(queries)} queries but {len(passages)} passages")
+        torch = self._torch
+        out = np.empty(len(queries), np.float32)
+        order = np.argsort([-(len(q) + len(p)) for q, p in zip(queries, passages, strict=True)])
+        amp = self.device.type == "cuda"
+        with (
+            progress(total=len(order), desc="rerank", unit=" pairs") as bar,
+            torch.inference_mode(),
+        ):
+            for s in range(0, len(order), self.batch_size):
+                idx = order[s : s + self.batch_size]
+                batch = self.tok(
+                    [queries[i] for i in idx],
+                    [passages[i] for i in idx],
+                    padding=True,
+                    truncation="longest_first",
+                    max_length=self.max_length,
+                    return_tensors="pt",
+                ).to(self.device)
+                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=amp):
+                    logits = self.model(**batch).logits.float().view(-1)
+                out[idx] = logits.cpu().numpy()
+                bar.update(len(idx))
+        return out

@@ -1,32 +1,13 @@
-"""The canonical collection: passages, queries and examples as Parquet plus a manifest.
-
-A collection is a directory:
-
-- ``passages.parquet``: ``pid`` (dense uint32), ``docid``, ``title``, ``text``, ``extra`` (JSON of the
-  fields a format has beyond these), ``content_hash`` (16-byte XXH3-128 of title and text).
-  Passages are interned by exact content (docid, title, text, extra): one text used by many queries
-  is stored once.
-- ``queries.parquet``: ``qid``, ``query_id`` (original id, null when the format has none), ``text``,
-  ``subset`` (source dataset), ``extra``.
-- ``examples.parquet``: ``qid``, ``positives`` and ``negatives`` (lists of pids, in input order),
-  ``pos_scores`` / ``neg_scores`` (lists of float64 or null), ``extra`` (JSON of unknown fields),
-  ``source`` (index into the manifest's source files) and ``line`` (line or row there).
-- ``manifest.json``: format version, source format and files, counts, and every step applied.
-
-Hashing and interning run in Rust over Arrow buffers (`trueneg._core`); Python only moves columns.
-"""
+"""Building a collection: :class:`CollectionBuilder` streams examples in, interning passages
+and queries by content in Rust, and writes the directory atomically."""
 
 from __future__ import annotations
 
 import contextlib
-import datetime as _dt
 import os
-import platform
 import queue
-import re
-import shutil
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,125 +18,26 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from trueneg import _core
-from trueneg._io import atomic_dir, atomic_file
-from trueneg.exceptions import CollectionError, InputError
-
-#: Parquet codec of collection files: lz4 writes ~2x faster than zstd for ~1.4x the size
-COMPRESSION = os.environ.get("TRUENEG_PARQUET_COMPRESSION", "lz4")
-#: columns worth dictionary-encoding (few distinct values); ids and texts are not (2.5x slower writes)
-DICTIONARY_COLUMNS = ["subset", "stage", "label", "status", "model", "prompt"]
-
-
-def parquet_options() -> dict[str, Any]:
-    return {"compression": COMPRESSION, "use_dictionary": DICTIONARY_COLUMNS}
-
-
-FORMAT_NAME = "trueneg-collection"
-FORMAT_VERSION = 1
-
-PASSAGE_SCHEMA = pa.schema(
-    [
-        ("pid", pa.uint32()),
-        ("docid", pa.string()),
-        ("title", pa.string()),
-        ("text", pa.string()),
-        ("extra", pa.string()),
-        ("content_hash", pa.binary(16)),
-    ]
+from trueneg._io import atomic_dir
+from trueneg.collection.manifest import step_record, write_manifest
+from trueneg.collection.schema import (
+    EXAMPLE_SCHEMA,
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    PASSAGE_SCHEMA,
+    QUERY_SCHEMA,
+    hash_columns,
+    keys_to_binary,
+    parquet_options,
 )
-QUERY_SCHEMA = pa.schema(
-    [
-        ("qid", pa.uint32()),
-        ("query_id", pa.string()),
-        ("text", pa.string()),
-        ("subset", pa.string()),
-        ("extra", pa.string()),
-    ]
-)
-EXAMPLE_SCHEMA = pa.schema(
-    [
-        ("qid", pa.uint32()),
-        ("positives", pa.list_(pa.uint32())),
-        ("negatives", pa.list_(pa.uint32())),
-        ("pos_scores", pa.list_(pa.float64())),
-        ("neg_scores", pa.list_(pa.float64())),
-        ("extra", pa.string()),
-        ("source", pa.uint16()),
-        ("line", pa.int64()),
-    ]
-)
-
+from trueneg.exceptions import InputError
 
 # ---------------------------------------------------------------------------------------------
-# Arrow <-> Rust glue
-
-
-def _str_args(arr: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """(offsets int64, data uint8, nulls bool | None) of a string array, zero-copy for data."""
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks()
-    if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
-        arr = arr.cast(pa.string())
-    n = len(arr)
-    if n == 0:
-        return np.zeros(1, np.int64), np.zeros(0, np.uint8), None
-    bufs = arr.buffers()
-    off_dtype = np.int64 if pa.types.is_large_string(arr.type) else np.int32
-    offsets = np.frombuffer(bufs[1], dtype=off_dtype)[arr.offset : arr.offset + n + 1]
-    offsets = np.ascontiguousarray(offsets, dtype=np.int64)
-    data = np.frombuffer(bufs[2], dtype=np.uint8) if bufs[2] is not None else np.zeros(0, np.uint8)
-    nulls = arr.is_null().to_numpy(zero_copy_only=False) if arr.null_count else None
-    return offsets, data, nulls
-
-
-def string_array(texts: pa.Array | pa.ChunkedArray | Sequence[str]) -> pa.Array:
-    """A string Arrow array from an Arrow array or a Python list of str (copied once, in Rust; no
-    per-row Python work, and unlike ``pa.array`` it does not make pyarrow import pandas)."""
-    if isinstance(texts, list | tuple):
-        # one copy of the UTF-8 bytes in Rust, then a zero-copy Arrow view
-        offsets, data, nulls = _core.strings_to_column(texts)
-        n = len(offsets) - 1
-        validity = None if nulls is None else pa.py_buffer(np.packbits(~nulls, bitorder="little"))
-        return pa.Array.from_buffers(
-            pa.large_string(),
-            n,
-            [validity, pa.py_buffer(offsets), pa.py_buffer(data)],
-            null_count=0 if nulls is None else int(nulls.sum()),
-        )
-    if isinstance(texts, pa.ChunkedArray):
-        return texts.combine_chunks()
-    return texts
-
-
-def hash_columns(*arrays: pa.Array | Sequence[str | None], seed: int = 0) -> np.ndarray:
-    """Fixed-seed 128-bit keys, uint64 (n, 2), of the rows of several string columns."""
-    cols = [
-        a if isinstance(a, pa.Array | pa.ChunkedArray) else pa.array(a, pa.string()) for a in arrays
-    ]
-    return _core.hash_string_columns([_str_args(c) for c in cols], seed)
-
-
-def arrow_indices(idx: np.ndarray) -> pa.Array:
-    """An int64 Arrow view of a numpy index array (no copy; unlike ``pa.array`` it does not make
-    pyarrow import pandas)."""
-    a = np.ascontiguousarray(idx, dtype=np.int64)
-    return pa.Array.from_buffers(pa.int64(), len(a), [None, pa.py_buffer(a)])
-
-
-def keys_to_binary(keys: np.ndarray) -> pa.Array:
-    """uint64 (n, 2) keys as a fixed_size_binary(16) array (big-endian high then low)."""
-    be = np.ascontiguousarray(keys.astype(">u8"))
-    return pa.FixedSizeBinaryArray.from_buffers(
-        pa.binary(16), len(keys), [None, pa.py_buffer(be.tobytes())]
-    )
+# Building
 
 
 def _json_or_none(d: dict[str, Any] | None) -> str | None:
     return orjson.dumps(d).decode() if d else None
-
-
-# ---------------------------------------------------------------------------------------------
-# Building
 
 
 @dataclass
@@ -816,243 +698,3 @@ def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     return np.arange(total, dtype=np.int64) + np.repeat(
         np.asarray(starts, np.int64) - before, lengths
     )
-
-
-def step_record(step: str, **params: Any) -> dict[str, Any]:
-    from trueneg import __version__
-
-    return {
-        "step": step,
-        "time": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-        "trueneg_version": __version__,
-        "python": platform.python_version(),
-        "params": params,
-    }
-
-
-def write_manifest(directory: Path, manifest: dict[str, Any]) -> None:
-    with atomic_file(directory / "manifest.json") as f:
-        f.write(orjson.dumps(manifest, option=orjson.OPT_INDENT_2) + b"\n")
-
-
-# ---------------------------------------------------------------------------------------------
-# Reading
-
-
-_TABLES = (("passages", PASSAGE_SCHEMA), ("queries", QUERY_SCHEMA), ("examples", EXAMPLE_SCHEMA))
-
-
-class Collection:
-    """A collection on disk. Tables are memory-mapped on first use; heavy work goes through the
-    Arrow tables and numpy."""
-
-    def __init__(self, path: Path, manifest: dict[str, Any]) -> None:
-        self.path = path
-        self.manifest = manifest
-        self._tables: dict[str, pa.Table] = {}
-
-    @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> Collection:
-        """Open a collection: checks the manifest and the three files' schemas, reads no rows."""
-        p = Path(path)
-        mf = p / "manifest.json"
-        if not mf.is_file():
-            raise CollectionError(f"{p}: not a trueneg collection (no manifest.json)")
-        try:
-            manifest = orjson.loads(mf.read_bytes())
-        except orjson.JSONDecodeError as e:
-            raise CollectionError(f"{mf}: unreadable manifest ({e})") from None
-        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
-            raise CollectionError(f"{mf}: not a trueneg collection manifest")
-        if manifest.get("version") != FORMAT_VERSION:
-            raise CollectionError(
-                f"{mf}: collection version {manifest.get('version')} is not supported "
-                f"(this trueneg reads version {FORMAT_VERSION})"
-            )
-        for name, schema in _TABLES:
-            f = p / f"{name}.parquet"
-            if not f.is_file():
-                raise CollectionError(f"{p}: {name}.parquet is missing")
-            try:
-                got = pq.read_schema(f)
-            except (pa.ArrowInvalid, OSError) as e:
-                raise CollectionError(f"{f}: unreadable ({e})") from None
-            if not got.equals(schema):
-                raise CollectionError(f"{f}: unexpected schema {got}")
-        return cls(p, manifest)
-
-    def _table(self, name: str) -> pa.Table:
-        t = self._tables.get(name)
-        if t is None:
-            t = pq.read_table(self.path / f"{name}.parquet", memory_map=True)
-            key = {"passages": "pid", "queries": "qid"}.get(name)
-            if key and len(t) and not np.array_equal(t[key].to_numpy(), np.arange(len(t))):
-                t = t.sort_by(key)
-            self._tables[name] = t
-        return t
-
-    @property
-    def passages(self) -> pa.Table:
-        return self._table("passages")
-
-    @property
-    def queries(self) -> pa.Table:
-        return self._table("queries")
-
-    @property
-    def examples(self) -> pa.Table:
-        return self._table("examples")
-
-    @property
-    def source_format(self) -> str:
-        return str(self.manifest["source"]["format"])
-
-    @property
-    def options(self) -> dict[str, Any]:
-        return dict(self.manifest["source"].get("options", {}))
-
-    def __len__(self) -> int:
-        return int(self.manifest["counts"]["examples"])
-
-    def iter_example_batches(self, batch_size: int = 10_000) -> Iterator[pa.Table]:
-        ex = self.examples
-        for off in range(0, len(ex), batch_size):
-            yield ex.slice(off, batch_size)
-
-    def source_path(self, index: int) -> str:
-        return str(self.manifest["source"]["files"][index]["path"])
-
-    def derive(
-        self,
-        out: str | os.PathLike[str],
-        examples: pa.Table,
-        *,
-        step: str,
-        params: dict[str, Any] | None = None,
-        tables: dict[str, pa.Table] | None = None,
-        files: dict[str, bytes] | None = None,
-        overwrite: bool = False,
-        inputs: Sequence[str | os.PathLike[str]] = (),
-    ) -> Collection:
-        """A new collection at ``out`` that shares this one's passages and queries with new
-        ``examples`` (the table itself when unchanged: copied, not rewritten), extra Parquet
-        ``tables`` (``judgments``, ``band``) and ``files`` (reports), the manifest's counts
-        updated and ``step`` recorded with ``params``. Atomic; ``out`` is checked against this
-        collection and ``inputs`` (see :func:`trueneg._io.atomic_dir`)."""
-        with atomic_dir(out, overwrite=overwrite, inputs=[self.path, *inputs]) as tmp:
-            for name in ("passages", "queries"):
-                shutil.copyfile(self.path / f"{name}.parquet", tmp / f"{name}.parquet")
-            if examples is self.examples:
-                shutil.copyfile(self.path / "examples.parquet", tmp / "examples.parquet")
-            else:
-                pq.write_table(examples, tmp / "examples.parquet", **parquet_options())
-            for name, table in (tables or {}).items():
-                pq.write_table(table, tmp / f"{name}.parquet", **parquet_options())
-            for name, data in (files or {}).items():
-                with atomic_file(tmp / name) as fh:
-                    fh.write(data)
-            manifest = dict(self.manifest)
-            manifest["counts"] = {**manifest["counts"], "examples": len(examples)}
-            manifest["steps"] = [*manifest.get("steps", []), step_record(step, **(params or {}))]
-            write_manifest(tmp, manifest)
-        return Collection.load(out)
-
-    def __repr__(self) -> str:
-        c = self.manifest.get("counts", {})
-        return (
-            f"Collection({str(self.path)!r}: {c.get('examples', 0):,} examples, "
-            f"{c.get('queries', 0):,} queries, {c.get('passages', 0):,} passages, "
-            f"from {self.source_format})"
-        )
-
-    # -- Hugging Face datasets, Arrow, pandas (extra "hf") ---------------------------------
-
-    @classmethod
-    def from_hf(
-        cls,
-        dataset: Any,
-        out: str | os.PathLike[str],
-        *,
-        format: str = "auto",
-        corpus: Any = None,
-        subset: str | None = None,
-        overwrite: bool = False,
-    ) -> Collection:
-        """A ``datasets.Dataset`` (any format trueneg reads) as a new collection at ``out``;
-        see :func:`trueneg.hf.from_hf`."""
-        from trueneg.hf import from_hf
-
-        return from_hf(
-            dataset, out, format=format, corpus=corpus, subset=subset, overwrite=overwrite
-        )
-
-    def to_hf(self, format: str = "st") -> Any:
-        """The collection as a ``datasets.Dataset`` of ``format`` rows (st, bge, tevatron): what
-        ``trueneg export`` writes."""
-        from trueneg.hf import to_hf
-
-        return to_hf(self, format)
-
-    def to_arrow(self, format: str = "st") -> pa.Table:
-        """The collection as a ``pyarrow.Table`` of ``format`` rows."""
-        from trueneg.hf import to_arrow
-
-        return to_arrow(self, format)
-
-    def to_pandas(self, format: str = "st") -> Any:
-        """The collection as a pandas ``DataFrame`` of ``format`` rows."""
-        return self.to_arrow(format).to_pandas()
-
-
-#: per-example id lists rewritten from the example's current lists when a stage changes them
-ID_LIST_FIELDS = {"positive_passage_ids": "positives", "negative_passage_ids": "negatives"}
-#: per-example fields that describe the old lists (an LLM's verdict on them, their file order):
-#: dropped when a stage changes the lists
-VERDICT_FIELDS = frozenset(
-    {"response", "finish_reason", "qrels_lines", "prompt", "label", "labels"}
-)
-_DESCRIBES_LISTS = re.compile(
-    r"(^|_)(pos|neg|positives?|negatives?|passages?|hard_?negatives?|scores?)(_|$)", re.IGNORECASE
-)
-
-
-def refresh_extras(
-    coll: Collection, table: pa.Table, changed: np.ndarray
-) -> tuple[pa.Table, dict[str, dict[str, int]]]:
-    """Per-example fields of the rows whose positives or negatives a stage changed, made true
-    again: id lists (RLHN's ``negative_passage_ids``, ``positive_passage_ids``) rewritten from the
-    new lists (docids), fields that describe the old lists (the LLM's ``response`` and
-    ``finish_reason``, other ``*neg*``/``*pos*``/``*passages*`` fields) dropped. Returns the table
-    and ``{"rewritten": {field: rows}, "dropped": {field: rows}}`` for the manifest."""
-    note: dict[str, dict[str, int]] = {"rewritten": {}, "dropped": {}}
-    rows = np.flatnonzero(np.asarray(changed, bool))
-    if not len(rows) or table["extra"].null_count == len(table):
-        return table, note
-    extra = table["extra"].to_pylist()
-    docids = coll.passages["docid"].to_pylist()
-    lists = {k: table[k].to_pylist() for k in ("positives", "negatives")}
-    for i in rows.tolist():
-        if not extra[i]:
-            continue
-        d = orjson.loads(extra[i])
-        out: dict[str, Any] = {}
-        for k, v in d.items():
-            src = ID_LIST_FIELDS.get(k)
-            if src is not None:
-                ids = [docids[p] for p in lists[src][i]]
-                if all(x is not None for x in ids):
-                    out[k] = ids
-                    note["rewritten"][k] = note["rewritten"].get(k, 0) + 1
-                    continue
-            if src is not None or k in VERDICT_FIELDS or _DESCRIBES_LISTS.search(k):
-                note["dropped"][k] = note["dropped"].get(k, 0) + 1
-                continue
-            out[k] = v
-        extra[i] = orjson.dumps(out).decode() if out else None
-    cols = {n: table[n] for n in table.column_names}
-    cols["extra"] = pa.array(extra, pa.string())
-    return pa.table(cols, schema=table.schema), note
-
-
-def parse_extra(s: str | None) -> dict[str, Any]:
-    return orjson.loads(s) if s else {}
