@@ -155,3 +155,52 @@ def test_the_same_errors(st_model: Any, sets: dict) -> None:
             st_util.mine_hard_negatives(ds, st_model, verbose=False, **kw)
         with pytest.raises(trueneg.InputError, match=msg):
             trueneg.mine_hard_negatives(ds, st_model, verbose=False, **kw)
+
+
+def test_judge_removes_or_relabels_the_false_negatives(
+    st_model: Any, sets: dict, tmp_path: Path
+) -> None:
+    """``judge=``: the test server flags the first document of every call (the query's top
+    candidate): with "remove" each row's negatives are the unjudged run's 2nd..(k+1)th candidates;
+    with "relabel" the flagged candidate is one more positive of its query (one more row each);
+    a second call is answered from the cache and pays nothing."""
+    from dataclasses import replace
+
+    from trueneg.judge import RLHN_STAGES, JudgeConfig
+
+    from .fake_openai import EMPTY_VERDICT, FakeOpenAI, State
+
+    ds, corpus = sets["cisi"]
+    kw = {"corpus": corpus, "output_format": "n-tuple", "verbose": False}
+    four = trueneg.mine_hard_negatives(ds, st_model, num_negatives=4, **kw)
+    st = State()
+    st.default_answer = EMPTY_VERDICT.replace(
+        "Preferred over ground truth: []", "Preferred over ground truth: [Doc (1)]"
+    )
+    cache = tmp_path / "judge.sqlite"
+    with FakeOpenAI(st) as srv:
+        cfg = replace(JudgeConfig(stages=RLHN_STAGES[:1]), base_url=srv.base_url)
+        out, rep = trueneg.mine_hard_negatives(
+            ds, st_model, num_negatives=3, judge=cfg, judge_cache=cache, return_report=True, **kw
+        )
+        queries = len(set(ds["query"]))
+        assert sum(st.paid.values()) == queries  # one call per query: 6 candidates, one prompt
+        assert rep.false_negatives == queries and rep.judged_pairs == 6 * queries
+        negs = [f"negative_{i}" for i in range(1, 5)]
+        assert out.column_names == four.column_names[:-1] and len(out) == len(four)
+        for a, b in zip(out.to_list(), four.to_list(), strict=True):
+            assert a["query"] == b["query"] and a["answer"] == b["answer"]
+            assert [a[n] for n in negs[:3]] == [b[n] for n in negs[1:]]
+        flagged = {r["query"]: r["negative_1"] for r in four.to_list()}
+
+        paid = sum(st.paid.values())
+        rel, rep2 = trueneg.mine_hard_negatives(
+            ds, st_model, num_negatives=3, judge=cfg, judge_cache=cache, judge_action="relabel",
+            return_report=True, **kw,
+        )  # fmt: skip
+        assert sum(st.paid.values()) == paid  # every answer came from the cache
+    assert rep2.false_negatives == queries and len(rel) == len(out) + queries
+    for q, fn in flagged.items():
+        rows = [r for r in rel.to_list() if r["query"] == q]
+        assert fn in [r["answer"] for r in rows]  # now a positive of its query
+        assert all(fn not in [r[n] for n in negs[:3]] for r in rows)

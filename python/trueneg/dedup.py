@@ -22,7 +22,7 @@ import orjson
 import pyarrow as pa
 
 from trueneg import _core, judgments
-from trueneg._io import iter_jsonl, prepare_output
+from trueneg._io import prepare_output
 from trueneg._progress import progress
 from trueneg.collection import (
     EXAMPLE_SCHEMA,
@@ -33,7 +33,8 @@ from trueneg.collection import (
     string_buffers,
 )
 from trueneg.exceptions import InputError
-from trueneg.texts import passage_text, passage_texts
+from trueneg.formats.beir import load_beir
+from trueneg.texts import passage_texts
 
 logger = logging.getLogger(__name__)
 
@@ -366,24 +367,6 @@ def free_false_negatives(examples: pa.Table, pdup: Duplicates) -> pa.Table:
     )
 
 
-def _read_beir_texts(folder: Path) -> tuple[list[str], list[str], list[str]]:
-    """(query texts, corpus texts with title, query ids) of a BEIR folder."""
-    qs, qids, docs = [], [], []
-    for name in ("queries.jsonl", "corpus.jsonl"):
-        if not (folder / name).is_file():
-            raise InputError(f"{name} is missing (expected a BEIR folder)", path=str(folder))
-    for _, row, err in iter_jsonl(folder / "queries.jsonl"):
-        if err is not None:
-            raise err
-        qs.append(str(row.get("text", "")))
-        qids.append(str(row.get("_id", "")))
-    for _, row, err in iter_jsonl(folder / "corpus.jsonl"):
-        if err is not None:
-            raise err
-        docs.append(passage_text(row.get("title"), str(row.get("text", ""))))
-    return qs, docs, qids
-
-
 def _leakage(
     train: pa.Array, evals: list[str], cfg: DedupConfig, kind: str
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -496,7 +479,8 @@ def dedup_collection(
     leaks = []
     for a in against:
         folder = Path(a)
-        eq, ed, eqids = _read_beir_texts(folder)
+        beir = load_beir(folder, split=None)
+        eq, ed, eqids = beir.query_texts, beir.doc_texts, beir.query_ids
         q_leak, q_match = _leakage(qtext, eq, cfg, "query")
         p_leak, _ = _leakage(ptext, ed, cfg, "passage")
         ex_list = [

@@ -10,100 +10,17 @@ import csv
 import io
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import orjson
 
 from trueneg._io import iter_jsonl, type_name
 from trueneg.exceptions import InputError, TruenegError
-from trueneg.texts import passage_text
+from trueneg.formats.beir import BeirSet, load_beir, read_qrels  # noqa: F401  (evaluation API)
 
 #: pytrec_eval measures and the names reported
 MEASURES = {"ndcg_cut_10": "nDCG@10", "recall_100": "Recall@100", "recip_rank": "MRR@10"}
-
-
-@dataclass
-class BeirSet:
-    name: str
-    doc_ids: list[str]
-    doc_texts: list[str]
-    query_ids: list[str]
-    query_texts: list[str]
-    qrels: dict[str, dict[str, int]] = field(default_factory=dict)
-    #: each passage's title ("" when none) and text as the corpus file has them
-    doc_titles: list[str] = field(default_factory=list)
-    doc_bodies: list[str] = field(default_factory=list)
-
-
-def _jsonl(path: Path, fields: Sequence[str]) -> list[dict[str, Any]]:
-    rows = []
-    with path.open("rb") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                d = orjson.loads(line)
-            except orjson.JSONDecodeError as e:
-                raise InputError(f"invalid JSON: {e}", path=str(path), line=n) from None
-            for k in fields:
-                if not isinstance(d.get(k), str):
-                    raise InputError(f"missing or non-string field {k!r}", path=str(path), line=n)
-            rows.append(d)
-    return rows
-
-
-def read_qrels(path: str | Path, split: str = "test") -> dict[str, dict[str, int]]:
-    """Graded qrels {query id: {docid: grade}} from a TSV (query-id, corpus-id, score; a header
-    line is skipped) or a BEIR folder (its ``qrels/<split>.tsv``)."""
-    p = Path(path)
-    f = p / "qrels" / f"{split}.tsv" if p.is_dir() else p
-    if not f.is_file():
-        raise InputError("missing qrels file", path=str(f))
-    qrels: dict[str, dict[str, int]] = {}
-    try:
-        with f.open(newline="", encoding="utf-8") as fh:
-            for n, row in enumerate(csv.reader(fh, delimiter="\t"), 1):
-                if n == 1 and row and not row[-1].strip().lstrip("-").isdigit():
-                    continue  # header
-                if not row:
-                    continue
-                if len(row) != 3:
-                    raise InputError("expected query-id, corpus-id, score", path=str(f), line=n)
-                try:
-                    qrels.setdefault(row[0], {})[row[1]] = int(row[2])
-                except ValueError:
-                    raise InputError(
-                        f"field score: not an integer: {row[2]!r}", path=str(f), line=n
-                    ) from None
-    except UnicodeDecodeError as e:
-        raise InputError(f"not valid UTF-8 ({e.reason})", path=str(f)) from None
-    return qrels
-
-
-def load_beir(path: str | Path, split: str = "test") -> BeirSet:
-    """A BEIR-format folder. Passages are :func:`trueneg.texts.passage_text` (BEIR's rule,
-    ``(title + " " + text).strip()``), as in training and mining; only queries that have qrels
-    are kept."""
-    p = Path(path)
-    for f in (p / "corpus.jsonl", p / "queries.jsonl", p / "qrels" / f"{split}.tsv"):
-        if not f.is_file():
-            raise InputError("missing BEIR file", path=str(f))
-    qrels = read_qrels(p, split)
-    corpus = _jsonl(p / "corpus.jsonl", ["_id", "text"])
-    queries = [q for q in _jsonl(p / "queries.jsonl", ["_id", "text"]) if q["_id"] in qrels]
-    return BeirSet(
-        name=p.name,
-        doc_ids=[d["_id"] for d in corpus],
-        doc_texts=[passage_text(d.get("title"), d["text"]) for d in corpus],
-        query_ids=[q["_id"] for q in queries],
-        query_texts=[q["text"] for q in queries],
-        qrels=qrels,
-        doc_titles=[str(d.get("title") or "") for d in corpus],
-        doc_bodies=[d["text"] for d in corpus],
-    )
 
 
 def metrics(

@@ -27,11 +27,14 @@ import random
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from trueneg.exceptions import InputError
+
+if TYPE_CHECKING:
+    from trueneg.judge.config import JudgeConfig
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +61,11 @@ class MiningReport:
     #: queries with fewer than ``num_negatives`` negatives
     short_queries: int = 0
     near_duplicates_excluded: int = 0
+    #: with ``judge=``: (query, candidate) pairs the judge saw, the false negatives it found
+    #: (removed, or with ``judge_action="relabel"`` made positives), and what it cost
+    judged_pairs: int = 0
+    false_negatives: int = 0
+    judge_cost_usd: float = 0.0
 
     @property
     def shortfall(self) -> int:
@@ -101,6 +109,10 @@ def mine_hard_negatives(
     margin: float | None = None,
     *,
     exclude_near_duplicates: bool | float = False,
+    judge: JudgeConfig | str | os.PathLike[str] | None = None,
+    judge_action: Literal["remove", "relabel"] = "remove",
+    judge_pool: int | None = None,
+    judge_cache: str | os.PathLike[str] | None = None,
     dtype: str = "auto",
     return_report: bool = False,
 ) -> Any:
@@ -116,6 +128,14 @@ def mine_hard_negatives(
     Keyword-only extras: ``exclude_near_duplicates`` (True, or a Jaccard threshold; True = 0.8)
     keeps out of the negatives every passage that dedup's MinHash finds a near duplicate of one of
     the query's positives; ``return_report=True`` returns ``(dataset, MiningReport)``.
+
+    ``judge`` (a :class:`~trueneg.judge.JudgeConfig` or the path of a judge TOML) asks the judge
+    about each query's first ``judge_pool`` candidates (default ``2 * num_negatives``: the
+    negatives plus as many in reserve) and fills the rows from the ones it did not flag, in
+    order; ``judge_action="relabel"`` also makes each false negative one more positive of its
+    query (one more row in the triplet / n-tuple formats, label 1 in the labeled ones). Answers
+    are cached in ``judge_cache`` (default ``$TRUENEG_CACHE_DIR`` or ``~/.cache/trueneg``,
+    ``judge-cache.sqlite``): a second call pays nothing.
 
     Example::
 
@@ -181,6 +201,13 @@ def mine_hard_negatives(
     if margin is not None:
         absolute_margin = margin
         logger.warning("margin is deprecated: absolute_margin set to %s", margin)
+    if judge_action not in ("remove", "relabel"):
+        raise InputError(f"judge_action must be 'remove' or 'relabel', got {judge_action!r}")
+    if judge_pool is not None and judge_pool < num_negatives:
+        raise InputError(
+            f"judge_pool must be at least num_negatives ({num_negatives}), got {judge_pool}"
+        )
+    judge_config = _judge_config(judge) if judge is not None else None
 
     anchors = list(dataset[anchor_column_name])
     positives = list(dataset[positive_column_name])
@@ -326,15 +353,43 @@ def mine_hard_negatives(
     negative_scores = scores[rows, order]
     if range_min:
         indices, negative_scores = indices[:, range_min:], negative_scores[:, range_min:]
+    take = num_negatives
+    if judge_config is not None:
+        take = min(indices.shape[1], judge_pool or 2 * num_negatives)
     if sampling_strategy == "top":
-        indices, negative_scores = indices[:, :num_negatives], negative_scores[:, :num_negatives]
+        indices, negative_scores = indices[:, :take], negative_scores[:, :take]
     else:
         options = indices.shape[1] - np.isinf(negative_scores).sum(1)
-        options = np.maximum(options, num_negatives)
-        picked = np.asarray([random.sample(range(int(o)), k=num_negatives) for o in options])
+        options = np.maximum(options, take)
+        picked = np.asarray([random.sample(range(int(o)), k=take) for o in options])
         indices, negative_scores = indices[rows, picked], negative_scores[rows, picked]
         resort = np.argsort(-negative_scores, axis=1, kind="stable")
         indices, negative_scores = indices[rows, resort], negative_scores[rows, resort]
+    if judge_config is not None:
+        flagged, cost = _judge_candidates(
+            judge_config, judge_cache, queries, texts, positive_indices, indices, negative_scores
+        )
+        report.judged_pairs = int((negative_scores != NEG_INF).sum())
+        report.false_negatives, report.judge_cost_usd = int(flagged.sum()), cost
+        if judge_action == "relabel" and flagged.any():
+            added = {}
+            for q, j in zip(*np.nonzero(flagged), strict=True):
+                positive_indices[q].append(int(indices[q, j]))
+                added[(int(q), int(indices[q, j]))] = float(negative_scores[q, j])
+            old = {
+                (int(q), int(d)): float(sc)
+                for q, d, sc in zip(pos_rows, pos_flat, positive_scores, strict=True)
+            }
+            old.update(added)
+            n_positives = [len(p) for p in positive_indices]
+            pos_queries = [queries[q] for q in range(n_queries) for _ in range(n_positives[q])]
+            pos_texts = [texts[d] for q in range(n_queries) for d in positive_indices[q]]
+            positive_scores = np.asarray(
+                [old[(q, d)] for q in range(n_queries) for d in positive_indices[q]], np.float32
+            )
+        negative_scores = np.where(flagged, NEG_INF, negative_scores)
+        keep = np.argsort(-negative_scores, axis=1, kind="stable")[:, :num_negatives]
+        indices, negative_scores = indices[rows, keep], negative_scores[rows, keep]
     found = (negative_scores != NEG_INF).sum(1)
     report.negatives_found = found.tolist()
     report.short_queries = int((found < num_negatives).sum())
@@ -658,3 +713,67 @@ def _print_stats(
         )
     if report.near_duplicates_excluded:
         print(f"Excluded {report.near_duplicates_excluded:,} near duplicates of positives.")
+
+
+def _judge_config(judge: Any) -> JudgeConfig:
+    from trueneg.judge.config import JudgeConfig
+
+    if isinstance(judge, JudgeConfig):
+        return judge
+    if isinstance(judge, (str, os.PathLike)):
+        return JudgeConfig.from_toml(Path(judge))
+    raise InputError(
+        f"judge must be a JudgeConfig or the path of a judge TOML, got {type(judge).__name__}"
+    )
+
+
+def default_judge_cache() -> Path:
+    """Where ``mine_hard_negatives(judge=...)`` keeps the judge's answers by default."""
+    root = os.environ.get("TRUENEG_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "trueneg"
+    )
+    return Path(root) / "judge-cache.sqlite"
+
+
+def _judge_candidates(
+    config: JudgeConfig,
+    cache: str | os.PathLike[str] | None,
+    queries: list[str],
+    texts: list[str],
+    positive_indices: list[list[int]],
+    indices: np.ndarray,
+    scores: np.ndarray,
+) -> tuple[np.ndarray, float]:
+    """Which candidates (``indices``, one row per query; -inf scores are padding) the judge
+    flags as false negatives, and the cost of asking. The candidates go through the judge as a
+    collection (one example per query with all its positives), so the prompts, the cache keys
+    and the flag rules are the judge's own."""
+    import tempfile
+
+    from trueneg import judgments
+    from trueneg.collection import Collection, CollectionBuilder
+    from trueneg.fix import false_negative_pairs
+    from trueneg.judge import judge_collection
+
+    cache_path = Path(cache) if cache is not None else default_judge_cache()
+    cache_path.parent.mkdir(parents=True, exist_ok=True)
+    valid = scores != NEG_INF
+    with tempfile.TemporaryDirectory(prefix="trueneg-judge-") as tmp:
+        folder = Path(tmp) / "candidates"
+        with CollectionBuilder(folder, source_format="mine_hard_negatives") as b:
+            for q, query in enumerate(queries):
+                b.add_example(
+                    query=query,
+                    subset="mined",
+                    positives=[(str(d), None, texts[d], None) for d in positive_indices[q]],
+                    negatives=[(str(int(d)), None, texts[d], None) for d in indices[q][valid[q]]],
+                    line=q,
+                )
+        summary = judge_collection(folder, config, cache_path=cache_path)
+        coll = Collection.load(folder)
+        fn = false_negative_pairs(judgments.load(folder))
+        docids = coll.passages["docid"].to_pylist()
+        flagged = np.zeros(indices.shape, bool)
+        for e, pid in zip(fn["example"].to_pylist(), fn["pid"].to_pylist(), strict=True):
+            flagged[e] |= indices[e] == int(docids[pid])
+    return flagged & valid, float(summary.cost_usd)

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,7 @@ from trueneg.formats._common import (
     req_str,
     write_corpus,
 )
+from trueneg.texts import passage_text
 
 NAME = "beir"
 CORPUS_KNOWN = frozenset({"_id", "title", "text"})
@@ -40,27 +43,26 @@ def is_beir_dir(path: str | os.PathLike[str]) -> bool:
     return p.is_dir() and (p / "corpus.jsonl").is_file() and (p / "queries.jsonl").is_file()
 
 
-def _read_corpus(builder: CollectionBuilder, path: Path) -> None:
-    src = builder.add_source(path, role="corpus")
-    with progress(desc="ingest beir corpus", unit=" docs") as bar:
-        for where, row, err in iter_rows(path):
-            bar.update()
-            if err is not None:
-                raise err
-            row = expect_object(row, where)
-            docid = req_str(row, "_id", where)
-            text = req_str(row, "text", where)
-            title = row.get("title")
-            if title is not None and not isinstance(title, str):
-                raise where.error(f"expected a string, got {type_name(title)}", "title")
-            builder.add_corpus_passage(
-                docid, title, text, extras(row, CORPUS_KNOWN), source=src, line=where.line
-            )
-    builder.flush()
+# -- one reader of the three parts: ingest, evaluation, dedup's leakage check and the qrels judge
+# all read BEIR folders through these
 
 
-def _read_queries(builder: CollectionBuilder, path: Path, subset: str) -> None:
-    builder.add_source(path, subset, role="queries")
+def corpus_rows(path: Path) -> Iterator[tuple[int, str, str | None, str, dict[str, Any] | None]]:
+    """(line, docid, title or None, text, other fields) of each corpus row, checked."""
+    for where, row, err in iter_rows(path):
+        if err is not None:
+            raise err
+        row = expect_object(row, where)
+        docid = req_str(row, "_id", where)
+        text = req_str(row, "text", where)
+        title = row.get("title")
+        if title is not None and not isinstance(title, str):
+            raise where.error(f"expected a string, got {type_name(title)}", "title")
+        yield where.line, docid, title, text, extras(row, CORPUS_KNOWN)
+
+
+def query_rows(path: Path) -> Iterator[tuple[int, str, str, dict[str, Any] | None]]:
+    """(line, query id, text, other fields) of each query row, checked (ids unique)."""
     seen: set[str] = set()
     for where, row, err in iter_rows(path):
         if err is not None:
@@ -71,23 +73,29 @@ def _read_queries(builder: CollectionBuilder, path: Path, subset: str) -> None:
         if qid in seen:
             raise where.error(f"duplicate query id {qid!r}", "_id")
         seen.add(qid)
-        builder.add_query(qid, text, subset, extras(row, QUERY_KNOWN))
-    builder.flush()
+        yield where.line, qid, text, extras(row, QUERY_KNOWN)
 
 
-def _read_qrels(builder: CollectionBuilder, path: Path, subset: str) -> bool:
-    """Read one qrels file; returns whether it had a header line.
+def _is_header(parts: list[str]) -> bool:
+    if len(parts) != 3:
+        return False
+    score = parts[2].strip()
+    return score.lower() in HEADER_SCORE_NAMES or not score.lstrip("-").isdigit()
 
-    All rows of a query make one example (positives: score > 0; negatives: score <= 0), however
-    the file interleaves them, so every stage sees every positive of the query together. Where
-    a query's rows are not one block with its positives first, their line numbers are kept in
-    the example's ``extra`` (``qrels_lines``), so the export writes the file back in its order."""
-    split = path.stem
-    src = builder.add_source(path, subset, role=f"qrels:{split}")
+
+def qrels_rows(
+    path: Path, on_error: Callable[[InputError], None] | None = None
+) -> tuple[bool, list[tuple[int, str, str, int]]]:
+    """(whether line 1 is a header, [(line, query id, corpus id, score)]) of a qrels TSV (any
+    compression). A bad line goes to ``on_error`` (default: raised)."""
+
+    def bad(err: InputError) -> None:
+        if on_error is None:
+            raise err
+        on_error(err)
+
     header = False
-    runs: dict[str, dict[str, Any]] = {}
-    last_q: str | None = None
-
+    rows: list[tuple[int, str, str, int]] = []
     f = open_input(path, "a qrels TSV file")
     text = io.TextIOWrapper(f, encoding="utf-8", newline="")
     with text:
@@ -106,11 +114,11 @@ def _read_qrels(builder: CollectionBuilder, path: Path, subset: str) -> bool:
             if not line.strip():
                 continue
             parts = line.split("\t")
-            if lineno == 1 and len(parts) == 3 and parts[2].strip().lower() in HEADER_SCORE_NAMES:
+            if lineno == 1 and _is_header(parts):
                 header = True
                 continue
             if len(parts) != 3:
-                builder.error(
+                bad(
                     InputError(
                         f"expected 3 tab-separated fields (query-id, corpus-id, score), got {len(parts)}",
                         path=str(path),
@@ -122,7 +130,7 @@ def _read_qrels(builder: CollectionBuilder, path: Path, subset: str) -> bool:
             try:
                 score = int(s)
             except ValueError:
-                builder.error(
+                bad(
                     InputError(
                         f"expected an integer score, got {s!r}",
                         path=str(path),
@@ -131,25 +139,134 @@ def _read_qrels(builder: CollectionBuilder, path: Path, subset: str) -> bool:
                     )
                 )
                 continue
-            run = runs.get(q)
-            if run is None:
-                run = runs[q] = {
-                    "pos": [], "neg": [], "ps": [], "ns": [], "pl": [], "nl": [],
-                    "line": lineno, "block": True,
-                }  # fmt: skip
-            elif last_q != q:
-                run["block"] = False  # the query's rows are interleaved with another's
-            last_q = q
-            if score > 0:
-                if run["neg"]:
-                    run["block"] = False  # a positive after a negative
-                run["pos"].append(d)
-                run["ps"].append(float(score))
-                run["pl"].append(lineno)
-            else:
-                run["neg"].append(d)
-                run["ns"].append(float(score))
-                run["nl"].append(lineno)
+            rows.append((lineno, q, d, score))
+    return header, rows
+
+
+def qrels_file(path: str | os.PathLike[str], split: str = "test") -> Path:
+    """The qrels TSV of ``path``: the file itself, or a BEIR folder's ``qrels/<split>.tsv``."""
+    p = Path(path)
+    f = p / "qrels" / f"{split}.tsv" if p.is_dir() else p
+    if not f.is_file():
+        raise InputError("missing qrels file", path=str(f))
+    return f
+
+
+def read_qrels(path: str | os.PathLike[str], split: str = "test") -> dict[str, dict[str, int]]:
+    """Graded qrels {query id: {docid: grade}} from a TSV (query-id, corpus-id, score; a header
+    line is skipped) or a BEIR folder (its ``qrels/<split>.tsv``)."""
+    qrels: dict[str, dict[str, int]] = {}
+    for _, q, d, score in qrels_rows(qrels_file(path, split))[1]:
+        qrels.setdefault(q, {})[d] = score
+    return qrels
+
+
+@dataclass
+class BeirSet:
+    """A BEIR folder in memory: the corpus, the queries and (for a split) the qrels."""
+
+    name: str
+    doc_ids: list[str]
+    doc_texts: list[str]
+    query_ids: list[str]
+    query_texts: list[str]
+    qrels: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: each passage's title ("" when none) and text as the corpus file has them
+    doc_titles: list[str] = field(default_factory=list)
+    doc_bodies: list[str] = field(default_factory=list)
+
+
+def _need(folder: Path, *names: str) -> None:
+    if not folder.is_dir():
+        raise InputError(
+            "not a folder (a BEIR set is a folder with corpus.jsonl, queries.jsonl, qrels/)",
+            path=str(folder),
+        )
+    for need in names:
+        if not (folder / need).is_file():
+            raise InputError(f"{need} is missing", path=str(folder))
+
+
+def load_beir(path: str | os.PathLike[str], split: str | None = "test") -> BeirSet:
+    """A BEIR folder in memory. Passages are :func:`trueneg.texts.passage_text` (BEIR's rule,
+    ``(title + " " + text).strip()``), as in training and mining. With a ``split``, its qrels are
+    read and only the queries that have some are kept; with ``None``, every query, no qrels."""
+    p = Path(path)
+    _need(p, "corpus.jsonl", "queries.jsonl")
+    qrels = read_qrels(qrels_file(p / "qrels" / f"{split}.tsv")) if split is not None else {}
+    ids, titles, bodies = [], [], []
+    for _, docid, title, text, _ in corpus_rows(p / "corpus.jsonl"):
+        ids.append(docid)
+        titles.append(title or "")
+        bodies.append(text)
+    queries = [
+        (qid, text)
+        for _, qid, text, _ in query_rows(p / "queries.jsonl")
+        if split is None or qid in qrels
+    ]
+    return BeirSet(
+        name=p.name,
+        doc_ids=ids,
+        doc_texts=[passage_text(t, b) for t, b in zip(titles, bodies, strict=True)],
+        query_ids=[q for q, _ in queries],
+        query_texts=[t for _, t in queries],
+        qrels=qrels,
+        doc_titles=titles,
+        doc_bodies=bodies,
+    )
+
+
+# -- ingest
+
+
+def _read_corpus(builder: CollectionBuilder, path: Path) -> None:
+    src = builder.add_source(path, role="corpus")
+    with progress(desc="ingest beir corpus", unit=" docs") as bar:
+        for line, docid, title, text, extra in corpus_rows(path):
+            bar.update()
+            builder.add_corpus_passage(docid, title, text, extra, source=src, line=line)
+    builder.flush()
+
+
+def _read_queries(builder: CollectionBuilder, path: Path, subset: str) -> None:
+    builder.add_source(path, subset, role="queries")
+    for _, qid, text, extra in query_rows(path):
+        builder.add_query(qid, text, subset, extra)
+    builder.flush()
+
+
+def _read_qrels(builder: CollectionBuilder, path: Path, subset: str) -> bool:
+    """Read one qrels file; returns whether it had a header line.
+
+    All rows of a query make one example (positives: score > 0; negatives: score <= 0), however
+    the file interleaves them, so every stage sees every positive of the query together. Where
+    a query's rows are not one block with its positives first, their line numbers are kept in
+    the example's ``extra`` (``qrels_lines``), so the export writes the file back in its order."""
+    split = path.stem
+    src = builder.add_source(path, subset, role=f"qrels:{split}")
+    runs: dict[str, dict[str, Any]] = {}
+    last_q: str | None = None
+    header, rows = qrels_rows(path, builder.error)
+    for lineno, q, d, score in rows:
+        run = runs.get(q)
+        if run is None:
+            run = runs[q] = {
+                "pos": [], "neg": [], "ps": [], "ns": [], "pl": [], "nl": [],
+                "line": lineno, "block": True,
+            }  # fmt: skip
+        elif last_q != q:
+            run["block"] = False  # the query's rows are interleaved with another's
+        last_q = q
+        if score > 0:
+            if run["neg"]:
+                run["block"] = False  # a positive after a negative
+            run["pos"].append(d)
+            run["ps"].append(float(score))
+            run["pl"].append(lineno)
+        else:
+            run["neg"].append(d)
+            run["ns"].append(float(score))
+            run["nl"].append(lineno)
     for q, run in runs.items():
         extra: dict[str, Any] = {"split": split}
         if not run["block"]:
@@ -173,14 +290,7 @@ def read(
     builder: CollectionBuilder, folder: str | os.PathLike[str], *, subset: str | None = None
 ) -> None:
     p = Path(folder)
-    if not p.is_dir():
-        raise InputError(
-            "not a folder (a BEIR set is a folder with corpus.jsonl, queries.jsonl, qrels/)",
-            path=str(p),
-        )
-    for need in ("corpus.jsonl", "queries.jsonl"):
-        if not (p / need).is_file():
-            raise InputError(f"{need} is missing", path=str(p))
+    _need(p, "corpus.jsonl", "queries.jsonl")
     qrels = sorted((p / "qrels").glob("*.tsv")) if (p / "qrels").is_dir() else []
     if not qrels:
         raise InputError("qrels/*.tsv is missing", path=str(p))
