@@ -108,7 +108,7 @@ def test_bad_files_are_named(tmp_path: Path, data_dir: Path) -> None:
     b = tmp_path / "b"
     shutil.copytree(data_dir / "beir-cisi", b)
     (b / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n1\t28\tx\n")
-    with pytest.raises(InputError, match=r"test.tsv:2: field score"):
+    with pytest.raises(InputError, match=r"test.tsv:2: field 'score': expected an integer"):
         load_beir(b)
     (b / "qrels" / "test.tsv").write_text("1\t28\t1\n")
     with (b / "corpus.jsonl").open("a") as f:

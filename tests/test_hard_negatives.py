@@ -204,3 +204,17 @@ def test_judge_removes_or_relabels_the_false_negatives(
         rows = [r for r in rel.to_list() if r["query"] == q]
         assert fn in [r["answer"] for r in rows]  # now a positive of its query
         assert all(fn not in [r[n] for n in negs[:3]] for r in rows)
+
+
+def test_a_query_in_the_corpus_is_not_its_own_negative(st_model: Any, sets: dict) -> None:
+    """sentence-transformers 6.3 keeps a query's own text out of its negatives (one extra
+    candidate is fetched for it); so does trueneg, with the same rows."""
+    ds, corpus = sets["cranfield"]
+    queries = list(dict.fromkeys(ds["query"]))
+    big = [*queries[:5], *corpus]  # the queries' own texts rank first for them
+    kw = {"corpus": big, "num_negatives": 4, "output_format": "n-tuple", "verbose": False}
+    ref = st_util.mine_hard_negatives(ds, st_model, **kw)
+    got = trueneg.mine_hard_negatives(ds, st_model, **kw)
+    assert _same(ref, got) >= 0.995
+    for r in got.to_list():
+        assert r["query"] not in [r[f"negative_{i}"] for i in range(1, 5)]

@@ -82,3 +82,29 @@ def test_examples_of_one_query_share_their_positives(data_dir: Path, tmp_path: P
     mine_collection(coll.path, tmp_path / "m", qe, pe, num_negatives=5, relative_margin=None)
     for negs in Collection.load(tmp_path / "m").examples["negatives"].to_pylist():
         assert not set(negs) & {pos[0][0], pos[1][0]} and negs
+
+
+def test_a_mined_collection_scores_its_positives_and_the_report_plots_them(
+    tmp_path: Path,
+) -> None:
+    """Mining stores the positives' scores by the same model (q . p) beside the negatives', so
+    the report draws the score distributions of a mined collection."""
+    import trueneg
+    from trueneg.data import rlhn_sample_stage1
+
+    coll = ingest(rlhn_sample_stage1(), tmp_path / "c")
+    rng = np.random.default_rng(0)
+    qe = rng.standard_normal((len(coll.queries), 16)).astype(np.float32)
+    pe = rng.standard_normal((len(coll.passages), 16)).astype(np.float32)
+    m = trueneg.mine(coll, out=tmp_path / "m", query_embeddings=qe, passage_embeddings=pe)
+    ex = m.collection.examples
+    for qid, pos, sc in zip(
+        ex["qid"].to_pylist(),
+        ex["positives"].to_pylist(),
+        ex["pos_scores"].to_pylist(),
+        strict=True,
+    ):
+        np.testing.assert_allclose(sc, [float(qe[qid] @ pe[p]) for p in pos], atol=1e-5)
+    trueneg.report(m.collection, out=tmp_path / "r")
+    md = (tmp_path / "r" / "report.md").read_text()
+    assert "## Score distributions" in md and "no score distribution" not in md

@@ -46,7 +46,17 @@ def test_default_run_end_to_end_and_second_run_does_nothing(tmp_path: Path) -> N
         assert len(Collection.load(w / "fixed" / s)) == n
         assert len((w / "export" / f"{s}.jsonl").read_text().splitlines()) == n
     assert (w / "report" / "report.html").stat().st_size > 10_000
-    assert (w / "report" / "report.md").read_text().count("![") >= 3
+    md = (w / "report" / "report.md").read_text()
+    assert md.count("![") >= 3
+    # statuses as a table, the two stages' agreement, better and worse samples with ids, each
+    # stage's verdict and the judge's reasoning (read from the run's cache)
+    assert "### Answer statuses\n\n| stage | ok |" in md and "| stage1 | 50 |" in md
+    assert "| better | better | 5 | 0.7% |" in md and "| worse | better | 23 |" in md
+    samples = md[md.index("## Sample judged pairs") :]
+    assert "better (stage2, gpt-4o)" in samples and "worse (stage2, gpt-4o)" in samples
+    assert "stage1: worse → stage2: better" in samples
+    assert "[4abe00e47fbcdca1af6b41cddb566211]" in samples  # the query's id
+    assert "evaluate the reasoning" in samples and "<thinking>" not in samples
     again = _run(cwd=tmp_path)
     assert again.returncode == 0 and "nothing to do: every stage is already done" in again.stdout
     assert "already done, skipped" in again.stdout

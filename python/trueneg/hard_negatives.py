@@ -4,11 +4,12 @@ trueneg's exact Rust search; plus what it does not have: near duplicates of a po
 (``exclude_near_duplicates``) and a report of how many candidates each rule skipped and how many rows
 fell short (``return_report``).
 
-What matches sentence-transformers, step by step (its ``hard_negatives.py`` as of 6.2): the corpus is
+What matches sentence-transformers, step by step (its ``hard_negatives.py`` as of 6.3): the corpus is
 the given one plus every positive, de-duplicated by text; queries are de-duplicated by text and
 every positive of a query (over all its rows) is masked; ``range_max`` is derived the same way;
-candidates are the top ``range_max + max_positives`` by the model's similarity on normalised
-embeddings (padded with -inf when the corpus is smaller); a cross-encoder rescores them only when a
+candidates are the top ``range_max + max_positives + 1`` by the model's similarity on normalised
+embeddings (padded with -inf when the corpus is smaller), the query's own text excluded when the
+corpus holds it; a cross-encoder rescores them only when a
 margin or a score bound is set; the margins use the query's lowest positive score (the relative one
 sign-safe); then the top ``range_max``, the first ``range_min`` skipped, the top ``num_negatives`` or
 ``random.sample`` from Python's global generator (so ``random.seed`` gives both the same sample);
@@ -271,7 +272,8 @@ def mine_hard_negatives(
 
     from trueneg.mine import exact_topk
 
-    width = range_max + max_positives
+    # sentence-transformers >= 6.3: one extra candidate, for the query's own text in the corpus
+    width = range_max + max_positives + 1
     k = min(width, len(texts))
     indices, scores = exact_topk(qe, ce, k)
     indices = indices.astype(np.int64)
@@ -281,11 +283,15 @@ def mine_hard_negatives(
         scores = np.concatenate([scores, np.full((n_queries, pad), NEG_INF, np.float32)], axis=1)
         indices = np.concatenate([indices, np.full((n_queries, pad), -1, np.int64)], axis=1)
 
+    # a query's own text in the corpus is never its negative (unless it is its own positive)
+    query_in_corpus = np.asarray([corpus_idx.get(q, -1) for q in queries], np.int64)
     positive_indices: list[list[int]] = [[] for _ in range(n_queries)]
     for a, p in zip(anchors, positives, strict=True):
         lst = positive_indices[queries_idx[a]]
         if corpus_idx[p] not in lst:
             lst.append(corpus_idx[p])
+        if include_positives and a == p:
+            query_in_corpus[queries_idx[a]] = -1
     n_positives = [len(p) for p in positive_indices]
     pos_queries = [queries[q] for q in range(n_queries) for _ in range(n_positives[q])]
     pos_texts = [texts[d] for q in range(n_queries) for d in positive_indices[q]]
@@ -303,6 +309,7 @@ def mine_hard_negatives(
             cross_encoder, queries, texts, indices, pos_queries, pos_texts, batch_size
         )
     scores[indices == -1] = NEG_INF
+    scores[(indices == query_in_corpus[:, None]) & (query_in_corpus[:, None] >= 0)] = NEG_INF
 
     report = MiningReport(
         queries=n_queries, corpus=len(texts), range_max=range_max, candidates=int(scores.size)
@@ -344,7 +351,7 @@ def mine_hard_negatives(
     if max_score is not None:
         skip("max_score", scores > max_score, count_down=False)
     if min_score is not None:
-        skip("min_score", scores < min_score, count_down=False)
+        skip("min_score", (scores < min_score) & (scores != NEG_INF), count_down=False)
 
     # top range_max of what is left (ties: the earlier candidate, i.e. the lower corpus index)
     order = np.argsort(-scores, axis=1, kind="stable")[:, :range_max]

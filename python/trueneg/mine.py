@@ -390,12 +390,22 @@ def mine_collection(
             sc = [float("nan")] * len(old[i]) + [b for _, b in extra]
         new_neg.append(ids)
         new_scores.append(sc)
+    # the positives' scores by the same model, so a mined collection's scores compare
+    pos_lists = ex["positives"].combine_chunks()
+    flat_pos = pos_lists.flatten().to_numpy().astype(np.int64)
+    offsets = pos_lists.offsets.to_numpy().astype(np.int32)
+    offsets = offsets - offsets[0]
+    owner = np.repeat(qids.astype(np.int64), np.diff(offsets))
+    pos_sc = np.einsum(
+        "ij,ij->i", qe[owner].astype(np.float32), pe[flat_pos].astype(np.float32)
+    ).astype(np.float64)
+    pos_scores = pa.ListArray.from_arrays(pa.array(offsets), pa.array(pos_sc, pa.float64()))
     table = pa.Table.from_arrays(
         [
             ex["qid"],
             ex["positives"],
             pa.array(new_neg, pa.list_(pa.uint32())),
-            ex["pos_scores"],
+            pos_scores,
             pa.array(new_scores, pa.list_(pa.float64())),
             ex["extra"],
             ex["source"],

@@ -450,7 +450,7 @@ class Runner:
         self._stage("export", fp_export, do_export)
 
         if cfg.report:
-            fp_report = _fp("report", fp_prev, "v1")
+            fp_report = _fp("report", fp_prev, "v2")
 
             def do_report() -> str:
                 from trueneg import Collection

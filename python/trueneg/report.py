@@ -120,7 +120,7 @@ def _figures(d: ReportData, t: Any, pairs: Any) -> tuple[list[Figure], list[str]
     # 3. cost per stage and per false negative
     js = d.judge_summary
     if js and js.get("stages"):
-        fig, ax = plt.subplots(figsize=(7, 3.0))
+        fig, (ax, ax2) = plt.subplots(1, 2, figsize=(8, 3.0))
         names = [s["name"] for s in js["stages"]]
         paid = sum(s["cost_usd"] for s in js["stages"]) > 0
         key = "cost_usd" if paid else "estimated_cost_usd"
@@ -129,15 +129,13 @@ def _figures(d: ReportData, t: Any, pairs: Any) -> tuple[list[Figure], list[str]
             (c / s["false_negatives"]) if s["false_negatives"] else 0
             for c, s in zip(cost, js["stages"], strict=True)
         ]
-        ax.bar(
-            np.arange(len(names)) - 0.2,
-            cost,
-            0.4,
-            label="cost (USD)" if paid else "worst-case list price (USD)",
-        )
-        ax.bar(np.arange(len(names)) + 0.2, per, 0.4, label="per false negative found (USD)")
+        ax.bar(range(len(names)), cost, 0.6, color="#3e7cb1")
+        ax.set_title("cost (USD)" if paid else "worst-case list price (USD)", fontsize=9)
         ax.set_xticks(range(len(names)), names)
-        ax.legend(fontsize=8)
+        ax2.bar(range(len(names)), per, 0.6, color="#e07a5f")
+        ax2.set_title("per false negative found (USD)", fontsize=9)
+        ax2.set_xticks(range(len(names)), names)
+        fig.tight_layout()
         cap = (
             ""
             if paid
@@ -149,8 +147,13 @@ def _figures(d: ReportData, t: Any, pairs: Any) -> tuple[list[Figure], list[str]
     # 4. score distributions
     ex = coll.examples
     ps, ns = ex["pos_scores"], ex["neg_scores"]
-    if ps.null_count < len(ps) and ns.null_count < len(ns):
-        pos_v = pc.list_flatten(ps).to_numpy(zero_copy_only=False)
+    if ns.null_count < len(ns):
+        pos_v = (
+            pc.list_flatten(ps).to_numpy(zero_copy_only=False).astype(float)
+            if ps.null_count < len(ps)
+            else np.zeros(0)
+        )
+        pos_v = pos_v[~np.isnan(pos_v)]
         neg_all = ns.combine_chunks()
         fn_set = (
             set(zip(pairs["example"].to_pylist(), pairs["pid"].to_pylist(), strict=True))
@@ -165,12 +168,12 @@ def _figures(d: ReportData, t: Any, pairs: Any) -> tuple[list[Figure], list[str]
             for p, v in zip(pids, sc or [], strict=False):
                 (neg_fn if (i, p) in fn_set else neg_rest).append(v)
         fig, ax = plt.subplots(figsize=(7, 3.2))
-        bins = np.linspace(
-            np.nanmin(np.concatenate([pos_v, neg_rest or [0]])),
-            np.nanmax(np.concatenate([pos_v, neg_rest or [1]])),
-            40,
-        )
-        ax.hist(pos_v, bins, alpha=0.5, density=True, label="positives")
+        every = np.concatenate([pos_v, np.asarray(neg_rest + neg_fn, float)])
+        every = every[~np.isnan(every)]
+        lo, hi = (float(every.min()), float(every.max())) if len(every) else (0.0, 1.0)
+        bins = np.linspace(lo, hi if hi > lo else lo + 1, 40)
+        if len(pos_v):
+            ax.hist(pos_v, bins, alpha=0.5, density=True, label="positives")
         ax.hist(neg_rest, bins, alpha=0.5, density=True, label="negatives")
         if neg_fn:
             ax.hist(neg_fn, bins, alpha=0.7, density=True, label="false negatives")
@@ -183,31 +186,102 @@ def _figures(d: ReportData, t: Any, pairs: Any) -> tuple[list[Figure], list[str]
         )
     else:
         notes.append(
-            "This collection carries no retrieval scores (mining or BGE `pos_scores`/`neg_scores` add "
+            "This collection carries no retrieval scores (mining or BGE `neg_scores` add "
             "them), so there is no score distribution plot."
         )
     return figs, notes
 
 
-def _samples(d: ReportData, pairs: Any, n: int = 12) -> list[dict[str, str]]:
+def _reasoning(content: str | None) -> str:
+    """The judge's words before its verdict (RLHN answers reason first), or the whole answer."""
+    if not content:
+        return ""
+    cut = content.find("<verdict>")
+    words = content[:cut] if cut > 0 else content
+    return words.replace("<thinking>", "").replace("</thinking>", "").strip()
+
+
+def _answers(d: ReportData, keys: list[str]) -> dict[str, str]:
+    from trueneg.judge import CACHE_FILE, Cache
+
+    named = (d.judge_summary or {}).get("cache")
+    f = Path(named) if named else d.collection.path / CACHE_FILE
+    if not f.is_file() or not keys:
+        return {}
+    with Cache(f) as c:
+        return {k: a.content or "" for k, a in c.get_many(keys).items()}
+
+
+def _samples(d: ReportData, t: Any, n: int = 6) -> list[dict[str, str]]:
+    """Up to ``n`` judged pairs of each label that matters ("better": a false negative by RLHN's
+    rule; "worse": relevant, but below the positive; dedup's free false negatives), with ids,
+    every stage's verdict on the pair (agreement) and the deciding judge's reasoning."""
     coll = d.collection
-    if not len(pairs):
+    if not len(t):
         return []
     text = coll.passages["text"].combine_chunks()
+    docid = coll.passages["docid"].combine_chunks()
     q = coll.queries["text"].combine_chunks()
+    qid_orig = coll.queries["query_id"].combine_chunks()
     pos = coll.examples["positives"].combine_chunks()
+    rows = t.to_pylist()
+    by_pair: dict[tuple[int, int], list[dict[str, Any]]] = {}
+    for r in rows:
+        by_pair.setdefault((r["example"], r["pid"]), []).append(r)
+    picked: list[dict[str, Any]] = []
+    for want in ("better", "worse", "false_negative"):
+        got = 0
+        for rs in by_pair.values():
+            last = max(rs, key=lambda r: r["stage_index"])
+            if last["label"] == want and got < n:
+                picked.append(last)
+                got += 1
+    answers = _answers(d, sorted({r["request_key"] for r in picked if r.get("request_key")}))
     out = []
-    for r in pairs.slice(0, n).to_pylist():
+    for r in picked:
         first_pos = pos[r["example"]].as_py()[0]
+        stages = sorted(by_pair[(r["example"], r["pid"])], key=lambda x: x["stage_index"])
         out.append(
             {
-                "query": q[r["qid"]].as_py(),
-                "positive": text[first_pos].as_py(),
-                "negative": text[r["pid"]].as_py(),
+                "query": f"{q[r['qid']].as_py()} [{qid_orig[r['qid']].as_py() or r['qid']}]",
+                "positive": f"{text[first_pos].as_py()} [{docid[first_pos].as_py() or first_pos}]",
+                "negative": f"{text[r['pid']].as_py()} [{docid[r['pid']].as_py() or r['pid']}]",
                 "verdict": f"{r['label']} ({r['stage']}{', ' + r['model'] if r.get('model') else ''})",
+                "stages": " → ".join(f"{x['stage']}: {x['label'] or x['status']}" for x in stages),
+                "reasoning": _reasoning(answers.get(r.get("request_key") or ""))
+                or (r.get("reason") or ""),
             }
         )
     return out
+
+
+def _agreement(t: Any) -> list[dict[str, Any]]:
+    """For pairs two judge stages both labelled: how often each pair of labels occurred."""
+    judged = [r for r in t.to_pylist() if r["stage"] != "dedup" and r["label"]]
+    by_pair: dict[tuple[int, int], dict[str, str]] = {}
+    order: dict[str, int] = {}
+    for r in judged:
+        by_pair.setdefault((r["example"], r["pid"]), {})[r["stage"]] = r["label"]
+        order[r["stage"]] = r["stage_index"]
+    names = sorted(order, key=order.__getitem__)
+    if len(names) < 2:
+        return []
+    a, b = names[0], names[1]
+    counts: dict[tuple[str, str], int] = {}
+    for labels in by_pair.values():
+        if a in labels and b in labels:
+            k = (labels[a], labels[b])
+            counts[k] = counts.get(k, 0) + 1
+    total = sum(counts.values())
+    return [
+        {a: la, b: lb, "pairs": c, "share": f"{c / total:.1%}"}
+        for (la, lb), c in sorted(counts.items(), key=lambda x: -x[1])
+    ]
+
+
+def _statuses(stages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    names = sorted({k for s in stages for k in s["statuses"]}, key=lambda k: (k != "ok", k))
+    return [{"stage": s["name"], **{k: s["statuses"].get(k, 0) for k in names}} for s in stages]
 
 
 def _clip(s: str, n: int = 280) -> str:
@@ -233,7 +307,7 @@ def _table(rows: Sequence[dict[str, Any]], cols: Sequence[str]) -> tuple[str, st
 
 CSS = """body{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;color:#1f2933}
 table{border-collapse:collapse;margin:1em 0;font-size:13px}td,th{border:1px solid #cbd2d9;padding:4px 8px;
-vertical-align:top;text-align:left;max-width:420px}th{background:#f0f4f8}img{max-width:100%}.cap{color:#616e7c;font-size:13px}"""
+vertical-align:top;text-align:left;max-width:420px;overflow-wrap:anywhere}p{overflow-wrap:anywhere}th{background:#f0f4f8}img{max-width:100%}.cap{color:#616e7c;font-size:13px}"""
 
 CHECK_IMAGES = """<script>window.addEventListener('load',function(){var im=document.images,ok=0;
 for(var i=0;i<im.length;i++){if(im[i].complete&&im[i].naturalWidth>0){ok++;}}
@@ -268,7 +342,6 @@ def write_report(d: ReportData, out_dir: str | Path) -> Path:
                 "cached": s["cache_hits"],
                 "sent": s["sent"],
                 "failed": s["failed"],
-                "statuses": s["statuses"],
                 "flagged calls": s["flagged_calls"],
                 "false negatives": s["false_negatives"],
                 "cost USD": f"{s['cost_usd']:.4f}",
@@ -284,6 +357,16 @@ def write_report(d: ReportData, out_dir: str | Path) -> Path:
         )
         h += ["<h2>Judge cascade</h2>", f"<p>{html.escape(summary)}</p>", th]
         md += ["## Judge cascade\n", summary + "\n", tm]
+        st_rows = _statuses(js["stages"])
+        if st_rows and len(st_rows[0]) > 1:
+            sh, sm = _table(st_rows, list(st_rows[0]))
+            h += ["<h3>Answer statuses</h3>", sh]
+            md += ["### Answer statuses\n", sm]
+        agree = _agreement(t)
+        if agree:
+            ah, am = _table(agree, list(agree[0]))
+            h += ["<h3>Stage agreement (pairs both stages labelled)</h3>", ah]
+            md += ["### Stage agreement (pairs both stages labelled)\n", am]
     for f in figs:
         (out / f"{f.name}.png").write_bytes(f.png)
         b64 = base64.b64encode(f.png).decode()
@@ -396,12 +479,12 @@ def write_report(d: ReportData, out_dir: str | Path) -> Path:
             f"<img alt='{title}' src='data:image/png;base64,{b64}'>",
         ]
         md += [f"## {title}\n", tm, f"![{title}](prefilter.png)\n"]
-    samples = _samples(d, pairs)
+    samples = _samples(d, t)
     if samples:
         rows = [{k: _clip(v) for k, v in s.items()} for s in samples]
-        th, tm = _table(rows, ["query", "positive", "negative", "verdict"])
-        h += ["<h2>Sample flagged pairs</h2>", th]
-        md += ["## Sample flagged pairs\n", tm]
+        th, tm = _table(rows, ["query", "positive", "negative", "verdict", "stages", "reasoning"])
+        h += ["<h2>Sample judged pairs (better, worse, dedup)</h2>", th]
+        md += ["## Sample judged pairs (better, worse, dedup)\n", tm]
     if notes:
         h.append(
             "<h2>Notes</h2><ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>"

@@ -79,8 +79,7 @@ def query_rows(path: Path) -> Iterator[tuple[int, str, str, dict[str, Any] | Non
 def _is_header(parts: list[str]) -> bool:
     if len(parts) != 3:
         return False
-    score = parts[2].strip()
-    return score.lower() in HEADER_SCORE_NAMES or not score.lstrip("-").isdigit()
+    return parts[2].strip().lower() in HEADER_SCORE_NAMES
 
 
 def qrels_rows(

@@ -54,7 +54,8 @@ def judge_collection(
     ``engine`` sends the requests (default: this process; see :mod:`trueneg.engine`)."""
     coll = Collection.load(path)
     cfg = config or JudgeConfig()
-    with Cache(cache_path or default_cache(coll)) as cache:
+    cache_file = Path(cache_path) if cache_path is not None else default_cache(coll)
+    with Cache(cache_file) as cache:
         summary, table = run_cascade(
             coll, cfg, cache, dry_run=dry_run, offline=offline, engine=engine
         )
@@ -67,7 +68,9 @@ def judge_collection(
     with atomic_file(coll.path / judgments.FILE) as f:
         pq.write_table(merged, f, **parquet_options())
     with atomic_file(coll.path / "judge-summary.json") as f:
-        f.write(orjson.dumps(summary.as_dict(), option=orjson.OPT_INDENT_2))
+        # the cache's place, so the report can quote the judge's reasoning
+        record = {**summary.as_dict(), "cache": str(cache_file.resolve())}
+        f.write(orjson.dumps(record, option=orjson.OPT_INDENT_2))
     manifest = dict(coll.manifest)
     manifest["steps"] = [
         *manifest.get("steps", []),
