@@ -57,8 +57,6 @@ from trueneg import judge as _judge_module  # noqa: E402,F401
 from trueneg import mine as _mine_module  # noqa: E402,F401
 from trueneg import report as _report_module  # noqa: E402,F401
 from trueneg.api import (  # noqa: E402
-    Engine,
-    LocalEngine,
     Result,
     dedup,
     evaluate,
@@ -69,5 +67,6 @@ from trueneg.api import (  # noqa: E402
     train_reranker,
     train_retriever,
 )
+from trueneg.engine import Engine, LocalEngine  # noqa: E402
 from trueneg.formats import export_collection, ingest  # noqa: E402
 from trueneg.hard_negatives import mine_hard_negatives  # noqa: E402

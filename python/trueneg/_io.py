@@ -362,7 +362,7 @@ def open_input(path: str | os.PathLike[str], what: str = "a file") -> IO[bytes]:
 
             import pyarrow as pa
 
-            return io.BufferedReader(pa.CompressedInputStream(pa.OSFile(p), "zstd"))  # type: ignore[arg-type]
+            return io.BufferedReader(pa.CompressedInputStream(pa.OSFile(p), "zstd"))
         return open(p, "rb")
     except PermissionError:
         raise InputError("permission denied", path=p) from None

@@ -190,13 +190,15 @@ class Duplicates:
 
     @property
     def is_duplicate(self) -> np.ndarray:
-        return self.root != np.arange(len(self.root))
+        dup: np.ndarray = self.root != np.arange(len(self.root))
+        return dup
 
     def similarity_of(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """MinHash estimate between texts a[i] and b[i] (1.0 for exact duplicates)."""
         sa = self.signatures[self.exact_group[a]]
         sb = self.signatures[self.exact_group[b]]
-        return (sa == sb).mean(axis=1).astype(np.float32)
+        sim: np.ndarray = (sa == sb).mean(axis=1).astype(np.float32)
+        return sim
 
     def summary(self) -> dict[str, int]:
         n = len(self.root)

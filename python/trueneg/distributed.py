@@ -72,7 +72,8 @@ class EmbedShard:
 
 
 def embed_shard(encoder: Any, batch: Batch, kind: str = "passage") -> np.ndarray:
-    return encoder.encode([str(t) for t in batch["text"]], kind, desc="embed shard")
+    emb: np.ndarray = encoder.encode([str(t) for t in batch["text"]], kind, desc="embed shard")
+    return emb
 
 
 def mine_shard(batch: Batch, *, corpus: Any, params: dict[str, Any]) -> Batch:
@@ -112,7 +113,8 @@ def build_requests(batch: Batch, *, config: dict[str, Any], stage: str) -> Batch
     """Judge requests of a shard of calls: columns ``query``, ``positives`` (lists of texts) and
     ``negatives`` (lists of texts) in; ``key``, ``prompt``, ``est_tokens``, ``est_cost`` out (the
     same rendering and keys as the local engine)."""
-    from trueneg.judge.cascade import JudgeConfig, make_requests
+    from trueneg.judge.cascade import make_requests
+    from trueneg.judge.config import JudgeConfig
     from trueneg.judge.render import load_prompt, render_listwise, render_pointwise
 
     cfg = JudgeConfig.from_dict(config)

@@ -346,7 +346,7 @@ def run_experiment(
 
 
 def _run(ds: Path, cfg: ExperimentConfig, work: Path, say: Callable[[str], None]) -> dict[str, Any]:
-    from trueneg.evaluate import load_beir
+    from trueneg.formats.beir import load_beir
     from trueneg.train.retriever import recipe_encoder
 
     t0 = time.perf_counter()

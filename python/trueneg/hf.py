@@ -9,11 +9,14 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from trueneg.exceptions import InputError
+
+if TYPE_CHECKING:
+    from trueneg.collection import Collection
 
 #: formats a collection can be turned into rows of (the others are folders: beir, tevatron-v2)
 ROW_FORMATS = ("bge", "tevatron", "st")
@@ -41,7 +44,7 @@ def from_hf(
     corpus: Any = None,
     subset: str | None = None,
     overwrite: bool = False,
-) -> Any:
+) -> Collection:
     """Ingest a ``datasets.Dataset`` (bge, tevatron / RLHN, tevatron-v2 with ``corpus`` a
     ``Dataset`` of ``{docid, title?, text}``, sentence-transformers pairs / triplets / n-tuples;
     ``format="auto"`` reads it from the columns) into a new collection at ``out``.

@@ -96,7 +96,10 @@ def final_flags(t: pa.Table) -> pa.Table:
 
 
 def _pair_keys(t: pa.Table) -> np.ndarray:
-    return (t["example"].to_numpy().astype(np.int64) << 32) | t["pid"].to_numpy().astype(np.int64)
+    keys: np.ndarray = (t["example"].to_numpy().astype(np.int64) << 32) | t[
+        "pid"
+    ].to_numpy().astype(np.int64)
+    return keys
 
 
 def _first_per_pair(t: pa.Table) -> pa.Table:

@@ -186,7 +186,8 @@ class Selection:
     band_scores: NDArray[np.float32]
 
     def negatives(self, q: int) -> list[int]:
-        return self.ids[self.offsets[q] : self.offsets[q + 1]].tolist()
+        ids: list[int] = self.ids[self.offsets[q] : self.offsets[q + 1]].tolist()
+        return ids
 
     def short(self, num_negatives: int) -> NDArray[np.int64]:
         """Queries with fewer eligible candidates than asked for (never filled with random ones)."""

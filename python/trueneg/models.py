@@ -42,7 +42,7 @@ def _require_torch(what: str, extra: str) -> Any:
         raise TruenegError(
             f"{what} needs torch and transformers: pip install 'trueneg[{extra}]'"
         ) from None
-    hf_logging.disable_progress_bar()
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     return torch
 
 
@@ -242,7 +242,8 @@ class Encoder:
         prefix = self.config.query_prefix if kind == "query" else self.config.passage_prefix
         cache = self._cache_file(texts, prefix)
         if cache is not None and cache.is_file():
-            return np.load(cache)
+            cached: np.ndarray = np.load(cache)
+            return cached
         torch = self._torch
         order = np.argsort([-len(t) for t in texts], kind="stable")  # long first: little padding
         out = np.empty((len(texts), self.model.config.hidden_size), np.float32)
@@ -308,7 +309,7 @@ def load_cross_encoder(path: Path) -> tuple[Any, Any]:
         raise InputError("model directory not found", path=str(path))
     tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
     level = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()  # a plain encoder gets a fresh head: expected, not news
+    hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]  # a plain encoder gets a fresh head: expected, not news
     try:
         model = AutoModelForSequenceClassification.from_pretrained(
             path, num_labels=1, local_files_only=True, ignore_mismatched_sizes=True

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -108,7 +109,10 @@ class PipelineConfig:
             if not isinstance(d[name], dict):
                 raise InputError(f"[{name}] must be a table", path=where)
         base = p.parent
-        rel = lambda x: str((base / x) if not Path(x).is_absolute() else Path(x))  # noqa: E731
+
+        def rel(x: str | os.PathLike[str]) -> str:
+            return str((base / x) if not Path(x).is_absolute() else Path(x))
+
         pipe = from_table(PipelineSection, d.get("pipeline", {}), "[pipeline]", where)
         if "ingest" not in d:
             raise InputError("[ingest] is missing (it needs inputs = [...])", path=where)

@@ -73,7 +73,7 @@ def loss_summary(losses: list[float]) -> str:
     return f"{what} {first:.4f} -> {last:.4f}"
 
 
-def _summary(r: dict, out: Path) -> None:
+def _summary(r: dict[str, Any], out: Path) -> None:
     typer.echo(
         f"wrote {out}: {r['steps']} steps ({r['rows']} rows x {r['epochs']} epochs) on "
         f"{r['device']} ({r['precision']}"

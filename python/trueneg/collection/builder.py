@@ -252,18 +252,18 @@ class CollectionBuilder:
 
     def _push_example(
         self,
-        query,
-        query_id,
-        subset,
-        query_extra,
-        npos,
-        nneg,
-        pos_scores,
-        neg_scores,
-        extra,
-        source,
-        line,
-    ) -> None:  # type: ignore[no-untyped-def]
+        query: str | None,
+        query_id: str | None,
+        subset: str,
+        query_extra: dict[str, Any] | None,
+        npos: int,
+        nneg: int,
+        pos_scores: list[float] | None,
+        neg_scores: list[float] | None,
+        extra: Any,
+        source: int,
+        line: int,
+    ) -> None:
         self._q_id.append(query_id)
         self._q_text.append(query)
         self._q_subset.append(subset)
@@ -695,6 +695,7 @@ def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     if total == 0:
         return np.zeros(0, np.int64)
     before = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-    return np.arange(total, dtype=np.int64) + np.repeat(
+    out: np.ndarray = np.arange(total, dtype=np.int64) + np.repeat(
         np.asarray(starts, np.int64) - before, lengths
     )
+    return out

@@ -448,7 +448,7 @@ def _qrels_stage(
     """Human labels as a judge: each negative looked up in the qrels by (query id, docid).
     Labels "relevant" (flagged: a false negative) or "not_relevant"; a pair the qrels do not
     judge gets status "unjudged" and no label. Calls with a flagged pair go on."""
-    from trueneg.evaluate import read_qrels
+    from trueneg.formats.beir import read_qrels
 
     summ, plan = _local_plan(text, stage, prev)
     if dry_run or not len(plan):

@@ -40,11 +40,11 @@ def prefilter_curve(
     Also the best margin that passes >= 90% of the reference false negatives."""
     from trueneg.judge.cascade import (
         CollectionText,
-        Stage,
         _local_scores,
         plan_stage,
         uncertain_bound,
     )
+    from trueneg.judge.config import Stage
 
     coll = Collection.load(collection)
     t = judgments.load(coll.path)

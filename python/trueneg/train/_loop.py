@@ -29,7 +29,7 @@ def require_torch() -> Any:
         raise TruenegError(
             "training needs torch and transformers: pip install 'trueneg[train]'"
         ) from None
-    transformers.utils.logging.disable_progress_bar()  # trueneg shows its own bars
+    transformers.utils.logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # trueneg shows its own bars
     return torch
 
 
@@ -201,7 +201,9 @@ def optimizer_and_schedule(model: Any, s: Schedule, total_steps: int) -> tuple[A
         ],
         lr=s.lr,
     )
-    sched = get_linear_schedule_with_warmup(opt, int(s.warmup_ratio * total_steps), total_steps)
+    sched = get_linear_schedule_with_warmup(  # type: ignore[no-untyped-call]
+        opt, int(s.warmup_ratio * total_steps), total_steps
+    )
     return opt, sched
 
 
