@@ -177,7 +177,7 @@ def _judge(side: str) -> tuple[Callable[[], Any], Callable[[Any], dict[str, Any]
         from test_bench_judge import online_requests
 
         from trueneg.judge import Cache
-        from trueneg.judge.client import Sender
+        from trueneg.judge.client import Sender, SendSettings
 
         if side == "online":
             os.environ.setdefault("OPENAI_API_KEY", "sk-bench")
@@ -185,7 +185,9 @@ def _judge(side: str) -> tuple[Callable[[], Any], Callable[[Any], dict[str, Any]
             with Cache(Path(tempfile.mkdtemp()) / "c.sqlite") as cache:
                 t = time.perf_counter()
                 asyncio.run(
-                    Sender(cache=cache, base_url=s[1], concurrency=CONCURRENCY).send_all(reqs)
+                    Sender(
+                        cache=cache, settings=SendSettings(base_url=s[1], concurrency=CONCURRENCY)
+                    ).send_all(reqs)
                 )
                 dt = time.perf_counter() - t
             s[0].terminate()

@@ -31,7 +31,7 @@ from trueneg.judge.cascade import (
     render_calls,
     run_cascade,
 )
-from trueneg.judge.client import Request, Sender
+from trueneg.judge.client import Request, Sender, SendSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 LATENCY, CONCURRENCY, N_ONLINE = 0.05, 64, int(os.environ.get("TRUENEG_BENCH_JUDGE_N", "3000"))
@@ -72,7 +72,7 @@ def test_online_throughput(benchmark: pytest.FixtureRequest, server: str, tmp_pa
 
     def once() -> None:
         with Cache(tmp_path / f"c{len(rates)}.sqlite") as cache:
-            s = Sender(cache=cache, base_url=server, concurrency=CONCURRENCY)
+            s = Sender(cache=cache, settings=SendSettings(base_url=server, concurrency=CONCURRENCY))
             t = time.perf_counter()
             stats = asyncio.run(s.send_all(reqs))
             dt = time.perf_counter() - t

@@ -208,24 +208,11 @@ def scrub(message: str, secret: str | None, *more: str) -> str:
     return message
 
 
-def check_sending(s: Any) -> None:
-    """The sending settings an object carries (a :class:`Sender`, a ``JudgeConfig``), checked:
-    a concurrency of 0 or a negative rate limit would wait forever."""
-    from trueneg.config import at_least, positive
+@dataclass(frozen=True, kw_only=True)
+class SendSettings:
+    """How requests reach one endpoint: the settings a :class:`Sender` and a ``JudgeConfig``
+    share, checked once here (a concurrency of 0 or a negative rate limit would wait forever)."""
 
-    at_least("concurrency", s.concurrency, 1)
-    at_least("rpm", s.rpm, 1, optional=True)
-    at_least("tpm", s.tpm, 1, optional=True)
-    positive("timeout", s.timeout)
-    at_least("max_attempts", s.max_attempts, 1)
-    at_least("unusable_retries", s.unusable_retries, 0)
-
-
-@dataclass
-class Sender:
-    """Sends requests to one endpoint. Build inside each worker: the openai client is not picklable."""
-
-    cache: Cache
     base_url: str | None = None
     api_key_env: str = "OPENAI_API_KEY"
     concurrency: int = 16
@@ -233,38 +220,55 @@ class Sender:
     tpm: int | None = None
     timeout: float = 120.0
     max_attempts: int = 6
-    max_backoff: float = 60.0
     #: extra sends of a prompt whose answer came back unusable (cut off, refused, empty); the
     #: paid answers are kept in the cache's ``superseded`` table
     unusable_retries: int = 3
     budget_usd: float | None = None
+
+    def __post_init__(self) -> None:
+        from trueneg.config import at_least, positive
+
+        at_least("concurrency", self.concurrency, 1)
+        at_least("rpm", self.rpm, 1, optional=True)
+        at_least("tpm", self.tpm, 1, optional=True)
+        positive("timeout", self.timeout)
+        at_least("max_attempts", self.max_attempts, 1)
+        at_least("unusable_retries", self.unusable_retries, 0)
+
+
+@dataclass
+class Sender:
+    """Sends requests to one endpoint. Build inside each worker: the openai client is not picklable."""
+
+    cache: Cache
+    settings: SendSettings = SendSettings()
+    max_backoff: float = 60.0
     price_of: Callable[[str], Price | None] = lambda m: None
     source: str = "api"
 
-    def __post_init__(self) -> None:
-        check_sending(self)
-
     def _scrub(self, message: str) -> str:
         """A message without the API key or the secrets of the endpoint URL."""
-        return scrub(message, getattr(self, "_secret", None), *url_secrets(self.base_url))
+        return scrub(message, getattr(self, "_secret", None), *url_secrets(self.settings.base_url))
 
     def _client(self) -> Any:
         from openai import AsyncOpenAI
 
-        key = os.environ.get(self.api_key_env)
+        key = os.environ.get(self.settings.api_key_env)
         if not key:
-            if self.base_url is None:
-                raise JudgeError(f"no API key: set the environment variable {self.api_key_env}")
+            if self.settings.base_url is None:
+                raise JudgeError(
+                    f"no API key: set the environment variable {self.settings.api_key_env}"
+                )
             key = "unused"  # local OpenAI-compatible servers often need none
         self._secret = key
-        _REDACT.add(*url_secrets(self.base_url), *([key] if key != "unused" else []))
-        base, query = _split_query(self.base_url)
+        _REDACT.add(*url_secrets(self.settings.base_url), *([key] if key != "unused" else []))
+        base, query = _split_query(self.settings.base_url)
         return AsyncOpenAI(
             api_key=key,
             base_url=base,
             default_query=query or None,
             max_retries=0,
-            timeout=self.timeout,
+            timeout=self.settings.timeout,
         )
 
     async def send_all(
@@ -274,9 +278,9 @@ class Sender:
         if not requests:
             return stats
         client = self._client()
-        sem = asyncio.Semaphore(self.concurrency)
-        limiter = RateLimiter(self.rpm, self.tpm)
-        spent = self.cache.spent() if self.budget_usd is not None else 0.0
+        sem = asyncio.Semaphore(self.settings.concurrency)
+        limiter = RateLimiter(self.settings.rpm, self.settings.tpm)
+        spent = self.cache.spent() if self.settings.budget_usd is not None else 0.0
         reserved = 0.0
         budget_lock = asyncio.Lock()
         t0 = time.perf_counter()
@@ -284,9 +288,9 @@ class Sender:
         async def one(req: Request) -> None:
             nonlocal spent, reserved
             async with sem:
-                if self.budget_usd is not None:
+                if self.settings.budget_usd is not None:
                     async with budget_lock:
-                        if spent + reserved + req.est_cost > self.budget_usd:
+                        if spent + reserved + req.est_cost > self.settings.budget_usd:
                             stats.stopped_by_budget += 1
                             out = Outcome(
                                 req.key, status="budget", message="budget reached before sending"
@@ -298,7 +302,7 @@ class Sender:
                 try:
                     out = await self._send(client, req, limiter, stats)
                 finally:
-                    if self.budget_usd is not None:
+                    if self.settings.budget_usd is not None:
                         async with budget_lock:
                             reserved -= req.est_cost
                 spent += out.superseded_usd
@@ -324,8 +328,8 @@ class Sender:
         last_err = ""
         unusable = 0
         extra_usd = 0.0
-        for attempt in range(self.max_attempts + self.unusable_retries):
-            if attempt - unusable >= self.max_attempts:
+        for attempt in range(self.settings.max_attempts + self.settings.unusable_retries):
+            if attempt - unusable >= self.settings.max_attempts:
                 break
             await limiter.acquire(req.est_tokens)
             stats.sent += 1
@@ -335,7 +339,7 @@ class Sender:
                 )
                 body = raw.content
                 answer = self._answer(req, body)
-                if not usable(answer) and unusable < self.unusable_retries:
+                if not usable(answer) and unusable < self.settings.unusable_retries:
                     self.cache.put_superseded(answer)  # paid: kept, not used
                     unusable += 1
                     stats.unusable += 1
@@ -386,13 +390,16 @@ class Sender:
         if not last_err:
             last_err = "every answer was unusable (cut off, refused or empty)"
         self.cache.record_failure(
-            req.key, "api_error", None, f"gave up after {self.max_attempts} attempts: {last_err}"
+            req.key,
+            "api_error",
+            None,
+            f"gave up after {self.settings.max_attempts} attempts: {last_err}",
         )
         stats.failed += 1
         return Outcome(
             req.key,
             status="api_error",
-            message=f"gave up after {self.max_attempts} attempts: {last_err}",
+            message=f"gave up after {self.settings.max_attempts} attempts: {last_err}",
             superseded_usd=extra_usd,
         )
 

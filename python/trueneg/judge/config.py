@@ -14,7 +14,7 @@ from typing import Any
 
 from trueneg.config import at_least, check_keys, from_table, load_toml, one_of, positive, within
 from trueneg.exceptions import InputError
-from trueneg.judge.client import check_sending
+from trueneg.judge.client import SendSettings
 from trueneg.judge.cost import price_for
 
 __all__ = [
@@ -129,18 +129,12 @@ RLHN_STAGES = (
 
 
 @dataclass(frozen=True)
-class JudgeConfig:
+class JudgeConfig(SendSettings):
+    """The judge: its cascade of stages, and how their requests are sent and paid for (the
+    sending settings of :class:`~trueneg.judge.client.SendSettings`: endpoint, concurrency, rate
+    limits, retries, budget)."""
+
     stages: tuple[Stage, ...] = RLHN_STAGES
-    base_url: str | None = None
-    api_key_env: str = "OPENAI_API_KEY"
-    concurrency: int = 16
-    rpm: int | None = None
-    tpm: int | None = None
-    timeout: float = 120.0
-    max_attempts: int = 6
-    #: extra sends of a prompt whose answer was cut off, refused or empty (paid answers are kept)
-    unusable_retries: int = 3
-    budget_usd: float | None = None
     prices: dict[str, tuple[float, ...]] = field(default_factory=dict)
     chunk_calls: int = 20_000
     #: Batch API: seconds between polls, and requests per uploaded file (the API allows 50,000)
@@ -148,7 +142,7 @@ class JudgeConfig:
     batch_max_lines: int = 50_000
 
     def __post_init__(self) -> None:
-        check_sending(self)
+        super().__post_init__()
         at_least("budget_usd", self.budget_usd, 0.0, optional=True)
         at_least("chunk_calls", self.chunk_calls, 1)
         positive("batch_poll_seconds", self.batch_poll_seconds)
