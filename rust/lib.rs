@@ -3,6 +3,7 @@
 //! Nothing in this crate outside `py/` knows about Python: every module here
 //! is tested with `cargo test --no-default-features`.
 
+pub mod cpu;
 pub mod dedup;
 pub mod error;
 pub mod formats;

@@ -154,12 +154,15 @@ def select_negatives(
     sampling: str = "top",
     seed: int = 0,
     cluster: NDArray[np.uint32] | None = None,
+    query_offset: int = 0,
 ) -> tuple[
     tuple[NDArray[np.int64], NDArray[np.uint32], NDArray[np.float32]],
     NDArray[np.uint32],
     tuple[NDArray[np.int64], NDArray[np.uint32], NDArray[np.float32]],
 ]:
-    """Positive-aware negative selection: ((offsets, ids, scores), eligible, band)."""
+    """Positive-aware negative selection: ((offsets, ids, scores), eligible, band).
+    ``query_offset``: the global number of the first query (random sampling draws per global
+    query, so blocks of queries draw what one call draws)."""
 
 def set_serial(serial: bool) -> None: ...
 def num_threads() -> int: ...

@@ -13,7 +13,12 @@ use crate::error::{CoreError, CoreResult};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Sampling {
     Top,
-    Random { seed: u64 },
+    /// A seeded sample per query; `first_query` is the global number of the call's first query,
+    /// so a run split into blocks of queries draws what one call over all of them draws.
+    Random {
+        seed: u64,
+        first_query: u64,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -155,9 +160,10 @@ pub fn select_negatives(
             }
         }
         out.eligible.push(pool.len() as u32);
-        if let Sampling::Random { seed } = params.sampling {
+        if let Sampling::Random { seed, first_query } = params.sampling {
             // seeded partial Fisher-Yates per query: the same seed gives the same choice
-            let mut st = seed ^ (q as u64).wrapping_mul(0xA076_1D64_78BD_642F);
+            let global = first_query.wrapping_add(q as u64);
+            let mut st = seed ^ global.wrapping_mul(0xA076_1D64_78BD_642F);
             let take = params.num_negatives.min(pool.len());
             for i in 0..take {
                 let j = i + (splitmix(&mut st) % (pool.len() - i) as u64) as usize;
@@ -245,12 +251,45 @@ mod tests {
     #[test]
     fn random_is_seeded_and_short_queries_are_reported() {
         let mut p = params();
-        p.sampling = Sampling::Random { seed: 3 };
+        p.sampling = Sampling::Random {
+            seed: 3,
+            first_query: 0,
+        };
         let a = select_negatives(&IDS, &SC, 5, &[0, 1], &[5], &[0.9], None, &p).unwrap();
         let b = select_negatives(&IDS, &SC, 5, &[0, 1], &[5], &[0.9], None, &p).unwrap();
         assert_eq!(a, b);
         p.num_negatives = 10;
         let c = select_negatives(&IDS, &SC, 5, &[0, 1], &[5], &[0.9], None, &p).unwrap();
         assert_eq!((c.eligible[0], c.ids.len()), (4, 4)); // never filled up
+    }
+
+    #[test]
+    fn blocks_of_queries_draw_what_one_call_draws() {
+        // three queries over the same candidates (positive 5 each): one call vs one call each
+        let ids: Vec<i64> = IDS.repeat(3);
+        let sc: Vec<f32> = SC.repeat(3);
+        let mut p = params();
+        p.num_negatives = 2;
+        let all = |first_query, n: usize, ids: &[i64], sc: &[f32]| {
+            let mut p = p;
+            p.sampling = Sampling::Random {
+                seed: 11,
+                first_query,
+            };
+            let po: Vec<i64> = (0..=n as i64).collect();
+            select_negatives(ids, sc, 5, &po, &vec![5; n], &vec![0.9; n], None, &p).unwrap()
+        };
+        let whole = all(0, 3, &ids, &sc);
+        let mut parts = Vec::new();
+        for q in 0..3 {
+            parts.extend(all(q as u64, 1, &ids[q * 5..q * 5 + 5], &sc[q * 5..q * 5 + 5]).ids);
+        }
+        assert_eq!(whole.ids, parts);
+        // without the offset every block would draw as query 0 does
+        let same_offset: Vec<u32> = (0..3)
+            .flat_map(|q| all(0, 1, &ids[q * 5..q * 5 + 5], &sc[q * 5..q * 5 + 5]).ids)
+            .collect();
+        assert!(same_offset.chunks(2).all(|c| c == &same_offset[..2]));
+        assert_ne!(whole.ids, same_offset);
     }
 }

@@ -100,7 +100,7 @@ type SelectPy<'py> = (
 /// Positive-aware negative selection over top-k candidates. Returns ((offsets, ids, scores) of
 /// the chosen negatives, eligible count per query, (offsets, ids, scores) of the ambiguous band).
 #[pyfunction]
-#[pyo3(signature = (cand_ids, cand_scores, pos_offsets, pos_ids, pos_scores, num_negatives, range_min = 0, range_max = usize::MAX, max_score = None, min_score = None, absolute_margin = None, relative_margin = None, sampling = "top", seed = 0, cluster = None))]
+#[pyo3(signature = (cand_ids, cand_scores, pos_offsets, pos_ids, pos_scores, num_negatives, range_min = 0, range_max = usize::MAX, max_score = None, min_score = None, absolute_margin = None, relative_margin = None, sampling = "top", seed = 0, cluster = None, query_offset = 0))]
 #[allow(clippy::too_many_arguments)]
 pub(super) fn select_negatives<'py>(
     py: Python<'py>,
@@ -119,6 +119,7 @@ pub(super) fn select_negatives<'py>(
     sampling: &str,
     seed: u64,
     cluster: Option<PyReadonlyArray1<'py, u32>>,
+    query_offset: u64,
 ) -> PyResult<SelectPy<'py>> {
     let k = cand_ids.as_array().ncols();
     let ids = cand_ids
@@ -129,7 +130,10 @@ pub(super) fn select_negatives<'py>(
         .map_err(|_| value_error("cand_scores must be C-contiguous float32 (n, k)"))?;
     let sampling = match sampling {
         "top" => crate::mining::Sampling::Top,
-        "random" => crate::mining::Sampling::Random { seed },
+        "random" => crate::mining::Sampling::Random {
+            seed,
+            first_query: query_offset,
+        },
         other => {
             return Err(value_error(format!(
                 "sampling must be 'top' or 'random', got {other:?}"

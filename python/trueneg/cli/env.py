@@ -46,6 +46,8 @@ def env_info() -> dict[str, object]:
         "cpu_features": _core.cpu_features(),
         # what precision=auto / dtype=auto picks for embedding and training on this CPU
         "auto_precision_cpu": "bf16" if "avx512bf16" in _core.cpu_features() else "fp32",
+        # the attention kernels bf16 embedding uses on this CPU (eager where AMX is, else SDPA)
+        "cpu_embedding_attention": "eager" if "amx-bf16" in _core.cpu_features() else "sdpa",
         "packages": versions,
     }
 

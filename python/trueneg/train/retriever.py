@@ -72,7 +72,7 @@ def _load(cfg: RetrieverConfig, device: Any, precision: str) -> tuple[Any, Any, 
     if not path.is_dir():
         raise InputError("model directory not found", path=str(path))
     tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
-    model = load_model(path, device, precision)
+    model = load_model(path, device, precision, training=True)
     return model, tok, resolve_pooling(path, cfg.pooling), path
 
 
