@@ -36,6 +36,8 @@ DEDUP_N = 50_000
 FIX_N = 680_000
 INGEST_ROWS = 200_000
 JUDGE_N, LATENCY, CONCURRENCY = 3000, 0.05, 64
+EMBED_N = 2000  # DL19 passages timed (after a warm-up pass over 1,000 others: every shape seen)
+EMBED_OUT = Path(tempfile.gettempdir()) / "trueneg-bench-embed"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -204,6 +206,65 @@ def _judge(side: str) -> tuple[Callable[[], Any], Callable[[Any], dict[str, Any]
     return setup, run
 
 
+def _embed(side: str) -> tuple[Callable[[], Any], Callable[[Any], dict[str, Any]]]:
+    """Passages/s of all-MiniLM-L6-v2 on DL19 passages (title + text): trueneg's encoder (auto:
+    bf16 autocast where the CPU has AVX512-BF16/AMX; and forced fp32) vs sentence-transformers'
+    default ``encode`` (fp32, batch 32). Embeddings are saved so the suite reports each side's
+    cosine to sentence-transformers' fp32 ones."""
+
+    def setup() -> Any:
+        import numpy as np  # noqa: F401
+
+        from trueneg.models import Encoder, EncoderConfig, default_model_path
+
+        rows = []
+        with open(ROOT / "tests/data/beir-msmarco-dl19-5k/corpus.jsonl", encoding="utf-8") as f:
+            for line, _ in zip(f, range(EMBED_N + 1000), strict=False):
+                r = json.loads(line)
+                rows.append((r.get("title", "") + " " + r["text"]).strip())
+        texts, warm = rows[:EMBED_N], rows[EMBED_N:]
+        path = default_model_path()
+        if side == "sentence-transformers":
+            from sentence_transformers import SentenceTransformer
+
+            st = SentenceTransformer(path, device="cpu")
+
+            def fn(x: list[str]) -> Any:
+                return st.encode(x, convert_to_numpy=True, normalize_embeddings=True)
+        else:
+            enc = Encoder(EncoderConfig(model=path, dtype="fp32" if "fp32" in side else "auto"))
+
+            def fn(x: list[str]) -> Any:
+                return enc.encode(x)
+
+        fn(warm)
+        return fn, texts
+
+    def run(s: Any) -> dict[str, Any]:
+        import numpy as np
+
+        fn, texts = s
+        e = fn(texts)
+        EMBED_OUT.mkdir(exist_ok=True)
+        np.save(EMBED_OUT / f"{side.replace(' ', '_')}.npy", np.asarray(e, np.float32))
+        return {}
+
+    return setup, run
+
+
+def _embed_note(side: str, seconds: float) -> str:
+    import numpy as np
+
+    note = f"{EMBED_N / seconds:,.1f} passages/s"
+    try:
+        ref = np.load(EMBED_OUT / "sentence-transformers.npy")
+        e = np.load(EMBED_OUT / f"{side.replace(' ', '_')}.npy")
+    except OSError:
+        return note
+    cos = (ref * e).sum(1) / np.linalg.norm(ref, axis=1) / np.linalg.norm(e, axis=1)
+    return f"{note}, cosine to ST fp32: mean {cos.mean():.6f}, min {cos.min():.6f}"
+
+
 def _cache_hit_setup() -> Any:
     from test_bench_judge import cache_hit_workload
 
@@ -216,6 +277,11 @@ CASES: dict[str, tuple[str, list[str], Callable[..., Any]]] = {
         f"exact top-{TOPK[3]}, {TOPK[0]:,} x {TOPK[1]:,} x {TOPK[2]}",
         ["trueneg", "trueneg (gemm)", "numpy", "faiss", "usearch"],
         _topk,
+    ),
+    "embed": (
+        f"embed {EMBED_N:,} DL19 passages (all-MiniLM-L6-v2)",
+        ["trueneg", "trueneg fp32", "sentence-transformers"],
+        _embed,
     ),
     "select": (
         f"negative selection, {SELECT[0]:,} queries x {SELECT[1]:,} passages",
@@ -310,6 +376,10 @@ def suite(only: list[str]) -> tuple[list[dict[str, Any]], float]:
     for case in only:
         title, sides, _ = CASES[case]
         res = {side: measure(case, side) for side in sides}
+        if case == "embed":
+            for side in sides:
+                if "skipped" not in res[side]:
+                    res[side]["note"] = _embed_note(side, res[side]["seconds"])
         base = res[sides[0]]
         for side in sides:
             r = res[side]

@@ -54,6 +54,36 @@ def test_matches_sentence_transformers(encoder: Encoder, texts: list[str]) -> No
     assert float(ours[-2] @ ours[-1]) == pytest.approx(0.772, abs=0.01)
 
 
+def test_encode_into_a_memory_mapped_file_in_checkpointed_chunks(
+    encoder: Encoder, texts: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows streamed into an f16 ``.npy`` on disk a chunk at a time; a run stopped after its first
+    chunk and restarted at the checkpoint gives the rows one ``encode`` gives."""
+    import trueneg.models as models
+
+    monkeypatch.setattr(models, "ENCODE_CHUNK", 16)
+    ref = encoder.encode(texts)
+    path = tmp_path / "p.npy"
+    out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float16, shape=ref.shape)
+    done: list[int] = []
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_first(end: int) -> None:
+        done.append(end)
+        raise Stop
+
+    with pytest.raises(Stop):
+        encoder.encode_into(texts, "passage", out, on_chunk=stop_after_first)
+    assert done == [16] and not out[16:].any()  # nothing past the checkpoint
+    encoder.encode_into(texts, "passage", out, start=done[-1], on_chunk=done.append)
+    assert done == [16, 32, len(texts)]
+    out.flush()
+    back = np.load(path, mmap_mode="r")
+    assert np.abs(back.astype(np.float32) - ref).max() < 2e-3  # f16 rounding only
+
+
 def test_max_length_is_the_models_unless_given(encoder: Encoder, texts: list[str]) -> None:
     """all-MiniLM-L6-v2 declares max_seq_length 256 (sentence_bert_config.json); a given
     max_length wins, and a long text embeds differently when cut shorter."""

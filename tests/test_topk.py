@@ -142,6 +142,37 @@ def test_selection_random_band_and_short() -> None:
         select_negatives(q, c, [[99]] * 5)
 
 
+def test_random_sampling_in_blocks_equals_one_call() -> None:
+    """``query_offset``: blocks of queries (a streamed or resumed run) draw what one call draws."""
+    rng = np.random.default_rng(3)
+    q = rng.standard_normal((40, 16)).astype(np.float32)
+    c = rng.standard_normal((300, 16)).astype(np.float32)
+    ids, sc = exact_topk(q, c, 60)
+    pos_off = np.arange(41, dtype=np.int64)
+    pos = ids[:, 0].astype(np.uint32)  # each query's best passage is its positive
+    pos_sc = sc[:, 0].copy()
+
+    def select(a: int, b: int, offset: int) -> np.ndarray:
+        (_, chosen, _), _, _ = _core.select_negatives(
+            np.ascontiguousarray(ids[a:b]),
+            np.ascontiguousarray(sc[a:b]),
+            pos_off[a : b + 1] - a,
+            pos[a:b],
+            pos_sc[a:b],
+            5,
+            sampling="random",
+            seed=9,
+            query_offset=offset,
+        )
+        return chosen
+
+    whole = select(0, 40, 0)
+    blocks = np.concatenate([select(a, a + 7, a) for a in range(0, 40, 7)])
+    assert np.array_equal(whole, blocks)
+    unshifted = np.concatenate([select(a, min(a + 7, 40), 0) for a in range(0, 40, 7)])
+    assert not np.array_equal(whole, unshifted)  # the offset is what makes them equal
+
+
 @pytest.mark.parametrize("search", ["exact", "ann"])
 def test_mine_collection_cli(data_dir: Path, tmp_path: Path, search: str) -> None:
     import os
