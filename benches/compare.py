@@ -525,7 +525,12 @@ def main() -> None:
     )
     ap.add_argument("--scaling", action="store_true", help="also the scaling curve (adds ~2 min)")
     ap.add_argument("--sizes", default="25000,50000,100000,200000")
-    ap.add_argument("--out", default="benches/RESULTS.md")
+    ap.add_argument(
+        "--out",
+        default=None,
+        help="write the table here (default: benches/RESULTS.md for the whole suite; a run of "
+        "some cases writes a file only where --out says, so it never replaces the full results)",
+    )
     ap.add_argument(
         "--readme", default=None, help="replace the table between the bench markers in this file"
     )
@@ -535,10 +540,16 @@ def main() -> None:
         child(*a.child)
         return
     t0 = time.time()
-    rows, peak = suite([c for c in a.only.split(",") if c])
+    only = [c for c in a.only.split(",") if c]
+    whole = set(only) == set(CASES)
+    if a.readme and not whole:
+        ap.error("--readme replaces the README's whole table: run the whole suite with it")
+    rows, peak = suite(only)
     sc = scaling([int(x) for x in a.sizes.split(",")]) if a.scaling else ""
     md = markdown(rows, peak, sc) + f"\n({time.time() - t0:.0f} s for the whole suite)\n"
-    Path(a.out).write_text(md)
+    out = a.out or ("benches/RESULTS.md" if whole else None)
+    if out:
+        Path(out).write_text(md)
     print("\n" + md)
     if a.readme:
         p = Path(a.readme)

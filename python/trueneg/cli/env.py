@@ -29,6 +29,7 @@ PACKAGES = (
 
 def env_info() -> dict[str, object]:
     from trueneg import __version__, _core
+    from trueneg.models import cpu_attention, cpu_has_bf16
 
     versions: dict[str, str | None] = {}
     for p in PACKAGES:
@@ -45,9 +46,9 @@ def env_info() -> dict[str, object]:
         "TRUENEG_NUM_THREADS": os.environ.get("TRUENEG_NUM_THREADS"),
         "cpu_features": _core.cpu_features(),
         # what precision=auto / dtype=auto picks for embedding and training on this CPU
-        "auto_precision_cpu": "bf16" if "avx512bf16" in _core.cpu_features() else "fp32",
-        # the attention kernels bf16 embedding uses on this CPU (eager where AMX is, else SDPA)
-        "cpu_embedding_attention": "eager" if "amx-bf16" in _core.cpu_features() else "sdpa",
+        "auto_precision_cpu": "bf16" if cpu_has_bf16() else "fp32",
+        # the attention kernels bf16 embedding uses on this CPU (None = the library's SDPA)
+        "cpu_embedding_attention": cpu_attention("bf16") or "sdpa",
         "packages": versions,
     }
 

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -24,7 +24,7 @@ from trueneg.collection import Collection
 from trueneg.engine import Engine, LocalEngine
 from trueneg.exceptions import InputError
 from trueneg.judge.cache import Answer, Cache, is_final, request_key
-from trueneg.judge.client import Outcome, Request, Sender, SendSettings, SendStats
+from trueneg.judge.client import Outcome, Request, Sender, SendStats
 from trueneg.judge.config import (  # noqa: F401  (re-exported: the settings live in judge.config)
     BACKENDS,
     RLHN_STAGES,
@@ -213,11 +213,8 @@ class JudgeSummary:
 def make_sender(config: JudgeConfig, cache: Cache, budget_usd: float | None) -> Sender:
     """The online sender the config describes (the Ray ``Judge`` workers build theirs here too,
     each with its share of the budget)."""
-    settings = {f.name: getattr(config, f.name) for f in fields(SendSettings)}
     return Sender(
-        cache=cache,
-        settings=SendSettings(**{**settings, "budget_usd": budget_usd}),
-        price_of=config.price_of,
+        cache=cache, settings=replace(config, budget_usd=budget_usd), price_of=config.price_of
     )
 
 
