@@ -278,5 +278,8 @@ def test_int8_method_is_exact() -> None:
     assert np.array_equal(ii[7], np.arange(100)) and not is_[7].any()
     with pytest.raises(InputError, match="method must be auto, gemm or int8"):
         exact_topk(q, c, 5, method="int4")
-    with pytest.raises(InputError, match="int8 method takes float32"):
-        exact_topk(q, c.astype(np.float16), 5, method="int8")
+    # f16 rows take the int8 path too: the exact scores of the rows widened to f32
+    c16, q16 = c.astype(np.float16), q.astype(np.float16)
+    hi, hs = exact_topk(q16, c16, 100, method="int8")
+    wi, ws = exact_topk(q16.astype(np.float32), c16.astype(np.float32), 100, method="int8")
+    assert np.array_equal(hi, wi) and np.array_equal(hs, ws)

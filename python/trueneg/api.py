@@ -108,11 +108,14 @@ def mine(
     passage_embeddings: Any = None,
     overwrite: bool = False,
     engine: Engine | None = None,
+    work_dir: PathLike | None = None,
     **overrides: Any,
 ) -> Result[dict[str, Any]]:
     """New hard negatives for every example (sentence-transformers' conventions, every positive
     of the query masked, the relative margin 0.05 by default), embedded with ``encoder`` (an
     :class:`~trueneg.models.EncoderConfig`; default all-MiniLM-L6-v2) unless embeddings are given.
+    Mined in blocks under ``memory_limit`` (a :class:`~trueneg.mine.MineConfig` field); with
+    ``work_dir`` each block is saved there and a rerun resumes from the saved blocks.
 
     Example::
 
@@ -138,6 +141,8 @@ def mine(
         keep_old=cfg.keep_old,
         overwrite=overwrite,
         engine=engine,
+        work_dir=work_dir,
+        memory_limit=cfg.memory_limit,
         **cfg.selection(),
     )
     return Result(Collection.load(out), rep)

@@ -6,6 +6,7 @@ positive-aware selection (Rust) and ``mine_collection`` over a collection."""
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -52,7 +53,8 @@ def exact_topk(
     ``method``: ``gemm`` (f32 gemm blocks with the top-k fused in), ``int8`` (an int8 prefilter
     on AVX-512 VNNI with a rigorous error bound per score, then exact f32 re-scoring of the
     candidates: the same exact answer, ~4x fewer cycles per multiply-add), or ``auto`` (int8 when
-    the CPU has it, the rows are float32 and the corpus is large; else gemm)."""
+    the CPU has it and the corpus is large; else gemm). float16 rows take either path, widened to
+    float32 as they are read: the scores are the exact float32 inner products of the widened rows."""
     q, c = _matrix(queries, "queries"), _matrix(corpus, "corpus")
     _same_dim(q, c)
     try:
@@ -154,7 +156,14 @@ def ann_topk(
         raise InputError(f"k must be in 1..={len(c)} (the corpus size), got {k}")
     if not np.isfinite(q).all():
         raise InputError("queries have a non-finite value (NaN or inf)")
-    index = ann_index(c, cfg)
+    return ann_search(ann_index(c, cfg), q, c, k, cfg)
+
+
+def ann_search(
+    index: Any, q: Matrix, c: Matrix, k: int, cfg: AnnConfig
+) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+    """:func:`ann_topk` with a built (or loaded) ``index`` of the corpus ``c``: candidates from
+    the graph, re-scored exactly in float32 from ``c``'s rows, sorted by (score, lower id)."""
     index.expansion_search = max(cfg.expansion_search, k)
     m = index.search(q, k, threads=cfg.threads)
     keys = np.asarray(m.keys, dtype=np.int64).reshape(len(q), k)
@@ -164,7 +173,7 @@ def ann_topk(
     step = max(1, (64 << 20) // (4 * k * c.shape[1]))  # gathered rows per chunk: 64 MiB
     for a in range(0, len(q), step):
         ids = keys[a : a + step]
-        rows = c[np.maximum(ids, 0)].astype(np.float32, copy=False)
+        rows = np.asarray(c[np.maximum(ids, 0)]).astype(np.float32, copy=False)
         s = np.einsum("nkd,nd->nk", rows, q[a : a + step].astype(np.float32, copy=False))
         scores[a : a + step] = np.where(ids >= 0, s, -np.inf)
     order = np.lexsort((np.where(keys >= 0, keys, np.iinfo(np.int64).max), -scores), axis=1)
@@ -198,7 +207,10 @@ class Selection:
 class MineConfig:
     """The selection settings of mining (sentence-transformers' ``mine_hard_negatives`` names and
     defaults; see :func:`select_negatives`), checked on construction. ``ann`` applies with
-    ``search = "ann"``; ``keep_old`` appends the mined negatives after the old ones."""
+    ``search = "ann"``; ``keep_old`` appends the mined negatives after the old ones;
+    ``memory_limit`` bounds the run's memory (a size such as ``"8GB"``; ``None``: half of the
+    machine's memory): queries are mined in blocks and the corpus searched in shards sized to it
+    (:mod:`trueneg.streamed`), with the same output for any limit."""
 
     num_negatives: int = 7
     range_min: int = 0
@@ -214,9 +226,13 @@ class MineConfig:
     search: str = "exact"
     ann: dict[str, Any] | None = None
     keep_old: bool = False
+    memory_limit: str | None = None
 
     def __post_init__(self) -> None:
         from trueneg.config import at_least, one_of
+        from trueneg.streamed import parse_memory
+
+        parse_memory(self.memory_limit)
 
         at_least("num_negatives", self.num_negatives, 1)
         at_least("range_min", self.range_min, 0)
@@ -238,6 +254,7 @@ class MineConfig:
         """Keyword arguments of :func:`select_negatives`."""
         d = dataclasses.asdict(self)
         d.pop("keep_old")
+        d.pop("memory_limit")
         return d
 
 
@@ -258,6 +275,7 @@ def select_negatives(
     cluster: NDArray[np.uint32] | None = None,
     search: str = "exact",
     ann: AnnConfig | dict[str, Any] | None = None,
+    method: str = "auto",
 ) -> Selection:
     """Hard negatives for each query from exact search, with sentence-transformers'
     ``mine_hard_negatives`` conventions: a pool of the top ``range_max`` + (most positives of any
@@ -273,7 +291,7 @@ def select_negatives(
         raise InputError(f"{len(q)} queries but {len(positives)} positive lists")
     k = min(len(c), range_max + max((len(p) for p in positives), default=0))
     if search == "exact":
-        cand_ids, cand_scores = exact_topk(q, c, k)
+        cand_ids, cand_scores = exact_topk(q, c, k, method=method)
     elif search == "ann":
         cfg = AnnConfig(**ann) if isinstance(ann, dict) else ann
         cand_ids, cand_scores = ann_topk(q, c, k, cfg)
@@ -341,6 +359,8 @@ def mine_collection(
     keep_old: bool = False,
     overwrite: bool = False,
     engine: Engine | None = None,
+    work_dir: str | os.PathLike[str] | None = None,
+    memory_limit: str | int | None = None,
     **kw: Any,
 ) -> dict[str, Any]:
     """Mine new negatives for every example of a collection from precomputed embeddings (queries
@@ -348,11 +368,15 @@ def mine_collection(
     negatives replaced (or, with ``keep_old``, appended after the old ones, without repeats), their
     scores stored, the ambiguous band written to ``band.parquet`` for the judge. ``engine``
     runs the selection (default: this process; the Ray engine spreads it over workers).
-    Settings not given take :class:`MineConfig`'s defaults, the CLI's (``relative_margin`` 0.05)."""
+    In this process the queries are mined in blocks under ``memory_limit`` (see
+    :func:`trueneg.streamed.select_streamed`; the embeddings may be memory-mapped ``.npy``
+    arrays); ``work_dir`` keeps a checkpoint per block, so a killed call resumes there with
+    identical output. Settings not given take :class:`MineConfig`'s defaults, the CLI's
+    (``relative_margin`` 0.05)."""
 
     import pyarrow as pa
 
-    from trueneg._io import prepare_output
+    from trueneg._io import check_output, prepare_output
     from trueneg.collection import (
         EXAMPLE_SCHEMA,
         Collection,
@@ -362,6 +386,8 @@ def mine_collection(
 
     coll = Collection.load(path)
     prepare_output(out, [coll.path], overwrite=overwrite)
+    if work_dir is not None:
+        check_output(work_dir, [coll.path, out])
     defaults = MineConfig().selection()
     kw = {**defaults, **kw}
     qe, pe = (
@@ -378,7 +404,14 @@ def mine_collection(
     positives = query_positives(qids, ex["positives"].to_pylist())
     if kw.get("cluster") is None:
         kw["cluster"] = exact_copies(coll)
-    sel = (engine or LocalEngine()).select(qe[qids], pe, positives, **kw)
+    if engine is None or isinstance(engine, LocalEngine):
+        from trueneg.streamed import select_streamed
+
+        sel = select_streamed(
+            qe, pe, positives, query_rows=qids, work_dir=work_dir, memory_limit=memory_limit, **kw
+        )
+    else:
+        sel = engine.select(np.asarray(qe[qids]), pe, positives, **kw)
     old = ex["negatives"].to_pylist()
     new_neg, new_scores = [], []
     for i in range(len(ex)):

@@ -332,6 +332,52 @@ class Encoder:
                 if on_chunk is not None:
                     on_chunk(c0 + len(chunk))
 
+    def encode_to_file(
+        self,
+        texts: Sequence[str],
+        kind: str,
+        path: str | os.PathLike[str],
+        *,
+        dtype: Any = np.float32,
+        desc: str = "embed",
+    ) -> np.ndarray:
+        """Embeds ``texts`` into the ``.npy`` file ``path`` (created memory-mapped, rows written
+        as they come) and returns it memory-mapped read-only. ``path + ".json"`` records the model
+        fingerprint, the texts' hash and the rows done after each chunk: a killed run resumes at
+        its last chunk; a file of other texts or another model is embedded again."""
+        path = Path(path)
+        meta = path.with_name(path.name + ".json")
+        key = self._texts_key(texts, self._prefix(kind))
+        rows, dim = len(texts), self.dim
+        start = 0
+        if path.is_file() and meta.is_file():
+            try:
+                m = json.loads(meta.read_text())
+            except (OSError, ValueError):
+                m = {}
+            if m.get("key") == key and m.get("dtype") == np.dtype(dtype).str:
+                start = int(m.get("rows_done", 0))
+        if start >= rows and rows:
+            done: np.ndarray = np.load(path, mmap_mode="r")
+            return done
+        if start == 0:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            out = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=(rows, dim))
+        else:
+            out = np.load(path, mmap_mode="r+")
+
+        def checkpoint(end: int) -> None:
+            out.flush()
+            with atomic_file(meta, "w") as f:
+                json.dump({"key": key, "dtype": np.dtype(dtype).str, "rows_done": end}, f)
+
+        self.encode_into(texts, kind, out, start=start, desc=desc, on_chunk=checkpoint)
+        if not rows:
+            checkpoint(0)
+        out.flush()
+        result: np.ndarray = np.load(path, mmap_mode="r")
+        return result
+
     def _forward(self, tok: Any, mask: Any) -> np.ndarray:
         torch = self._torch
         tok, mask = tok.to(self.device), mask.to(self.device)
@@ -360,15 +406,19 @@ class Encoder:
         pe = self.encode(passages, "passage", desc="embed passages")
         return qe, pe
 
-    def _cache_file(self, texts: Sequence[str], prefix: str) -> Path | None:
-        d = self.config.cache_dir or os.environ.get("TRUENEG_EMBED_CACHE")
-        if not d:
-            return None
+    def _texts_key(self, texts: Sequence[str], prefix: str) -> str:
+        """Hash of this model's settings, the prefix and the texts."""
         h = hashlib.sha256(self.fingerprint().encode() + prefix.encode() + b"\0")
         for t in texts:
             h.update(t.encode())
             h.update(b"\0")
-        return Path(d) / f"{h.hexdigest()[:32]}.npy"
+        return h.hexdigest()[:32]
+
+    def _cache_file(self, texts: Sequence[str], prefix: str) -> Path | None:
+        d = self.config.cache_dir or os.environ.get("TRUENEG_EMBED_CACHE")
+        if not d:
+            return None
+        return Path(d) / f"{self._texts_key(texts, prefix)}.npy"
 
 
 def load_cross_encoder(path: Path) -> tuple[Any, Any]:

@@ -365,6 +365,13 @@ class Runner:
                 eng = self.engine()
                 qe, pe = enc.encode_collection(Collection.load(source), engine=eng)
                 sel = {k: v for k, v in m.items() if k not in enc_keys and k != "keep_old"}
+                # a block checkpoint folder per stage fingerprint: a killed stage resumes there
+                from trueneg.streamed import claim_work_folder, remove_work_folder
+
+                for old in w.glob("mine-work-*"):
+                    if old.name != f"mine-work-{fp_mine[:16]}":
+                        remove_work_folder(old)
+                work = claim_work_folder(w / f"mine-work-{fp_mine[:16]}")
                 r = mine_collection(
                     source,
                     mined,
@@ -373,8 +380,10 @@ class Runner:
                     keep_old=bool(m.get("keep_old", False)),
                     overwrite=True,
                     engine=eng,
+                    work_dir=work / "blocks",
                     **sel,
                 )
+                remove_work_folder(work)
                 # dedup's free false negatives name negatives: they still hold when the old ones are kept
                 if m.get("keep_old", False) and (source / "judgments.parquet").exists():
                     shutil.copyfile(source / "judgments.parquet", mined / "judgments.parquet")

@@ -19,7 +19,7 @@ use rayon::prelude::*;
 use crate::error::{CoreError, CoreResult};
 use crate::pool;
 
-use super::topk::TopK;
+use super::topk::{Rows, TopK};
 
 /// Queries per kernel call, corpus rows per kernel call (two 16-lane registers).
 const MR: usize = 8;
@@ -97,7 +97,7 @@ struct PackedCorpus {
     max_norm: f32,
 }
 
-fn pack_corpus(c: &[f32], d: usize) -> PackedCorpus {
+fn pack_corpus(c: Rows<'_>, d: usize) -> PackedCorpus {
     let n = c.len() / d;
     let d4 = d.div_ceil(4);
     let n_pad = n.div_ceil(NR) * NR;
@@ -113,12 +113,14 @@ fn pack_corpus(c: &[f32], d: usize) -> PackedCorpus {
         .enumerate()
         .for_each(|(b, (((blk, sc), su), no))| {
             let mut row = vec![0i8; d4 * 4];
+            let mut wide = Vec::new();
             for lane in 0..16 {
                 let j = b * 16 + lane;
                 if j >= n {
                     break;
                 }
-                let (s, t, r) = quantise_row(&c[j * d..(j + 1) * d], &mut row[..d]);
+                let x = c.widen(j * d, (j + 1) * d, &mut wide);
+                let (s, t, r) = quantise_row(x, &mut row[..d]);
                 sc[lane] = s;
                 su[lane] = t;
                 no[lane] = r;
@@ -208,7 +210,12 @@ impl QueryState {
 /// [`super::topk_inner_product`], inputs already validated by it. Errors when the CPU lacks
 /// AVX-512 VNNI (check [`available`]).
 #[allow(clippy::too_many_lines)] // one task body: quantise, scan, re-score
-pub(crate) fn topk_int8(queries: &[f32], corpus: &[f32], d: usize, k: usize) -> CoreResult<TopK> {
+pub(crate) fn topk_int8(
+    queries: Rows<'_>,
+    corpus: Rows<'_>,
+    d: usize,
+    k: usize,
+) -> CoreResult<TopK> {
     if !available() {
         return Err(CoreError::InvalidParam(
             "the int8 search needs a CPU with AVX-512 VNNI".into(),
@@ -236,9 +243,10 @@ pub(crate) fn topk_int8(queries: &[f32], corpus: &[f32], d: usize, k: usize) -> 
                 let mut qn = vec![RowNorms::default(); mp];
                 let mut slack = vec![0f32; mp];
                 let mut row = vec![0i8; d4 * 4];
+                let (mut qwide, mut cwide) = (Vec::new(), Vec::new());
                 for i in 0..m {
-                    let (s, _, norms) =
-                        quantise_row(&queries[(q0 + i) * d..(q0 + i + 1) * d], &mut row[..d]);
+                    let x = queries.widen((q0 + i) * d, (q0 + i + 1) * d, &mut qwide);
+                    let (s, _, norms) = quantise_row(x, &mut row[..d]);
                     for (o, &v) in qd[i * d4 * 4..(i + 1) * d4 * 4].iter_mut().zip(&row) {
                         *o = (i32::from(v) + 128) as u8;
                     }
@@ -279,13 +287,16 @@ pub(crate) fn topk_int8(queries: &[f32], corpus: &[f32], d: usize, k: usize) -> 
                         }
                         continue;
                     }
-                    let q = &queries[(q0 + r) * d..(q0 + r + 1) * d];
+                    let q = queries.widen((q0 + r) * d, (q0 + r + 1) * d, &mut qwide);
                     let t = st.threshold;
                     let mut exact: Vec<(f32, u32)> = st
                         .cands
                         .into_iter()
                         .filter(|c| c.1 >= t && (c.0 as usize) < nc)
-                        .map(|(j, _)| (dot(q, &corpus[j as usize * d..(j as usize + 1) * d]), j))
+                        .map(|(j, _)| {
+                            let (a, b) = (j as usize * d, (j as usize + 1) * d);
+                            (dot(q, corpus.widen(a, b, &mut cwide)), j)
+                        })
                         .collect();
                     exact.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
                     exact.dedup_by_key(|x| x.1);

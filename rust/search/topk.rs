@@ -82,7 +82,7 @@ pub enum Rows<'a> {
 }
 
 impl Rows<'_> {
-    fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         match self {
             Rows::F32(x) => x.len(),
             Rows::F16(x) => x.len(),
@@ -90,7 +90,7 @@ impl Rows<'_> {
     }
 
     /// Elements `a..b` as f32: borrowed for f32, widened into `scratch` for f16.
-    fn widen<'s>(&'s self, a: usize, b: usize, scratch: &'s mut Vec<f32>) -> &'s [f32] {
+    pub(crate) fn widen<'s>(&'s self, a: usize, b: usize, scratch: &'s mut Vec<f32>) -> &'s [f32] {
         match self {
             Rows::F32(x) => &x[a..b],
             Rows::F16(x) => {
@@ -139,7 +139,7 @@ pub fn topk_inner_product(queries: &[f32], corpus: &[f32], d: usize, k: usize) -
 }
 
 /// Top-`k` corpus rows by inner product for every query. `queries` is row-major `nq x d`,
-/// `corpus` row-major `nc x d`; either may be f16 (then the gemm method is used).
+/// `corpus` row-major `nc x d`; either may be f16 (widened to f32 a block or a row at a time).
 #[allow(clippy::too_many_lines)] // checks, dispatch, and the one blocked loop
 pub fn topk_rows(
     queries: Rows<'_>,
@@ -179,19 +179,13 @@ pub fn topk_rows(
             )));
         }
     }
-    if let (Rows::F32(q), Rows::F32(c)) = (queries, corpus) {
-        let int8 = match method {
-            Method::Gemm => false,
-            Method::Int8 => true,
-            Method::Auto => super::quant::available() && nc >= 8192 && d >= 64 && nq >= 64,
-        };
-        if int8 {
-            return super::quant::topk_int8(q, c, d, k);
-        }
-    } else if method == Method::Int8 {
-        return Err(CoreError::InvalidParam(
-            "the int8 method takes float32 rows".into(),
-        ));
+    let int8 = match method {
+        Method::Gemm => false,
+        Method::Int8 => true,
+        Method::Auto => super::quant::available() && nc >= 8192 && d >= 64 && nq >= 64,
+    };
+    if int8 {
+        return super::quant::topk_int8(queries, corpus, d, k);
     }
     let mut indices = vec![-1i64; nq * k];
     let mut scores = vec![f32::NEG_INFINITY; nq * k];
@@ -398,5 +392,76 @@ mod tests {
                 .count();
             assert!(same as f64 >= 0.999 * a.indices.len() as f64, "{same}");
         }
+    }
+
+    #[test]
+    fn int8_on_f16_rows_equals_int8_on_their_widened_rows() {
+        if !crate::search::quant::available() {
+            return;
+        }
+        let d = 64;
+        let to16 = |x: &[f32]| x.iter().map(|&v| f16::from_f32(v)).collect::<Vec<f16>>();
+        let (q, c) = (to16(&data(90, d, 7)), to16(&data(9000, d, 8)));
+        let (qw, cw): (Vec<f32>, Vec<f32>) = (
+            q.iter().map(|v| v.to_f32()).collect(),
+            c.iter().map(|v| v.to_f32()).collect(),
+        );
+        let want = topk_rows(Rows::F32(&qw), Rows::F32(&cw), d, 20, Method::Int8).unwrap();
+        assert_eq!(
+            topk_rows(Rows::F16(&q), Rows::F16(&c), d, 20, Method::Int8).unwrap(),
+            want
+        );
+        assert_eq!(
+            topk_rows(Rows::F16(&q), Rows::F32(&cw), d, 20, Method::Auto).unwrap(),
+            want
+        );
+    }
+
+    #[test]
+    fn int8_scores_do_not_depend_on_how_the_corpus_is_split() {
+        // streamed mining searches corpus shards and query blocks separately and merges: the
+        // int8 path re-scores each candidate with one fixed-order dot product, so every score
+        // is bit-identical to the one-call score and the merged top-k equals the one-call top-k
+        if !crate::search::quant::available() {
+            return;
+        }
+        let (d, k) = (48, 15);
+        let (q, c) = (data(64, d, 9), data(3000, d, 10));
+        let one = topk_rows(Rows::F32(&q), Rows::F32(&c), d, k, Method::Int8).unwrap();
+        let split = 1234;
+        let a = topk_rows(
+            Rows::F32(&q),
+            Rows::F32(&c[..split * d]),
+            d,
+            k,
+            Method::Int8,
+        )
+        .unwrap();
+        let b = topk_rows(
+            Rows::F32(&q),
+            Rows::F32(&c[split * d..]),
+            d,
+            k,
+            Method::Int8,
+        )
+        .unwrap();
+        for r in 0..64 {
+            let mut m: Vec<(f32, u32)> = (0..k)
+                .map(|j| (a.scores[r * k + j], a.indices[r * k + j] as u32))
+                .chain((0..k).map(|j| {
+                    (
+                        b.scores[r * k + j],
+                        (b.indices[r * k + j] as usize + split) as u32,
+                    )
+                }))
+                .collect();
+            m.sort_by(better);
+            for j in 0..k {
+                assert_eq!(m[j].0.to_bits(), one.scores[r * k + j].to_bits());
+                assert_eq!(i64::from(m[j].1), one.indices[r * k + j]);
+            }
+        }
+        let half = topk_rows(Rows::F32(&q[..7 * d]), Rows::F32(&c), d, k, Method::Int8).unwrap();
+        assert_eq!(half.scores, one.scores[..7 * k]);
     }
 }

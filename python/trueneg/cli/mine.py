@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from trueneg.cli import app
 from trueneg.mine import MineConfig
+from trueneg.models import EncoderConfig
 
 #: the CLI's defaults are the library's: one place
 _M = MineConfig()
@@ -108,13 +109,26 @@ def mine(
             help="Append the mined negatives after the existing ones instead of replacing them."
         ),
     ] = False,
+    memory_limit: Annotated[
+        str | None,
+        typer.Option(
+            help="Peak memory to stay under, e.g. 8GB (default: half of this machine's). Queries are mined in blocks and the corpus searched in shards sized to it; the output is the same for any limit."
+        ),
+    ] = _M.memory_limit,
+    work_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Checkpoint folder: embeddings computed here and one file per mined block, so a killed or interrupted run resumes where it stopped (rerun the same command). Default: OUT.work; removed once OUT is written."
+        ),
+    ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace --out if it exists.")] = False,
 ) -> None:
     """Mine hard negatives by exact search (Rust kernel) or ANN (usearch) over embeddings given as .npy or computed
     with a local model, masking positives."""
-    from trueneg._io import load_npy, prepare_output
+    from trueneg._io import check_output, prepare_output
     from trueneg.exceptions import InputError
     from trueneg.mine import MineConfig, mine_collection
+    from trueneg.streamed import blocks_saved, claim_work_folder, remove_work_folder
 
     if (query_embeddings is None) != (passage_embeddings is None):
         given = "--query-embeddings" if query_embeddings is not None else "--passage-embeddings"
@@ -123,6 +137,10 @@ def mine(
             "or neither (to embed with --model)"
         )
     prepare_output(out, [collection, embed_cache, ann_index], overwrite=overwrite)
+    work = work_dir if work_dir is not None else out.with_name(out.name + ".work")
+    check_output(
+        work, [collection, out, embed_cache, ann_index, query_embeddings, passage_embeddings]
+    )
     settings = MineConfig(
         num_negatives=num_negatives,
         range_min=range_min,
@@ -143,15 +161,15 @@ def mine(
         if search == "ann"
         else None,
         keep_old=keep_old,
+        memory_limit=memory_limit,
     )
-    if query_embeddings is not None and passage_embeddings is not None:
-        qe, pe = load_npy(query_embeddings), load_npy(passage_embeddings)
-    else:
-        from trueneg.collection import Collection
-        from trueneg.models import Encoder, EncoderConfig
-
-        coll = Collection.load(collection)
-        enc = Encoder(
+    claim_work_folder(work)
+    try:
+        qe, pe = _embeddings(
+            collection,
+            work,
+            query_embeddings,
+            passage_embeddings,
             EncoderConfig(
                 model=model,
                 pooling=pooling,
@@ -160,19 +178,62 @@ def mine(
                 max_length=max_length,
                 batch_size=batch_size,
                 cache_dir=str(embed_cache) if embed_cache else None,
-            )
+            ),
         )
-        qe, pe = enc.encode_collection(coll)
-    r = mine_collection(
-        collection,
-        out,
-        qe,
-        pe,
-        keep_old=settings.keep_old,
-        overwrite=overwrite,
-        **settings.selection(),
-    )
+        r = mine_collection(
+            collection,
+            out,
+            qe,
+            pe,
+            keep_old=settings.keep_old,
+            overwrite=overwrite,
+            work_dir=work / "blocks",
+            memory_limit=settings.memory_limit,
+            **settings.selection(),
+        )
+    except KeyboardInterrupt:
+        n = sum(1 for _ in blocks_saved(work / "blocks")) if (work / "blocks").is_dir() else 0
+        typer.echo(
+            f"interrupted: the embeddings done and {n:,} mined blocks are saved in {work}; rerun "
+            "the same command to resume from there",
+            err=True,
+        )
+        raise typer.Exit(130) from None
+    del qe, pe
+    remove_work_folder(work)
     typer.echo(
         f"wrote {out}: {r['negatives']:,} negatives for {r['examples']:,} examples; {r['band']:,} in the "
         f"ambiguous band (band.parquet); {r['short_examples']:,} examples short of {num_negatives}"
     )
+
+
+def _embeddings(
+    collection: Path,
+    work: Path,
+    query_embeddings: Path | None,
+    passage_embeddings: Path | None,
+    encoder: EncoderConfig,
+) -> tuple[Any, Any]:
+    """The .npy files given (memory-mapped), else embedded with the model: into the embedding
+    cache when one is set, else into the work folder (a checkpoint per chunk)."""
+    from trueneg._io import load_npy
+
+    if query_embeddings is not None and passage_embeddings is not None:
+        return load_npy(query_embeddings), load_npy(passage_embeddings)
+    from trueneg.collection import Collection
+    from trueneg.models import Encoder
+
+    coll = Collection.load(collection)
+    enc = Encoder(encoder)
+    if encoder.cache_dir is not None:
+        qe, pe = enc.encode_collection(coll)
+    else:  # embedded into the work folder, a checkpoint per chunk
+        from trueneg.texts import passage_texts
+
+        qe = enc.encode_to_file(
+            coll.queries["text"].to_pylist(), "query", work / "queries.npy", desc="embed queries"
+        )
+        pe = enc.encode_to_file(
+            passage_texts(coll.passages), "passage", work / "passages.npy", desc="embed passages"
+        )
+    return qe, pe
