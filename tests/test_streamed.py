@@ -107,7 +107,9 @@ def test_merge_topk_orders_like_the_kernel() -> None:
     b_id[0, 3], b_sc[0, 3] = -1, -np.inf
     ids, sc = merge_topk(a_id, a_sc, b_id, b_sc, k)
     for r in range(50):
-        items = list(zip(np.r_[a_sc[r], b_sc[r]].tolist(), np.r_[a_id[r], b_id[r]].tolist()))
+        items = list(
+            zip(np.r_[a_sc[r], b_sc[r]].tolist(), np.r_[a_id[r], b_id[r]].tolist(), strict=True)
+        )
         # the kernel's order: f32 total order (0.0 above -0.0), then the lower id; -1 last
         want = sorted(
             items,
@@ -185,8 +187,8 @@ q = np.load(sys.argv[1], mmap_mode="r"); c = np.load(sys.argv[2], mmap_mode="r")
 pos = [[int(i)] for i in np.load(sys.argv[3])]
 sel = select_streamed(q, c, pos, work_dir=sys.argv[4], block_queries=200, num_negatives=7,
                       relative_margin=0.05, memory_limit="4GB")
-np.savez(sys.argv[5], **{f: getattr(sel, f) for f in %r})
-""" % (FIELDS,)
+np.savez(sys.argv[5], **{f: getattr(sel, f) for f in FIELDS})
+""".replace("FIELDS", repr(FIELDS))
 
 
 def test_kill_9_and_rerun_give_byte_identical_output(tmp_path: Path) -> None:

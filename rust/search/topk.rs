@@ -456,9 +456,9 @@ mod tests {
                 }))
                 .collect();
             m.sort_by(better);
-            for j in 0..k {
-                assert_eq!(m[j].0.to_bits(), one.scores[r * k + j].to_bits());
-                assert_eq!(i64::from(m[j].1), one.indices[r * k + j]);
+            for (j, (s, i)) in m.iter().take(k).enumerate() {
+                assert_eq!(s.to_bits(), one.scores[r * k + j].to_bits());
+                assert_eq!(i64::from(*i), one.indices[r * k + j]);
             }
         }
         let half = topk_rows(Rows::F32(&q[..7 * d]), Rows::F32(&c), d, k, Method::Int8).unwrap();
