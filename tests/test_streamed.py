@@ -142,8 +142,9 @@ def test_plan_stays_under_the_limit_and_refuses_too_little() -> None:
         plan_blocks(n_q, n_c, d, k, memory_limit=512 << 20)
     assert parse_memory("8GB") == 8 * 10**9 and parse_memory("6GiB") == 6 << 30
     assert parse_memory("512m") == 512 << 20 and parse_memory(None) is None
-    with pytest.raises(InputError, match="expected a size"):
-        parse_memory("lots")
+    for bad in ("lots", "8", "8 apples"):
+        with pytest.raises(InputError, match="expected a size with its unit"):
+            parse_memory(bad)
     assert BlockPlan(10, 5, 3, 5, 0).block(3) == (9, 10)
 
 

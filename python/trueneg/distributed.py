@@ -87,18 +87,28 @@ def mine_shard(batch: Batch, *, corpus: Any, params: dict[str, Any]) -> Batch:
         corpus = require_ray().get(corpus)
     q = np.stack(list(batch["query_embedding"])).astype(np.float32)
     pos = [[int(x) for x in p] for p in batch["positives"]]
-    sel = select_negatives(q, corpus, pos, **params)
-
-    def cut(a: np.ndarray, off: np.ndarray) -> np.ndarray:
-        return _objects([a[off[i] : off[i + 1]] for i in range(len(q))])
-
+    ex = np.asarray(batch["example"], np.int64)
+    # random sampling draws per global example: each run of consecutive examples is one call
+    # with its first example as the offset (a shard is one run unless Ray reordered rows)
+    cuts = np.flatnonzero(np.diff(ex) != 1) + 1
+    out: dict[str, list[Any]] = {k: [] for k in ("negatives", "scores", "band_ids", "band_scores")}
+    eligible = []
+    for a, b in zip(np.r_[0, cuts], np.r_[cuts, len(ex)], strict=True):
+        sel = select_negatives(q[a:b], corpus, pos[a:b], query_offset=int(ex[a]), **params)
+        for i in range(b - a):
+            o, bo = (
+                slice(sel.offsets[i], sel.offsets[i + 1]),
+                slice(sel.band_offsets[i], sel.band_offsets[i + 1]),
+            )
+            out["negatives"].append(sel.ids[o])
+            out["scores"].append(sel.scores[o])
+            out["band_ids"].append(sel.band_ids[bo])
+            out["band_scores"].append(sel.band_scores[bo])
+        eligible.append(sel.eligible.astype(np.int64))
     return {
         "example": batch["example"],
-        "negatives": cut(sel.ids, sel.offsets),
-        "scores": cut(sel.scores, sel.offsets),
-        "eligible": sel.eligible.astype(np.int64),
-        "band_ids": cut(sel.band_ids, sel.band_offsets),
-        "band_scores": cut(sel.band_scores, sel.band_offsets),
+        **{k: _objects(v) for k, v in out.items()},
+        "eligible": np.concatenate(eligible) if eligible else np.zeros(0, np.int64),
     }
 
 

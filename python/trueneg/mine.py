@@ -276,6 +276,7 @@ def select_negatives(
     search: str = "exact",
     ann: AnnConfig | dict[str, Any] | None = None,
     method: str = "auto",
+    query_offset: int = 0,
 ) -> Selection:
     """Hard negatives for each query from exact search, with sentence-transformers'
     ``mine_hard_negatives`` conventions: a pool of the top ``range_max`` + (most positives of any
@@ -325,6 +326,7 @@ def select_negatives(
         sampling=sampling,
         seed=seed,
         cluster=None if cluster is None else np.ascontiguousarray(cluster, np.uint32),
+        query_offset=query_offset,
     )
     return Selection(off, ids, sc, eligible, boff, bids, bsc)
 

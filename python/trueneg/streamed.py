@@ -65,16 +65,19 @@ def int8_available() -> bool:
 
 
 def parse_memory(value: str | int | float | None) -> int | None:
-    """Bytes from ``"8GB"``, ``"512MiB"``, ``"8g"``, ``"1.5T"`` or a number of bytes; ``None`` stays
-    ``None``. Decimal (GB) and binary (GiB) units; a bare G means GiB."""
+    """Bytes from a size with its unit: ``"8GB"``, ``"512MB"``, ``"6GiB"``, ``"8g"``, ``"1.5T"``
+    (GB = 10^9, GiB and a bare G = 2^30); a number is bytes; ``None`` stays ``None``. A string
+    without a unit is refused (8 what?)."""
     if value is None or isinstance(value, int | float):
         return None if value is None else int(value)
-    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kmgt]?)(i?b?)\s*", value.lower())
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kmgt])(i?b?)\s*", value.lower())
     if not m:
-        raise InputError(f"memory limit {value!r}: expected a size such as 8GB, 6GiB or 512MB")
+        raise InputError(
+            f"memory limit {value!r}: expected a size with its unit, such as 8GB, 6GiB or 512MB"
+        )
     num, unit, suffix = float(m.group(1)), m.group(2), m.group(3)
     base = 1000 if suffix == "b" else 1024
-    return int(num * base ** "_kmgt".index(unit or "_"))
+    return int(num * base ** " kmgt".index(unit))
 
 
 def default_memory_limit() -> int:

@@ -30,6 +30,7 @@ PACKAGES = (
 def env_info() -> dict[str, object]:
     from trueneg import __version__, _core
     from trueneg.models import cpu_attention, cpu_has_bf16
+    from trueneg.streamed import default_memory_limit, int8_available
 
     versions: dict[str, str | None] = {}
     for p in PACKAGES:
@@ -49,6 +50,9 @@ def env_info() -> dict[str, object]:
         "auto_precision_cpu": "bf16" if cpu_has_bf16() else "fp32",
         # the attention kernels bf16 embedding uses on this CPU (None = the library's SDPA)
         "cpu_embedding_attention": cpu_attention("bf16") or "sdpa",
+        # the exact search kernel mining uses here, and its default memory limit
+        "mining_kernel": "int8 prefilter (AVX-512 VNNI)" if int8_available() else "f32 gemm",
+        "mining_memory_limit_gb": round(default_memory_limit() / 2**30, 1),
         "packages": versions,
     }
 
