@@ -142,6 +142,7 @@ def test_plan_stays_under_the_limit_and_refuses_too_little() -> None:
         plan_blocks(n_q, n_c, d, k, memory_limit=512 << 20)
     assert parse_memory("8GB") == 8 * 10**9 and parse_memory("6GiB") == 6 << 30
     assert parse_memory("512m") == 512 << 20 and parse_memory(None) is None
+    assert parse_memory("4096B") == 4096
     for bad in ("lots", "8", "8 apples"):
         with pytest.raises(InputError, match="expected a size with its unit"):
             parse_memory(bad)
@@ -276,7 +277,7 @@ def test_cli_memory_limit_and_work_folder(data_dir: Path, tmp_path: Path) -> Non
     ):
         tight -= 32 << 10
     r = _mine_cli(
-        coll.path, tmp_path, "b", "--memory-limit", str(tight), "--work-dir", str(tmp_path / "wb")
+        coll.path, tmp_path, "b", "--memory-limit", f"{tight}B", "--work-dir", str(tmp_path / "wb")
     )
     assert r.returncode == 0, r.stderr
     assert not (tmp_path / "wb").exists()

@@ -65,19 +65,19 @@ def int8_available() -> bool:
 
 
 def parse_memory(value: str | int | float | None) -> int | None:
-    """Bytes from a size with its unit: ``"8GB"``, ``"512MB"``, ``"6GiB"``, ``"8g"``, ``"1.5T"``
-    (GB = 10^9, GiB and a bare G = 2^30); a number is bytes; ``None`` stays ``None``. A string
+    """Bytes from a size with its unit: ``"8GB"``, ``"512MB"``, ``"6GiB"``, ``"8g"``, ``"1.5T"``,
+    ``"4096B"`` (GB = 10^9, GiB and a bare G = 2^30); a number is bytes; ``None`` stays ``None``. A string
     without a unit is refused (8 what?)."""
     if value is None or isinstance(value, int | float):
         return None if value is None else int(value)
-    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kmgt])(i?b?)\s*", value.lower())
-    if not m:
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kmgt]?)(i?b?)\s*", value.lower())
+    if not m or not (m.group(2) or m.group(3) == "b"):
         raise InputError(
             f"memory limit {value!r}: expected a size with its unit, such as 8GB, 6GiB or 512MB"
         )
     num, unit, suffix = float(m.group(1)), m.group(2), m.group(3)
     base = 1000 if suffix == "b" else 1024
-    return int(num * base ** " kmgt".index(unit))
+    return int(num * base ** " kmgt".index(unit or " "))
 
 
 def default_memory_limit() -> int:
@@ -397,6 +397,8 @@ def select_streamed(
     for arr, name in ((q_all, "queries"), (c_all, "corpus")):
         if arr.ndim != 2 or arr.dtype not in (np.float16, np.float32, np.float64):
             raise InputError(f"{name} must be a 2-d float array, got {arr.dtype} {arr.shape}")
+    if c_all.dtype == np.float64:  # once, not per block (the kernel reads f32 or f16)
+        c_all = c_all.astype(np.float32)
     if q_all.shape[1] != c_all.shape[1]:
         raise InputError(
             f"dimension mismatch: queries have {q_all.shape[1]} columns, the corpus "
