@@ -298,25 +298,15 @@ def select_negatives(
         cand_ids, cand_scores = ann_topk(q, c, k, cfg)
     else:
         raise InputError(f"search must be exact or ann, got {search!r}")
-    pos_off = np.concatenate([[0], np.cumsum([len(p) for p in positives])]).astype(np.int64)
-    flat = np.asarray([x for p in positives for x in p], np.int64)
-    if len(flat) and (flat.min() < 0 or flat.max() >= len(c)):
-        raise InputError(f"positive ids must be corpus rows 0..{len(c) - 1}")
-    owner = np.repeat(np.arange(len(q)), np.diff(pos_off))
-    pos_scores = (
-        np.einsum("ij,ij->i", q[owner].astype(np.float32), c[flat].astype(np.float32)).astype(
-            np.float32
-        )
-        if len(flat)
-        else np.zeros(0, np.float32)
-    )
-    (off, ids, sc), eligible, (boff, bids, bsc) = _core.select_negatives(
+    pos_off, flat = flat_positives(positives, len(c))
+    return select_candidates(
         cand_ids,
         cand_scores,
+        q,
+        c,
         pos_off,
-        flat.astype(np.uint32),
-        pos_scores,
-        num_negatives,
+        flat,
+        num_negatives=num_negatives,
         range_min=range_min,
         range_max=range_max,
         max_score=max_score,
@@ -325,8 +315,66 @@ def select_negatives(
         relative_margin=relative_margin,
         sampling=sampling,
         seed=seed,
+        cluster=cluster,
+        query_offset=query_offset,
+    )
+
+
+def flat_positives(
+    positives: list[list[int]], n_corpus: int
+) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """(offsets, flat ids) of the positive lists, the ids checked to be corpus rows."""
+    pos_off = np.concatenate([[0], np.cumsum([len(p) for p in positives])]).astype(np.int64)
+    flat = np.asarray([x for p in positives for x in p], np.int64)
+    if len(flat) and (flat.min() < 0 or flat.max() >= n_corpus):
+        raise InputError(f"positive ids must be corpus rows 0..{n_corpus - 1}")
+    return pos_off, flat
+
+
+def positive_scores(
+    q: np.ndarray, corpus: np.ndarray, pos_off: NDArray[np.int64], flat: NDArray[np.int64]
+) -> NDArray[np.float32]:
+    """Each query row's inner product with each of its positives (CSR ``pos_off``/``flat``), in
+    f32; the corpus rows are read in sorted order (cheap on a memory-mapped corpus)."""
+    if not len(flat):
+        return np.zeros(0, np.float32)
+    owner = np.repeat(np.arange(len(q)), np.diff(pos_off))
+    order = np.argsort(flat, kind="stable")
+    rows = np.empty((len(flat), corpus.shape[1]), np.float32)
+    rows[order] = corpus[flat[order]]
+    out: NDArray[np.float32] = np.einsum("ij,ij->i", q[owner].astype(np.float32), rows).astype(
+        np.float32
+    )
+    return out
+
+
+def select_candidates(
+    cand_ids: NDArray[np.int64],
+    cand_scores: NDArray[np.float32],
+    q: np.ndarray,
+    corpus: np.ndarray,
+    pos_off: NDArray[np.int64],
+    flat: NDArray[np.int64],
+    *,
+    num_negatives: int,
+    cluster: NDArray[np.uint32] | None = None,
+    query_offset: int = 0,
+    **selection: Any,
+) -> Selection:
+    """The positive-aware selection (Rust) over the top-k candidates of the queries ``q``: the
+    step :func:`select_negatives` and each block of :func:`trueneg.streamed.select_streamed`
+    share. ``selection``: range_min, range_max, max_score, min_score, absolute_margin,
+    relative_margin, sampling, seed."""
+    (off, ids, sc), eligible, (boff, bids, bsc) = _core.select_negatives(
+        cand_ids,
+        cand_scores,
+        pos_off,
+        flat.astype(np.uint32),
+        positive_scores(q, corpus, pos_off, flat),
+        num_negatives,
         cluster=None if cluster is None else np.ascontiguousarray(cluster, np.uint32),
         query_offset=query_offset,
+        **selection,
     )
     return Selection(off, ids, sc, eligible, boff, bids, bsc)
 

@@ -47,7 +47,13 @@ from numpy.typing import NDArray
 
 from trueneg import _core
 from trueneg.exceptions import InputError
-from trueneg.mine import AnnConfig, Selection, _matrix
+from trueneg.mine import (
+    AnnConfig,
+    Selection,
+    _matrix,
+    flat_positives,
+    select_candidates,
+)
 
 #: bytes this process needs besides the blocks: the interpreter, numpy, pyarrow, the kernel's
 #: per-thread buffers and the f16 widening round
@@ -310,21 +316,6 @@ def _search_block(
     return ids, sc
 
 
-def _positive_scores(
-    q: np.ndarray, corpus: np.ndarray, off: NDArray[np.int64], flat: NDArray[np.int64]
-) -> NDArray[np.float32]:
-    if not len(flat):
-        return np.zeros(0, np.float32)
-    owner = np.repeat(np.arange(len(q)), np.diff(off))
-    order = np.argsort(flat, kind="stable")  # sorted reads of a memory-mapped corpus
-    rows = np.empty((len(flat), corpus.shape[1]), np.float32)
-    rows[order] = corpus[flat[order]]
-    out: NDArray[np.float32] = np.einsum("ij,ij->i", q[owner].astype(np.float32), rows).astype(
-        np.float32
-    )
-    return out
-
-
 def _concat(blocks: Sequence[tuple[np.ndarray, ...]], n: int) -> Selection:
     """One :class:`Selection` from the blocks' CSR pieces, in block order."""
 
@@ -421,10 +412,7 @@ def select_streamed(
     nc = len(c_all)
     if nc == 0:
         raise InputError("the corpus is empty")
-    pos_off = np.concatenate([[0], np.cumsum([len(p) for p in positives])]).astype(np.int64)
-    flat = np.asarray([x for p in positives for x in p], np.int64)
-    if len(flat) and (flat.min() < 0 or flat.max() >= nc):
-        raise InputError(f"positive ids must be corpus rows 0..{nc - 1}")
+    pos_off, flat = flat_positives(positives, nc)
     k = min(nc, range_max + int(np.diff(pos_off).max(initial=0)))
     int8 = method == "int8" or (method == "auto" and int8_available())
     if method == "auto":
@@ -485,25 +473,18 @@ def select_streamed(
                 cid, csc = _search_block(q, c_all, plan, k, method)
             off = pos_off[a : b + 1] - pos_off[a]
             bflat = flat[pos_off[a] : pos_off[b]]
-            (o, ids, sc), eligible, (bo, bids, bsc) = _core.select_negatives(
+            sel = select_candidates(
                 cid,
                 csc,
+                q,
+                c_all,
                 off,
-                bflat.astype(np.uint32),
-                _positive_scores(q, c_all, off, bflat),
-                num_negatives,
-                range_min=range_min,
-                range_max=range_max,
-                max_score=max_score,
-                min_score=min_score,
-                absolute_margin=absolute_margin,
-                relative_margin=relative_margin,
-                sampling=sampling,
-                seed=seed,
+                bflat,
                 cluster=clus,
                 query_offset=a,
+                **selection,
             )
-            blk = (o, ids, sc, eligible, bo, bids, bsc)
+            blk = tuple(getattr(sel, f) for f in _BLOCK_FIELDS)
             if work is not None:
                 _save_block(_block_path(work, i), blk)
             done[i] = blk
