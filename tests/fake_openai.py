@@ -21,6 +21,7 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,10 @@ class State:
         self.replay: dict[str, str] = {}
         #: the answer to a prompt that has no recorded one
         self.default_answer = EMPTY_VERDICT
+        #: a scripted model: called with the request body, its answer (None: the default) is sent
+        self.responder: Callable[[dict[str, Any]], str | None] | None = None
+        #: the ``response_format`` of every chat request that had one
+        self.response_formats: list[Any] = []
         self.paid: Counter[str] = Counter()
         self.paid_unusable: Counter[str] = Counter()
         self.requests = 0
@@ -100,7 +105,14 @@ class State:
     ) -> tuple[int, dict[str, Any]]:
         user = body["messages"][-1]["content"]
         h = content_hash(user)
-        content = self.replay.get(h, self.default_answer)
+        content = self.replay.get(h)
+        if content is None and self.responder is not None:
+            content = self.responder(body)
+        if content is None:
+            content = self.default_answer
+        if "response_format" in body:
+            with self.lock:
+                self.response_formats.append(body["response_format"])
         finish, refusal = "stop", None
         budget = int(body.get("max_completion_tokens") or 0)
         with self.lock:

@@ -49,6 +49,25 @@ def false_negative_pairs(t: pa.Table) -> pa.Table:
     return pa.concat_tables([dedup, judged]) if len(judged) else dedup
 
 
+def ambiguous_pairs(t: pa.Table) -> pa.Table:
+    """(example, pid, ...) of the negatives a judge's final verdict calls "ambiguous" (ARHN's
+    rule F: ranked below the positive, yet with an answer snippet): dropped from the negatives by
+    every strategy, never moved to the positives. A pair that is also a false negative (dedup) is
+    left to the strategy."""
+    if len(t) == 0:
+        return t
+    judged = judgments.final_flags(t.filter(pc.invert(pc.equal(t["stage"], "dedup"))))
+    if len(judged) == 0:
+        return judged
+    amb = judged.filter(pc.equal(pc.fill_null(judged["label"], ""), "ambiguous"))
+    fn = false_negative_pairs(t)
+    if len(amb) == 0 or len(fn) == 0:
+        return amb
+    taken = set(judgments._pair_keys(fn).tolist())
+    keys = judgments._pair_keys(amb).tolist()
+    return amb.filter(pa.array([k not in taken for k in keys], pa.bool_()))
+
+
 @dataclass
 class FixReport:
     strategy: str
@@ -61,6 +80,8 @@ class FixReport:
     moved_to_positives: int
     dropped_examples: int
     dropped_for_threshold: int
+    #: negatives dropped as ambiguous (ARHN rule F) from the examples kept, whatever the strategy
+    dropped_ambiguous: int = 0
     per_subset: list[dict[str, Any]] = field(default_factory=list)
     #: per-example fields made true again on the changed examples: {"rewritten"|"dropped":
     #: {field: rows}} (RLHN's id lists rewritten; its LLM response dropped)
@@ -84,8 +105,11 @@ def apply_strategy(
     *,
     max_false_negatives: int | None = 7,
     exempt: str | None = DEFAULT_EXEMPT,
+    ambiguous: pa.Table | None = None,
 ) -> tuple[pa.Table, FixReport]:
-    """The new examples table and a report; ``pairs`` are (example, pid) false negatives."""
+    """The new examples table and a report; ``pairs`` are (example, pid) false negatives;
+    ``ambiguous`` (example, pid) negatives to drop from the negatives whatever the strategy
+    (ARHN's rule F; examples of exempt subsets keep theirs)."""
     if strategy not in STRATEGIES:
         raise InputError(f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
     ex = coll.examples
@@ -113,6 +137,16 @@ def apply_strategy(
     exempt_codes = [dict_names.index(s) for s in exempt_names]
     exempt_mask = np.isin(codes, exempt_codes) if exempt_codes else np.zeros(n, bool)
     has_scores = ex["pos_scores"].null_count < n or ex["neg_scores"].null_count < n
+    neg_map: np.ndarray | None = None  # kept negative -> its place in the input
+    n_amb = np.zeros(n, np.int64)
+    if ambiguous is not None and len(ambiguous):
+        neg_ex = np.repeat(np.arange(n, dtype=np.int64), np.diff(neg_off))
+        drop = np.isin((neg_ex << 32) | neg.astype(np.int64), judgments._pair_keys(ambiguous))
+        drop &= ~exempt_mask[neg_ex]
+        n_amb = np.bincount(neg_ex[drop], minlength=n)
+        neg_map = np.flatnonzero(~drop)
+        neg = neg[~drop]
+        neg_off = np.concatenate([[0], np.cumsum(np.diff(neg_off) - n_amb)]).astype(np.int64)
     keep, n_fn, (p_off, p_pids, p_src), (n_off, n_pids, n_src) = _core.apply_fix(
         pos_off,
         pos,
@@ -125,6 +159,16 @@ def apply_strategy(
         max_false_negatives,
         has_scores,
     )
+    if neg_map is not None and has_scores:
+        n_pos = len(pos)
+
+        def to_input(src: np.ndarray) -> np.ndarray:
+            src = src.astype(np.int64)
+            at_neg = src >= n_pos
+            src[at_neg] = n_pos + neg_map[src[at_neg] - n_pos]
+            return src
+
+        p_src, n_src = to_input(p_src), to_input(n_src)
     scores = _gather_scores(ex, p_off, p_src, n_off, n_src, keep)
     kept = np.flatnonzero(keep)
     take = pa.array(kept)
@@ -145,7 +189,7 @@ def apply_strategy(
         ],
         schema=EXAMPLE_SCHEMA,
     )
-    old_pos_n, old_neg_n = np.diff(pos_off)[kept], np.diff(neg_off)[kept]
+    old_pos_n, old_neg_n = np.diff(pos_off)[kept], (np.diff(neg_off) + n_amb)[kept]
     changed = (np.diff(p_off) != old_pos_n) | (np.diff(n_off) != old_neg_n)
     new, fields = refresh_extras(coll, new, changed)
     counted = ~exempt_mask
@@ -164,6 +208,7 @@ def apply_strategy(
                 "examples_after": int((m & keep).sum()),
                 "false_negatives": int(n_fn[m].sum()),
                 "examples_with_false_negatives": int((n_fn[m] > 0).sum()),
+                "dropped_ambiguous": int(n_amb[m & keep].sum()),
                 "false_negative_rate": float((n_fn[m] > 0).mean()) if m.any() else 0.0,
                 "exempt": s in exempt_names,
             }
@@ -180,6 +225,7 @@ def apply_strategy(
         moved_to_positives=moved,
         dropped_examples=int((~keep).sum()),
         dropped_for_threshold=int(over.sum()),
+        dropped_ambiguous=int(n_amb[keep].sum()),
         per_subset=per_subset,
         example_fields=fields,
     )
@@ -292,9 +338,14 @@ def fix_collection(
     coll = Collection.load(path)
     prepare_output(out, [coll.path], overwrite=overwrite)
     check_judged(coll)
-    pairs = false_negative_pairs(judgments.load(coll.path))
+    t = judgments.load(coll.path)
     new, report = apply_strategy(
-        coll, pairs, strategy, max_false_negatives=max_false_negatives, exempt=exempt
+        coll,
+        false_negative_pairs(t),
+        strategy,
+        max_false_negatives=max_false_negatives,
+        exempt=exempt,
+        ambiguous=ambiguous_pairs(t),
     )
     coll.derive(
         out,
@@ -306,6 +357,7 @@ def fix_collection(
             "exempt": exempt,
             "source": str(coll.path),
             "false_negatives": report.false_negatives,
+            "dropped_ambiguous": report.dropped_ambiguous,
             "example_fields": report.example_fields,
         },
         files={"fix.json": orjson.dumps(report.as_dict(), option=orjson.OPT_INDENT_2)},

@@ -279,6 +279,46 @@ def _agreement(t: Any) -> list[dict[str, Any]]:
     ]
 
 
+#: labels in the order the table shows them (RLHN's, ARHN's, a local scorer's, human labels')
+LABEL_ORDER = (
+    "better",
+    "worse",
+    "relabel",
+    "ambiguous",
+    "above_positive",
+    "relevant",
+    "uncertain",
+    "not_relevant",
+)
+
+
+def labels_per_subset(coll: Any, t: Any) -> list[dict[str, Any]]:
+    """For each subset and judge stage: how many judged pairs got each label (RLHN's
+    better/worse beside ARHN's relabel/ambiguous), and how many got none (a failed call)."""
+    judged = t.filter(pc.invert(pc.equal(t["stage"], "dedup"))) if len(t) else t
+    if not len(judged):
+        return []
+    subset_of_q = coll.queries["subset"].to_pylist()
+    subsets = [subset_of_q[q] for q in judged["qid"].to_pylist()]
+    counts: dict[tuple[str, int, str], dict[str, int]] = {}
+    for sub, st, si, lab in zip(
+        subsets,
+        judged["stage"].to_pylist(),
+        judged["stage_index"].to_pylist(),
+        judged["label"].to_pylist(),
+        strict=True,
+    ):
+        c = counts.setdefault((sub, si, st), {})
+        c[lab or "no label"] = c.get(lab or "no label", 0) + 1
+    seen = {k for c in counts.values() for k in c}
+    cols = [x for x in LABEL_ORDER if x in seen] + sorted(seen - set(LABEL_ORDER) - {"no label"})
+    cols += ["no label"] if "no label" in seen else []
+    return [
+        {"subset": sub, "stage": st, **{k: c.get(k, 0) for k in cols}}
+        for (sub, _, st), c in sorted(counts.items())
+    ]
+
+
 def _statuses(stages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     names = sorted({k for s in stages for k in s["statuses"]}, key=lambda k: (k != "ok", k))
     return [{"stage": s["name"], **{k: s["statuses"].get(k, 0) for k in names}} for s in stages]
@@ -362,6 +402,11 @@ def write_report(d: ReportData, out_dir: str | Path) -> Path:
             sh, sm = _table(st_rows, list(st_rows[0]))
             h += ["<h3>Answer statuses</h3>", sh]
             md += ["### Answer statuses\n", sm]
+        lab = labels_per_subset(coll, t)
+        if lab:
+            lh, lm = _table(lab, list(lab[0]))
+            h += ["<h3>Labels per subset and stage</h3>", lh]
+            md += ["### Labels per subset and stage\n", lm]
         agree = _agreement(t)
         if agree:
             ah, am = _table(agree, list(agree[0]))
@@ -386,6 +431,7 @@ def write_report(d: ReportData, out_dir: str | Path) -> Path:
                 "false negatives": r["false_negatives"],
                 "moved to positives": r["moved_to_positives"],
                 "dropped (> k)": r["dropped_for_threshold"],
+                "ambiguous dropped": r.get("dropped_ambiguous", 0),
                 "k": r["max_false_negatives"],
                 "exempt": ", ".join(r["exempt_subsets"]) or "-",
             }

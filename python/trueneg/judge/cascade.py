@@ -267,6 +267,13 @@ def run_cascade(
             summaries.append(summ)
             rows.append(table)
             continue
+        if stage.method == "arhn":
+            summ, table, prev_flagged = _arhn_stage(
+                text, stage, si, prev_flagged, config, cache, send, dry_run=dry_run, offline=offline
+            )
+            summaries.append(summ)
+            rows.append(table)
+            continue
         prompt = load_prompt(stage.prompt)
         pointwise = prompt.kind == "pointwise"
         summ = StageSummary(stage.name, stage.model)
@@ -358,6 +365,70 @@ def run_cascade(
         dry_run=dry_run,
     )
     return summary, table
+
+
+def _arhn_stage(
+    text: CollectionText,
+    stage: Stage,
+    stage_index: int,
+    prev: CallPlan | None,
+    config: JudgeConfig,
+    cache: Cache,
+    send: Any,
+    *,
+    dry_run: bool,
+    offline: bool,
+) -> tuple[StageSummary, pa.Table, CallPlan]:
+    """An ARHN stage (:mod:`trueneg.judge.arhn`) over every example, or over the negatives of
+    the calls the previous stage passed on. Its false negatives are the relabelled negatives; the
+    calls of examples with a relabelled or ambiguous negative go on to the next stage."""
+    from trueneg.judge.arhn import fetcher, run_arhn
+
+    plan = (
+        plan_stage(text, stage, False)
+        if stage.trigger == "all" or dry_run or prev is None
+        else prev
+    )
+    summ = StageSummary(stage.name, stage.model)
+    spans: dict[int, list[tuple[int, int]]] = {}
+    for e, s, t in zip(plan.example.tolist(), plan.start.tolist(), plan.end.tolist(), strict=True):
+        spans.setdefault(e, []).append((s, t))
+
+    def estimate(prompts: list[str], output_tokens: int) -> None:
+        if not prompts:
+            return
+        per_call = replace(stage, expected_completion_tokens=output_tokens // len(prompts))
+        worst, expected, n_in = exact_estimate(per_call, prompts, config, sample=2000)
+        summ.estimated_cost_usd += worst
+        summ.expected_cost_usd += expected
+        summ.prompt_tokens += n_in
+
+    def account(a: Answer, key: str) -> None:
+        summ.prompt_tokens += a.prompt_tokens or 0
+        summ.completion_tokens += a.completion_tokens or 0
+        if a.source in ("api", "batch"):
+            summ.cost_usd += a.cost_usd or 0.0
+
+    fetch = fetcher(config, cache, stage, send, summ, offline=offline)
+    table, flagged_rows, statuses, calls = run_arhn(
+        text,
+        stage,
+        stage_index,
+        config,
+        spans,
+        fetch,
+        account,
+        dry_run_estimate=estimate if dry_run else None,
+    )
+    summ.calls = calls
+    summ.statuses = statuses
+    if len(table):
+        flags = table["flagged"].to_numpy(zero_copy_only=False)
+        summ.false_negatives = int(flags.sum())
+        summ.examples_with_false_negatives = len(set(table["example"].to_numpy()[flags].tolist()))
+    summ.flagged_calls = len(flagged_rows)
+    passed = np.isin(plan.example, np.asarray(flagged_rows, np.int64))
+    return summ, table, plan.take(np.flatnonzero(passed))
 
 
 def _local_plan(

@@ -18,7 +18,9 @@ from trueneg.judge.client import SendSettings
 from trueneg.judge.cost import price_for
 
 __all__ = [
+    "ARHN_RULES",
     "BACKENDS",
+    "METHODS",
     "RLHN_STAGES",
     "RULES",
     "JudgeConfig",
@@ -29,13 +31,17 @@ __all__ = [
 
 BACKENDS = ("openai", "batch", "replay", "local", "qrels")
 RULES = ("better", "both")
+METHODS = ("rlhn", "arhn")
+ARHN_RULES = ("R", "F", "R+F")
 
 
 @dataclass(frozen=True)
 class Stage:
     name: str
     model: str
-    prompt: str
+    #: the prompt: a bundled name or a template file (method "arhn": its answer-snippet prompt,
+    #: default "arhn-answers")
+    prompt: str = ""
     #: openai (any OpenAI-compatible endpoint), batch (the Batch API), replay (cache only, send nothing)
     backend: str = "openai"
     #: "all" examples, or "previous": the calls the previous stage flagged by ``trigger_rule``
@@ -71,6 +77,25 @@ class Stage:
     #: "unjudged" (no label, so an earlier stage's verdict stands) when the file has no line for it
     qrels: str | None = None
     relevance_threshold: int = 1
+    #: "rlhn": one prompt per call, read as RLHN's verdict (or a pointwise score); "arhn": answer
+    #: snippets, then a RankGPT-style listwise ranking (:mod:`trueneg.judge.arhn`)
+    method: str = "rlhn"
+    #: method "arhn": R relabels negatives ranked above the positive, F drops negatives ranked
+    #: below it that have an answer snippet (ambiguous), R+F both (the paper's best)
+    arhn_rule: str = "R+F"
+    #: method "arhn": the ranking prompt ("arhn-rank": by how directly a passage answers;
+    #: "rankgpt": RankZephyr's wording, for RankGPT-trained rankers; or a template file)
+    rank_prompt: str = "arhn-rank"
+    #: method "arhn": RankGPT's sliding windows (candidates per ranking call, and the step)
+    window_size: int = 20
+    window_step: int = 10
+    #: method "arhn": the candidates are shuffled with this seed (and the example's row) before
+    #: ranking, against position bias
+    shuffle_seed: int = 0
+    #: method "arhn": passages are cut to this many words in the ranking prompt (0: whole)
+    max_passage_words: int = 300
+    #: method "arhn": ask for the answer snippets with a JSON schema (``response_format``)
+    structured_output: bool = True
 
     def __post_init__(self) -> None:
         try:
@@ -86,6 +111,18 @@ class Stage:
         one_of("trigger_rule", self.trigger_rule, RULES)
         one_of("flag_rule", self.flag_rule, RULES)
         one_of("local_scorer", self.local_scorer, ("embedding", "cross-encoder"))
+        one_of("method", self.method, METHODS)
+        one_of("arhn_rule", self.arhn_rule, ARHN_RULES)
+        if self.method == "arhn":
+            if self.is_local:
+                raise InputError("method 'arhn' needs an LLM backend (openai, batch or replay)")
+            if not self.prompt:
+                object.__setattr__(self, "prompt", "arhn-answers")
+            within("window_size", self.window_size, 2, 1000)
+            within("window_step", self.window_step, 1, self.window_size - 1)
+            at_least("max_passage_words", self.max_passage_words, 0)
+            if not isinstance(self.rank_prompt, str) or not self.rank_prompt.strip():
+                raise InputError("rank_prompt must name a bundled prompt or a prompt file")
         if not self.is_local:
             if not isinstance(self.model, str) or not self.model.strip():
                 raise InputError("model must name the LLM (e.g. 'gpt-4o-mini')")
