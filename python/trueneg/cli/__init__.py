@@ -30,6 +30,7 @@ from trueneg.cli import env as _env  # noqa: E402,F401
 from trueneg.cli import eval as _eval  # noqa: E402,F401
 from trueneg.cli import experiment as _experiment  # noqa: E402,F401
 from trueneg.cli import export as _export  # noqa: E402,F401
+from trueneg.cli import generate as _generate  # noqa: E402,F401
 from trueneg.cli import ingest as _ingest  # noqa: E402,F401
 from trueneg.cli import judge as _judge  # noqa: E402,F401
 from trueneg.cli import mine as _mine  # noqa: E402,F401

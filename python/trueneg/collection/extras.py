@@ -25,19 +25,21 @@ _DESCRIBES_LISTS = re.compile(
 
 
 def refresh_extras(
-    coll: Collection, table: pa.Table, changed: np.ndarray
+    coll: Collection, table: pa.Table, changed: np.ndarray, docids: list[str | None] | None = None
 ) -> tuple[pa.Table, dict[str, dict[str, int]]]:
     """Per-example fields of the rows whose positives or negatives a stage changed, made true
     again: id lists (RLHN's ``negative_passage_ids``, ``positive_passage_ids``) rewritten from the
     new lists (docids), fields that describe the old lists (the LLM's ``response`` and
     ``finish_reason``, other ``*neg*``/``*pos*``/``*passages*`` fields) dropped. Returns the table
-    and ``{"rewritten": {field: rows}, "dropped": {field: rows}}`` for the manifest."""
+    and ``{"rewritten": {field: rows}, "dropped": {field: rows}}`` for the manifest. ``docids``:
+    the passages' docids when the table refers to passages ``coll`` does not have yet."""
     note: dict[str, dict[str, int]] = {"rewritten": {}, "dropped": {}}
     rows = np.flatnonzero(np.asarray(changed, bool))
     if not len(rows) or table["extra"].null_count == len(table):
         return table, note
     extra = table["extra"].to_pylist()
-    docids = coll.passages["docid"].to_pylist()
+    if docids is None:
+        docids = coll.passages["docid"].to_pylist()
     lists = {k: table[k].to_pylist() for k in ("positives", "negatives")}
     for i in rows.tolist():
         if not extra[i]:

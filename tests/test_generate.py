@@ -1,0 +1,226 @@
+"""SyNeg (``trueneg generate``) on the real RLHN sample through the real openai client and the
+test server with a scripted model: the prompt's parts, every check (length, near-duplicates of
+the positive, of the negatives and of each other, the judge), mixing, refill, interning with
+provenance, the cache (a rerun pays nothing), the dry run and the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import pytest
+
+from trueneg import Collection, ingest
+from trueneg.data import rlhn_sample_stage1
+from trueneg.exceptions import InputError
+from trueneg.generate import GenerateConfig, generate_collection, parse_generated
+
+from .fake_openai import FakeOpenAI, State
+from .scripted_llm import ScriptedLLM
+
+FILLER_A = (
+    "historians of the subject usually begin with older debates about regulation markets and "
+    "institutions before moving on to broader questions that remain open today"
+)
+FILLER_B = (
+    "several surveys of practitioners describe common misconceptions vague rules of thumb and "
+    "anecdotes which rarely settle the matter for any particular reader or situation"
+)
+
+
+def scripted_negatives(body: dict[str, Any]) -> str:
+    """Five candidates per call: two good ones, a copy of the positive, one too short, one a
+    near-copy of the first good one."""
+    prompt = body["messages"][-1]["content"]
+    m = re.search(r'example: \{"user_query": (".*?"), "positive_document": (".*")\}\n', prompt)
+    assert m is not None
+    query, positive = json.loads(m.group(1)), json.loads(m.group(2))
+    good_a = f"On {query}: {FILLER_A}."
+    good_b = f"{FILLER_B}, as far as {query} goes."
+    negs = [good_a, positive.replace(".", ";", 1), "Too short.", good_b, good_a + " Indeed."]
+    return "<think>plan</think>" + json.dumps(
+        {"reasoning": "leave out the answer", "hard_negatives": negs}
+    )
+
+
+def _server_state() -> tuple[State, ScriptedLLM]:
+    llm = ScriptedLLM()
+    llm.generate = scripted_negatives
+    state = State()
+    state.responder = llm
+    return state, llm
+
+
+def _stats(srv: FakeOpenAI) -> dict:
+    return json.loads(urllib.request.urlopen(srv.base_url.replace("/v1", "/stats")).read())
+
+
+@pytest.fixture
+def coll_dir(tmp_path: Path) -> Path:
+    ingest(rlhn_sample_stage1(), tmp_path / "c")
+    return tmp_path / "c"
+
+
+def test_parse_generated() -> None:
+    g = parse_generated('```json\n{"reasoning": "x", "hard_negatives": ["a  b\\n c", 3, " "]}\n```')
+    assert g.status == "ok" and g.texts == ["a b c"] and g.notes
+    assert parse_generated("none").status == "parse_error"
+    assert parse_generated('{"hard_negatives": "x"}').status == "parse_error"
+    assert parse_generated("x", finish_reason="length").status == "length"
+    assert parse_generated(None, refusal="no").status == "refusal"
+
+
+def test_mix_and_refill_with_every_check(coll_dir: Path, tmp_path: Path) -> None:
+    state, llm = _server_state()
+    old = Collection.load(coll_dir)
+    negs = old.examples["negatives"].to_pylist()
+    with FakeOpenAI(state) as srv:
+        cfg = GenerateConfig(base_url=srv.base_url, per_call=5, mix_ratio=0.05, refill_to=30)
+        r = generate_collection(coll_dir, tmp_path / "g", cfg)
+        assert _stats(srv)["requests"] == len(old.examples) == r.calls == llm.generate_calls
+        again = generate_collection(coll_dir, tmp_path / "g2", cfg)
+        assert _stats(srv)["requests"] == len(old.examples)  # answered from the cache
+    assert again.sent == 0 and again.used == r.used
+    n = len(old.examples)
+    assert r.generated == 5 * n and r.statuses == {"ok": n}
+    # the positive's copy is rejected by length first when the positive is out of bounds
+    words = [
+        len(old.passages["text"][p[0]].as_py().split())
+        for p in old.examples["positives"].to_pylist()
+    ]
+    short, long_ = sum(w < 15 for w in words), sum(w > 400 for w in words)
+    want = {
+        "near_duplicate_of_positive": n - short - long_,
+        "too_short": n + short,
+        "too_long": long_,
+        "near_duplicate_of_generated": n,
+    }
+    assert r.rejected == {k: v for k, v in want.items() if v}
+    new = Collection.load(tmp_path / "g")
+    texts = new.passages["text"].to_pylist()
+    extra = new.passages["extra"].to_pylist()
+    gen_pids = {i for i, e in enumerate(extra) if e and "generated:gpt-4o-mini" in e}
+    assert len(new.passages) == len(old.passages) + len(gen_pids) and len(gen_pids) == 2 * n
+    q = old.queries["text"].to_pylist()
+    qids = old.examples["qid"].to_pylist()
+    mixed = refilled = 0
+    for i, (before, after) in enumerate(
+        zip(negs, new.examples["negatives"].to_pylist(), strict=True)
+    ):
+        m = int(np.floor(len(before) * 0.05 + 0.5))
+        m = min(m, 2)
+        gen = [p for p in after if p in gen_pids]
+        assert after[: len(before) - m] == before[: len(before) - m]  # the hardest mined kept
+        assert all(q[qids[i]] in texts[p] for p in gen)
+        add = min(max(0, 30 - len(before)), 2 - m)
+        assert len(after) == len(before) + add
+        mixed, refilled = mixed + m, refilled + add
+    assert (r.mixed, r.refilled, r.used) == (mixed, refilled, mixed + refilled) and r.refilled > 0
+    assert r.examples_still_short == sum(len(a) < 30 for a in new.examples["negatives"].to_pylist())
+    assert "generate" in [s["step"] for s in new.manifest["steps"]]
+    assert json.loads((tmp_path / "g" / "generate.json").read_text())["used"] == r.used
+    # a passage generated twice is one passage (interned by content)
+    assert len(set(texts)) == len(texts) or len({texts[p] for p in gen_pids}) == len(gen_pids)
+
+
+def test_the_judge_check_drops_relevant_ones(coll_dir: Path, tmp_path: Path) -> None:
+    state, _ = _server_state()
+    # the judge (RLHN's stage-1 prompt) calls the first document of every call better
+    state.default_answer = "<verdict><better> Doc (1) </better><worse> </worse></verdict>"
+    judge = tmp_path / "judge.toml"
+    with FakeOpenAI(state) as srv:
+        judge.write_text(
+            f'[judge]\nbase_url = "{srv.base_url}"\n[[judge.stages]]\nname = "s1"\n'
+            'model = "gpt-4o-mini"\nprompt = "gpt-4o-mini"\n'
+        )
+        cfg = GenerateConfig(
+            base_url=srv.base_url, per_call=5, mix_ratio=0.0, refill_to=30, judge=str(judge)
+        )
+        r = generate_collection(coll_dir, tmp_path / "g", cfg)
+    n = len(Collection.load(coll_dir).examples)
+    assert r.rejected["relevant"] == n and r.refilled == n  # one of two left per example
+
+
+def test_dry_run_and_config(coll_dir: Path, tmp_path: Path) -> None:
+    state, _ = _server_state()
+    with FakeOpenAI(state) as srv:
+        cfg = GenerateConfig(base_url=srv.base_url, prices={"gpt-4o-mini": (0.15, 0.6)})
+        r = generate_collection(coll_dir, tmp_path / "g", cfg, dry_run=True)
+        assert _stats(srv)["requests"] == 0
+    assert r.calls == 50 and r.expected_cost_usd > 0 and not (tmp_path / "g").exists()
+    f = tmp_path / "gen.toml"
+    f.write_text('[generate]\nmodel = "qwen3"\nmix_ratio = 0.5\nrefill_to = 8\n')
+    c = GenerateConfig.from_toml(f)
+    assert (c.model, c.mix_ratio, c.refill_to) == ("qwen3", 0.5, 8)
+    f.write_text("[generate]\nmix_ration = 0.5\n")
+    with pytest.raises(InputError, match="mix_ratio"):
+        GenerateConfig.from_toml(f)
+    with pytest.raises(InputError, match="mix_ratio"):
+        GenerateConfig(mix_ratio=1.5)
+    with pytest.raises(InputError, match="unknown generation prompt"):
+        GenerateConfig(prompt="nope")
+
+
+def test_cli_generate(coll_dir: Path, tmp_path: Path) -> None:
+    state, _ = _server_state()
+    env = {**os.environ, "OPENAI_API_KEY": "sk-test", "TRUENEG_DISABLE_PROGRESS_BARS": "1"}
+    with FakeOpenAI(state) as srv:
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "trueneg",
+                "generate",
+                str(coll_dir),
+                "--out",
+                str(tmp_path / "g"),
+                "--base-url",
+                srv.base_url,
+                "--mix-ratio",
+                "0.1",
+                "--refill-to",
+                "0",
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=False,
+        )
+    assert out.returncode == 0, out.stderr
+    assert "250 generated (50 calls sent" in out.stdout
+    assert "rejected: near_duplicate_of_generated 50, near_duplicate_of_positive " in out.stdout
+    assert "used 100 (100 mixed in, 0 refilling" in out.stdout
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "trueneg",
+            "generate",
+            str(coll_dir),
+            "--out",
+            str(coll_dir / "x"),
+            "--dry-run",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert bad.returncode == 0 and "50 calls for 50 examples" in bad.stdout
+    inside = subprocess.run(
+        [sys.executable, "-m", "trueneg", "generate", str(coll_dir), "--out", str(coll_dir / "x")],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert inside.returncode != 0 and inside.stderr.startswith("error:")
+    assert orjson.loads((tmp_path / "g" / "manifest.json").read_bytes())["counts"]["passages"] > 0
