@@ -156,3 +156,28 @@ class ScriptedLLM:
         elif fault == "out_of_range":
             order = [len(passages) + 5, *order]
         return " > ".join(f"[{i}]" for i in order)
+
+
+FILLER_A = (
+    "historians of the subject usually begin with older debates about regulation markets and "
+    "institutions before moving on to broader questions that remain open today"
+)
+FILLER_B = (
+    "several surveys of practitioners describe common misconceptions vague rules of thumb and "
+    "anecdotes which rarely settle the matter for any particular reader or situation"
+)
+
+
+def scripted_negatives(body: dict[str, Any]) -> str:
+    """Five candidates per call: two good ones, a copy of the positive, one too short, one a
+    near-copy of the first good one."""
+    prompt = body["messages"][-1]["content"]
+    line = next(x for x in prompt.splitlines() if x.startswith("example: "))
+    ex = json.loads(line.removeprefix("example: "))
+    query, positive = ex["user_query"], ex["positive_document"]
+    good_a = f"On {query}: {FILLER_A}."
+    good_b = f"{FILLER_B}, as far as {query} goes."
+    negs = [good_a, positive.replace(".", ";", 1), "Too short.", good_b, good_a + " Indeed."]
+    return "<think>plan</think>" + json.dumps(
+        {"reasoning": "leave out the answer", "hard_negatives": negs}
+    )

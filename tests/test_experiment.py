@@ -301,3 +301,59 @@ def test_split_and_labelled_positives_are_seeded(data_dir: Path) -> None:
     assert len(k1) == 4 and set(k1) <= set(rel)
     assert k1 == labelled_positives(rel, cfg, 0, a.train[0])
     assert k1 != labelled_positives(rel, cfg, 1, a.train[0])
+
+
+def test_arhn_judge_and_syneg_refill_in_the_experiment(cisi_slice: Path, tmp_path: Path) -> None:
+    """`trueneg experiment` with an ARHN judge TOML and a SyNeg generate TOML, both answered by
+    the scripted model on the test server: ARHN's relabels are the judge's flags, its ambiguous
+    negatives are dropped by the fix, and the +syneg conditions train on refilled sets."""
+    from .fake_openai import FakeOpenAI, State
+    from .scripted_llm import ScriptedLLM, scripted_negatives
+
+    llm = ScriptedLLM()
+    llm.generate = scripted_negatives
+    state = State()
+    state.responder = llm
+    out = tmp_path / "r.json"
+    with FakeOpenAI(state) as srv:
+        judge = tmp_path / "arhn.toml"
+        judge.write_text(
+            f'[judge]\nbase_url = "{srv.base_url}"\n[[judge.stages]]\nname = "arhn"\n'
+            'model = "qwen3-32b"\nmethod = "arhn"\narhn_rule = "R+F"\n'
+        )
+        gen = tmp_path / "gen.toml"
+        gen.write_text(
+            f'[generate]\nbase_url = "{srv.base_url}"\nmodel = "qwen3-32b"\nper_call = 5\n'
+            "mix_ratio = 0.2\nrefill_to = 10\n"
+        )
+        cmd = [
+            *("experiment", str(cisi_slice), "-o", str(out), "--seeds", "0"),
+            *("--positives", "2", "--mine-depth", "10", "--max-steps", "1", "--batch-size", "4"),
+            *("--judge", str(judge), "--generate", str(gen), "--workdir", str(tmp_path / "w")),
+            *("--conditions", "noisy,relabel,relabel+syneg"),
+        ]
+        env = {**ENV, "OPENAI_API_KEY": "sk-test"}
+        p = subprocess.run(
+            [sys.executable, "-m", "trueneg", *cmd],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=900,
+        )
+    assert p.returncode == 0, p.stderr
+    r = json.loads(out.read_text())
+    assert set(r["conditions"]) == {"noisy", "relabel", "relabel+syneg"}
+    assert r["conditions"]["relabel+syneg"]["nDCG@10"]["mean"] is not None
+    assert llm.rank_calls > 0 and llm.answer_calls > 0 and llm.generate_calls > 0
+    sy = r["false_negatives"]["per_seed"][0]["syneg"]["relabel+syneg"]
+    assert sy["used"] > 0 and sy["refilled"] > 0
+    w = tmp_path / "w" / "seed-0"
+    t = judgments.load(w / "noisy")
+    labels = set(t["label"].to_pylist())
+    assert {"relabel", "ambiguous"} <= labels
+    flagged = r["judge_quality"]["per_seed"][0]["flagged"]
+    assert flagged == sum(x == "relabel" for x in t["label"].to_pylist()) > 0
+    fix = orjson.loads((w / "relabel" / "fix.json").read_bytes())
+    assert fix["dropped_ambiguous"] == sum(x == "ambiguous" for x in t["label"].to_pylist())
+    syneg = Collection.load(w / "relabel+syneg")
+    assert len(syneg.passages) > len(Collection.load(w / "relabel").passages)

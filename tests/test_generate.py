@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 import urllib.request
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import orjson
@@ -24,31 +22,7 @@ from trueneg.exceptions import InputError
 from trueneg.generate import GenerateConfig, generate_collection, parse_generated
 
 from .fake_openai import FakeOpenAI, State
-from .scripted_llm import ScriptedLLM
-
-FILLER_A = (
-    "historians of the subject usually begin with older debates about regulation markets and "
-    "institutions before moving on to broader questions that remain open today"
-)
-FILLER_B = (
-    "several surveys of practitioners describe common misconceptions vague rules of thumb and "
-    "anecdotes which rarely settle the matter for any particular reader or situation"
-)
-
-
-def scripted_negatives(body: dict[str, Any]) -> str:
-    """Five candidates per call: two good ones, a copy of the positive, one too short, one a
-    near-copy of the first good one."""
-    prompt = body["messages"][-1]["content"]
-    m = re.search(r'example: \{"user_query": (".*?"), "positive_document": (".*")\}\n', prompt)
-    assert m is not None
-    query, positive = json.loads(m.group(1)), json.loads(m.group(2))
-    good_a = f"On {query}: {FILLER_A}."
-    good_b = f"{FILLER_B}, as far as {query} goes."
-    negs = [good_a, positive.replace(".", ";", 1), "Too short.", good_b, good_a + " Indeed."]
-    return "<think>plan</think>" + json.dumps(
-        {"reasoning": "leave out the answer", "hard_negatives": negs}
-    )
+from .scripted_llm import ScriptedLLM, scripted_negatives
 
 
 def _server_state() -> tuple[State, ScriptedLLM]:

@@ -44,6 +44,9 @@ from trueneg._io import atomic_file, remove_own_folder
 from trueneg.exceptions import InputError
 
 CONDITIONS = ("zero-shot", "noisy", "remove", "remove-hn", "relabel", "relabel-matched")
+#: with a ``generate`` config: the fixed sets with SyNeg's generated negatives mixed in and
+#: refilling the examples the fix left short
+SYNEG_CONDITIONS = ("remove-hn+syneg", "relabel+syneg")
 METRICS = ("nDCG@10", "Recall@100", "MRR@10")
 #: the collection each trained condition learns from
 _SOURCE = {
@@ -52,6 +55,8 @@ _SOURCE = {
     "remove-hn": "remove-hn",
     "relabel": "relabel",
     "relabel-matched": "relabel",
+    "remove-hn+syneg": "remove-hn+syneg",
+    "relabel+syneg": "relabel+syneg",
 }
 
 
@@ -92,6 +97,10 @@ class ExperimentConfig:
     #: None: the qrels oracle; else a judge config (e.g. a local scorer with local_flags, or an
     #: LLM cascade with its cache under the work folder)
     judge: Any = None
+    #: None: no generated negatives; else a GenerateConfig (SyNeg): the remove-hn and relabel
+    #: sets get generated negatives (mixed in, refilling short examples) as the conditions
+    #: remove-hn+syneg and relabel+syneg, added to the default conditions
+    generate: Any = None
     #: trueneg fix's k for remove-hn / relabel (drop examples with more false negatives); None: off
     max_false_negatives: int | None = None
     #: at most this many train / test queries (None: all); for quick checks
@@ -116,9 +125,16 @@ class ExperimentConfig:
             raise InputError(f"experiment: labelled must be random or best, got {self.labelled!r}")
         if self.mine_depth < 1:
             raise InputError("experiment: mine_depth must be at least 1")
-        bad = [c for c in self.conditions if c not in CONDITIONS]
+        if self.generate is not None and self.conditions == CONDITIONS:
+            object.__setattr__(self, "conditions", CONDITIONS + SYNEG_CONDITIONS)
+        known = CONDITIONS + SYNEG_CONDITIONS
+        bad = [c for c in self.conditions if c not in known]
         if bad:
-            raise InputError(f"experiment: unknown conditions {bad} (known: {list(CONDITIONS)})")
+            raise InputError(f"experiment: unknown conditions {bad} (known: {list(known)})")
+        if self.generate is None and any(c in SYNEG_CONDITIONS for c in self.conditions):
+            raise InputError(
+                "experiment: the +syneg conditions need a generate config (--generate FILE)"
+            )
         if "noisy" not in self.conditions:
             raise InputError("experiment: the conditions must include noisy (the paired baseline)")
         for name in ("max_train_queries", "max_test_queries", "max_false_negatives"):
@@ -134,11 +150,13 @@ class ExperimentConfig:
         """The settings as plain JSON (the result's ``settings``)."""
         from trueneg.train._loop import config_dict
 
-        d = {k: v for k, v in asdict(self).items() if k not in ("recipe", "judge")}
+        d = {k: v for k, v in asdict(self).items() if k not in ("recipe", "judge", "generate")}
         d["seeds"] = list(self.seeds)
         d["conditions"] = list(self.conditions)
         d["recipe"] = config_dict(self.recipe)
         d["judge"] = "qrels" if self.judge is None else self.judge.as_dict()
+        if self.generate is not None:
+            d["generate"] = asdict(self.generate)
         return d
 
 
@@ -414,6 +432,8 @@ def _collections(
 
     done = sdir / "collections.json"
     names = ["noisy", "remove", "remove-hn", "relabel"]
+    if cfg.generate is not None:
+        names += list(SYNEG_CONDITIONS)
     colls = {n: sdir / n for n in names}
     if done.is_file():
         saved = json.loads(done.read_text())
@@ -450,6 +470,25 @@ def _collections(
             exempt=None,
             overwrite=True,
         )
+    if cfg.generate is not None:
+        from trueneg.generate import generate_collection
+
+        for cond in SYNEG_CONDITIONS:
+            gen = generate_collection(
+                colls[cond.removesuffix("+syneg")],
+                colls[cond],
+                cfg.generate,
+                cache_path=sdir.parent / "judge-cache.sqlite",
+                overwrite=True,
+            )
+            fn.setdefault("syneg", {})[cond] = {
+                "generated": gen.generated,
+                "used": gen.used,
+                "mixed": gen.mixed,
+                "refilled": gen.refilled,
+                "rejected": gen.rejected,
+                "cost_usd": gen.cost_usd,
+            }
     stats = {
         "false_negatives": fn,
         "judge_quality": {

@@ -11,6 +11,14 @@ import typer
 from trueneg.cli import app
 
 
+def _generate_config(path: Path | None) -> Any:
+    if path is None:
+        return None
+    from trueneg.generate import GenerateConfig
+
+    return GenerateConfig.from_toml(path)
+
+
 def judge_preset(judge: str, threshold: int) -> Any:
     """``qrels`` (None: the oracle), ``local`` (the zero-cost embedding scorer as the judge:
     negatives scoring within 5% of the lowest labelled positive are flagged), or a judge TOML."""
@@ -59,9 +67,17 @@ def experiment(
     conditions: Annotated[
         str,
         typer.Option(
-            help="Comma-separated: zero-shot, noisy, remove, remove-hn, relabel, relabel-matched."
+            help="Comma-separated: zero-shot, noisy, remove, remove-hn, relabel, relabel-matched "
+            "(and remove-hn+syneg, relabel+syneg with --generate; added by default then)."
         ),
     ] = "zero-shot,noisy,remove,remove-hn,relabel,relabel-matched",
+    generate: Annotated[
+        Path | None,
+        typer.Option(
+            help="A [generate] TOML (SyNeg): adds remove-hn+syneg and relabel+syneg, the fixed "
+            "sets with generated negatives mixed in and refilling short examples."
+        ),
+    ] = None,
     max_false_negatives: Annotated[
         int | None, typer.Option(help="fix's k: drop examples with more false negatives (off).")
     ] = None,
@@ -130,6 +146,7 @@ def experiment(
         relevance_threshold=threshold,
         conditions=tuple(c.strip() for c in conditions.split(",") if c.strip()),
         judge=judge_preset(judge, threshold),
+        generate=_generate_config(generate),
         max_false_negatives=max_false_negatives,
         max_train_queries=max_train_queries,
         max_test_queries=max_test_queries,
