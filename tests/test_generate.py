@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import urllib.request
@@ -198,3 +199,53 @@ def test_cli_generate(coll_dir: Path, tmp_path: Path) -> None:
     )
     assert inside.returncode != 0 and inside.stderr.startswith("error:")
     assert orjson.loads((tmp_path / "g" / "manifest.json").read_bytes())["counts"]["passages"] > 0
+
+
+def test_pipeline_with_an_arhn_judge_and_a_generate_stage(tmp_path: Path) -> None:
+    """A pipeline file: ARHN as the judge, then [generate] on the remove-hn and relabel sets,
+    which are exported in place of the fixed ones; a second run does nothing."""
+    state, llm = _server_state()
+    files = ", ".join(f'"{p}"' for p in rlhn_sample_stage1())
+    env = {**os.environ, "OPENAI_API_KEY": "sk-test", "TRUENEG_DISABLE_PROGRESS_BARS": "1"}
+    with FakeOpenAI(state) as srv:
+        cfg = tmp_path / "p.toml"
+        cfg.write_text(
+            f'[ingest]\ninputs = [{files}]\nformat = "tevatron"\n'
+            f'[judge]\nbase_url = "{srv.base_url}"\n[[judge.stages]]\nname = "arhn"\n'
+            'model = "qwen3-32b"\nmethod = "arhn"\n'
+            f'[fix]\nstrategies = ["remove-hn", "relabel"]\nmax_false_negatives = 30\n'
+            f'[generate]\nbase_url = "{srv.base_url}"\nmodel = "qwen3-32b"\nper_call = 5\n'
+            'mix_ratio = 0.0\nrefill_to = 26\nstrategies = ["remove-hn"]\n'
+            "[report]\nenabled = false\n"
+        )
+        cmd = [sys.executable, "-m", "trueneg", "run", str(cfg), "--workdir", str(tmp_path / "w")]
+        r = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+        assert r.returncode == 0, r.stderr
+        again = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+    assert re.search(r"generate remove-hn \+\d+ generated", r.stdout)
+    assert "nothing to do" in again.stdout
+    w = tmp_path / "w"
+    fixed = Collection.load(w / "fixed" / "remove-hn")
+    gen = Collection.load(w / "generated" / "remove-hn")
+    rows = (w / "export" / "remove-hn.jsonl").read_text().splitlines()
+    assert len(rows) == len(gen.examples) == len(fixed.examples)
+    n_fixed = sum(len(x) for x in fixed.examples["negatives"].to_pylist())
+    n_gen = sum(len(x) for x in gen.examples["negatives"].to_pylist())
+    exported = sum(len(orjson.loads(x)["negative_passages"]) for x in rows)
+    assert exported == n_gen > n_fixed
+    assert llm.generate_calls > 0 and llm.rank_calls > 0
+    relabel = (w / "export" / "relabel.jsonl").read_text().splitlines()
+    assert len(relabel) == len(Collection.load(w / "fixed" / "relabel").examples)
+    bad = tmp_path / "bad.toml"
+    bad.write_text(cfg.read_text().replace('strategies = ["remove-hn"]', 'strategies = ["remove"]'))
+    b = subprocess.run(
+        [sys.executable, "-m", "trueneg", "run", str(bad), "--workdir", str(tmp_path / "w2")],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert (
+        b.returncode != 0
+        and "[generate]: strategies must be a list of [fix] strategies" in b.stderr
+    )

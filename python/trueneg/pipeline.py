@@ -35,7 +35,7 @@ from trueneg.exceptions import InputError
 
 logger = logging.getLogger(__name__)
 
-STAGES = ("ingest", "dedup", "mine", "judge", "fix", "export", "report")
+STAGES = ("ingest", "dedup", "mine", "judge", "fix", "generate", "export", "report")
 
 
 @dataclass
@@ -52,6 +52,9 @@ class PipelineConfig:
     fix: dict[str, Any] = field(
         default_factory=lambda: {"strategies": ["remove", "remove-hn", "relabel"]}
     )
+    #: None: off; else GenerateConfig settings plus ``strategies`` (the fixed collections that get
+    #: generated negatives; default remove-hn and relabel): exported in place of the fixed ones
+    generate: dict[str, Any] | None = None
     export_format: str = "tevatron"
     report: bool = True
     #: local, or ray: embedding, mining and judge calls as Ray Data map_batches (same results)
@@ -71,6 +74,8 @@ class PipelineConfig:
         for s in self.judge.get("stages", []):
             if isinstance(s, dict) and s.get("qrels"):
                 paths.append(str(s["qrels"]))
+        if self.generate and self.generate.get("judge"):
+            paths.append(str(self.generate["judge"]))
         return paths
 
     @classmethod
@@ -151,6 +156,22 @@ class PipelineConfig:
             checked_imports.append({"files": [rel(f) for f in it.files], "stage": it.stage})
         fix_t = dict(d.get("fix", {}))
         fix = from_table(FixConfig, fix_t, "[fix]", where)
+        gen_t = dict(d.get("generate", {}))
+        gen_on = _enabled(gen_t, "[generate]", where, default="generate" in d)
+        gen_strategies = gen_t.pop("strategies", ["remove-hn", "relabel"])
+        if not isinstance(gen_strategies, list) or any(
+            x not in fix.strategies for x in gen_strategies
+        ):
+            raise InputError(
+                f"[generate]: strategies must be a list of [fix] strategies "
+                f"({', '.join(fix.strategies)}), got {gen_strategies!r}",
+                path=where,
+            )
+        if gen_t.get("judge"):
+            gen_t["judge"] = rel(gen_t["judge"])
+        from trueneg.generate import GenerateConfig
+
+        from_table(GenerateConfig, gen_t, "[generate]", where)
         export = from_table(ExportSection, d.get("export", {}), "[export]", where)
         report = from_table(ReportSection, d.get("report", {}), "[report]", where)
         from trueneg.distributed import RayConfig
@@ -172,6 +193,7 @@ class PipelineConfig:
                 "max_false_negatives": fix.max_false_negatives,
                 "exempt": fix.exempt,
             },
+            generate={**gen_t, "strategies": gen_strategies} if gen_on else None,
             export_format=export.format,
             report=report.enabled,
             engine=pipe.engine,
@@ -180,7 +202,18 @@ class PipelineConfig:
 
 
 #: the tables a pipeline file may have
-TABLES = ("pipeline", "ingest", "dedup", "mine", "judge", "fix", "export", "report", "ray")
+TABLES = (
+    "pipeline",
+    "ingest",
+    "dedup",
+    "mine",
+    "judge",
+    "fix",
+    "generate",
+    "export",
+    "report",
+    "ray",
+)
 
 
 def _enabled(table: dict[str, Any], where: str, path: str, *, default: bool) -> bool:
@@ -445,6 +478,35 @@ class Runner:
         self._stage("fix", fp_fix, do_fix)
         fp_prev = fp_fix
 
+        final = {s: w / "fixed" / s for s in strategies}
+        if cfg.generate is not None:
+            gen_settings = {k: v for k, v in cfg.generate.items() if k != "strategies"}
+            gen_for = list(cfg.generate.get("strategies", ["remove-hn", "relabel"]))
+            fp_gen = _fp("generate", fp_prev, gen_settings, gen_for, cfg.offline)
+
+            def do_generate() -> str:
+                from trueneg.generate import GenerateConfig, generate_collection
+
+                gcfg = GenerateConfig(**gen_settings)
+                parts = []
+                for s in gen_for:
+                    r = generate_collection(
+                        w / "fixed" / s,
+                        w / "generated" / s,
+                        gcfg,
+                        cache_path=w / "judge-cache.sqlite",
+                        offline=cfg.offline,
+                        overwrite=True,
+                    )
+                    parts.append(f"{s} +{r.used:,} generated")
+                return ", ".join(parts)
+
+            self._stage("generate", fp_gen, do_generate)
+            fp_prev = fp_gen
+            final.update({s: w / "generated" / s for s in gen_for})
+        else:
+            self.results.append(StageResult("generate", "off", 0.0))
+
         fp_export = _fp("export", fp_prev, cfg.export_format)
 
         def do_export() -> str:
@@ -455,7 +517,7 @@ class Runner:
             for s in strategies:
                 target = w / "export" / f"{s}{ext}"
                 export_collection(
-                    Collection.load(w / "fixed" / s), cfg.export_format, target, overwrite=True
+                    Collection.load(final[s]), cfg.export_format, target, overwrite=True
                 )
                 outs.append(target.name)
             return f"{cfg.export_format}: " + ", ".join(outs)
