@@ -131,6 +131,15 @@ def test_dry_run_and_config(coll_dir: Path, tmp_path: Path) -> None:
         r = generate_collection(coll_dir, tmp_path / "g", cfg, dry_run=True)
         assert _stats(srv)["requests"] == 0
     assert r.calls == 50 and r.expected_cost_usd > 0 and not (tmp_path / "g").exists()
+    # the library call, as a notebook would make it
+    import trueneg
+
+    with FakeOpenAI(state) as srv:
+        res = trueneg.generate(coll_dir, out=tmp_path / "lib", base_url=srv.base_url, per_call=5)
+    assert res.collection.path == (tmp_path / "lib").resolve() or res.collection.path.name == "lib"
+    assert res.report.used > 0 and len(res.collection.passages) > 0
+    with pytest.raises(InputError, match="did you mean 'mix_ratio'"):
+        trueneg.generate(coll_dir, out=tmp_path / "x", mix_ration=0.1)
     f = tmp_path / "gen.toml"
     f.write_text('[generate]\nmodel = "qwen3"\nmix_ratio = 0.5\nrefill_to = 8\n')
     c = GenerateConfig.from_toml(f)

@@ -29,6 +29,7 @@ __all__ = [
     "evaluate",
     "export_collection",
     "fix",
+    "generate",
     "ingest",
     "judge",
     "mine",
@@ -53,6 +54,7 @@ if hasattr(os, "register_at_fork"):
 from trueneg import dedup as _dedup_module  # noqa: E402,F401
 from trueneg import evaluate as _evaluate_module  # noqa: E402,F401
 from trueneg import fix as _fix_module  # noqa: E402,F401
+from trueneg import generate as _generate_module  # noqa: E402,F401
 from trueneg import judge as _judge_module  # noqa: E402,F401
 from trueneg import mine as _mine_module  # noqa: E402,F401
 from trueneg import report as _report_module  # noqa: E402,F401
@@ -61,6 +63,7 @@ from trueneg.api import (  # noqa: E402
     dedup,
     evaluate,
     fix,
+    generate,
     judge,
     mine,
     report,

@@ -218,6 +218,45 @@ def fix(
     return Result(Collection.load(out), rep)
 
 
+def generate(
+    collection: Collection | PathLike,
+    config: Any = None,
+    *,
+    out: PathLike,
+    cache: PathLike | None = None,
+    dry_run: bool = False,
+    offline: bool = False,
+    overwrite: bool = False,
+    engine: Engine | None = None,
+    **overrides: Any,
+) -> Result[Any]:
+    """Generated hard negatives (SyNeg): an LLM writes hard negatives per example, they are
+    checked (length, near-duplicates, optionally a judge) and mixed in (``mix_ratio``) and
+    refill short examples (``refill_to``); settings of a :class:`~trueneg.generate.GenerateConfig`.
+    With ``dry_run`` nothing is sent or written (the report has the calls and their cost).
+
+    Example::
+
+        >>> r = trueneg.generate("rlhn-remove-hn", out="rlhn-syneg", model="gpt-4o-mini")  # doctest: +SKIP
+        >>> r.report.refilled  # doctest: +SKIP
+        112
+    """
+    from trueneg.generate import GenerateConfig, generate_collection
+
+    cfg = _settings(GenerateConfig, config, overrides, "generate")
+    coll = _load(collection)
+    rep = generate_collection(
+        coll.path,
+        Path(out),
+        cfg,
+        cache_path=cache,
+        dry_run=dry_run,
+        offline=offline,
+        overwrite=overwrite,
+    )
+    return Result(coll if dry_run else Collection.load(out), rep)
+
+
 def train_retriever(
     collection: Collection | PathLike,
     config: Any = None,
