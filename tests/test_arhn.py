@@ -403,6 +403,22 @@ def test_cascade_mixes_rlhn_then_arhn(coll_dir: Path, tmp_path: Path) -> None:
     assert "ambiguous dropped" in md
 
 
+def test_structured_output_forms(coll_dir: Path) -> None:
+    state = State()
+    state.responder = ScriptedLLM()
+    with FakeOpenAI(state) as srv:
+        for form in ("json_object", "off"):
+            stage = arhn("F", structured_output=form, max_per_call=30)
+            judge_collection(coll_dir, JudgeConfig(base_url=srv.base_url, stages=(stage,)))
+    # llama-cpp-python's form carries the same schema; "off" sends none
+    assert len(state.response_formats) == 50
+    assert all(
+        f == {"type": "json_object", "schema": ANSWER_SCHEMA["json_schema"]["schema"]}
+        for f in state.response_formats
+    )
+    assert all(r["label"] is not None for r in _rows(coll_dir))
+
+
 def test_config_checks(tmp_path: Path) -> None:
     f = tmp_path / "j.toml"
     f.write_text(
@@ -422,5 +438,7 @@ def test_config_checks(tmp_path: Path) -> None:
         arhn(window_size=10, window_step=10)
     with pytest.raises(InputError, match="needs an LLM backend"):
         Stage("x", "m", method="arhn", backend="local")
+    with pytest.raises(InputError, match="structured_output"):
+        arhn(structured_output="yes")
     with pytest.raises(InputError, match="method"):
         Stage("x", "m", "gpt-4o", method="arhnn")

@@ -249,7 +249,7 @@ def generate(
         coll.path,
         Path(out),
         cfg,
-        cache_path=cache,
+        cache_path=Path(cache) if cache is not None else None,
         dry_run=dry_run,
         offline=offline,
         overwrite=overwrite,

@@ -4,7 +4,7 @@ A stage with ``method = "arhn"`` asks an LLM two things about each example:
 
 A. **Answer snippets** (``prompt``, default ``arhn-answers``): for each negative (up to
    ``max_per_call`` per call), a verbatim span of the passage that answers the query, or
-   ``NO_ANSWER``, as JSON (``response_format`` with a JSON schema when ``structured_output``).
+   ``NO_ANSWER``, as JSON (``response_format`` with a JSON schema, per ``structured_output``).
    A span that does not occur in its passage once whitespace is normalised is ``ungrounded``: a
    status of its own, never an answer.
 B. **Listwise ranking** (``rank_prompt``, default ``arhn-rank``) of the positives and negatives in
@@ -102,6 +102,14 @@ ANSWER_SCHEMA: dict[str, Any] = {
 #: (``max_completion_tokens`` per call) bounds it. ``expected_completion_tokens`` is not read here.
 ANSWER_TOKENS_PER_PASSAGE = 30
 RANK_TOKENS_PER_CANDIDATE = 4
+
+def response_format(kind: str) -> dict[str, Any]:
+    """The answer schema as ``response_format``: OpenAI's ``json_schema`` envelope, or
+    llama-cpp-python's ``{"type": "json_object", "schema": ...}``."""
+    if kind == "json_object":
+        return {"type": "json_object", "schema": ANSWER_SCHEMA["json_schema"]["schema"]}
+    return ANSWER_SCHEMA
+
 
 _THINK = re.compile(r"<think>.*?</think>", re.DOTALL)
 _PLACEHOLDER = re.compile(r"\{(question|num|passages)\}")
@@ -424,11 +432,12 @@ def run_arhn(
 
     def requests_for(prompts: list[str], template: Template, answers: bool) -> list[Request]:
         reqs = make_requests(stage, prompts, config)
-        if template.system is None and not (answers and stage.structured_output):
+        structured = answers and stage.structured_output != "off"
+        if template.system is None and not structured:
             return reqs
         params = dict(stage.params())
-        if answers and stage.structured_output:
-            params["response_format"] = ANSWER_SCHEMA
+        if structured:
+            params["response_format"] = response_format(stage.structured_output)
         out = []
         for r, p in zip(reqs, prompts, strict=True):
             messages = template.messages(p)

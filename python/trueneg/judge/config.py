@@ -94,8 +94,10 @@ class Stage:
     shuffle_seed: int = 0
     #: method "arhn": passages are cut to this many words in the ranking prompt (0: whole)
     max_passage_words: int = 300
-    #: method "arhn": ask for the answer snippets with a JSON schema (``response_format``)
-    structured_output: bool = True
+    #: method "arhn": how the answer snippets' JSON schema is asked for: "json_schema" (OpenAI's
+    #: ``response_format``; vLLM, llama.cpp's llama-server, SGLang), "json_object" (``{"type":
+    #: "json_object", "schema": ...}``: llama-cpp-python's server), or "off" (the prompt alone)
+    structured_output: str = "json_schema"
 
     def __post_init__(self) -> None:
         try:
@@ -113,6 +115,7 @@ class Stage:
         one_of("local_scorer", self.local_scorer, ("embedding", "cross-encoder"))
         one_of("method", self.method, METHODS)
         one_of("arhn_rule", self.arhn_rule, ARHN_RULES)
+        one_of("structured_output", self.structured_output, ("json_schema", "json_object", "off"))
         if self.method == "arhn":
             if self.is_local:
                 raise InputError("method 'arhn' needs an LLM backend (openai, batch or replay)")
