@@ -114,3 +114,73 @@ def test_cascade_against_a_real_llm(llama_server: str, tmp_path: Path) -> None:
     assert sum(st.statuses.values()) == 3
     again = judge_collection(coll.path, cfg, cache_path=tmp_path / "cache.sqlite")
     assert again.stages[0].sent == 0 and again.stages[0].cache_hits == 3
+
+
+def _three_queries(tmp_path: Path) -> Path:
+    import orjson
+
+    from trueneg import ingest
+    from trueneg.data import rlhn_sample_stage1
+
+    src = rlhn_sample_stage1()[0]
+    rows = [orjson.loads(x) for x in src.read_bytes().splitlines()[:3]]
+    for r in rows:
+        r["negative_passages"] = r["negative_passages"][:5]
+    f = tmp_path / "sample.jsonl"
+    f.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))
+    return ingest([f], tmp_path / "c", format="tevatron").path
+
+
+def test_arhn_against_a_real_llm(llama_server: str, tmp_path: Path) -> None:
+    """ARHN's two kinds of call through llama-cpp-python's server: answer snippets under its
+    JSON-schema grammar (``structured_output = "json_object"``) and RankGPT-format rankings."""
+    from trueneg import judgments
+    from trueneg.judge import judge_collection
+    from trueneg.judge.cascade import JudgeConfig, Stage
+
+    coll = _three_queries(tmp_path)
+    os.environ.setdefault("OPENAI_API_KEY", "sk-no-key-needed")
+    stage = Stage(
+        "arhn",
+        "smollm2-135m",
+        method="arhn",
+        structured_output="json_object",
+        max_completion_tokens=512,
+        temperature=0.0,
+    )
+    cfg = JudgeConfig(stages=(stage,), base_url=llama_server, concurrency=1, timeout=300)
+    s = judge_collection(coll, cfg, cache_path=tmp_path / "cache.sqlite")
+    st = s.stages[0]
+    # 3 answer calls (5 negatives each) and 3 ranking calls (6 candidates: one window)
+    assert st.calls == 6 and st.sent == 6 and st.failed == 0
+    assert sum(st.statuses.values()) == 6
+    t = judgments.load(coll)
+    assert len(t) == 15 and all(r is not None for r in t["status"].to_pylist())
+    again = judge_collection(coll, cfg, cache_path=tmp_path / "cache.sqlite")
+    assert again.stages[0].sent == 0
+
+
+def test_generate_against_a_real_llm(llama_server: str, tmp_path: Path) -> None:
+    """SyNeg's prompt through a real model: answers stored, read (or reported unreadable),
+    checked; the output collection is written whatever a 135M model manages."""
+    from trueneg import Collection
+    from trueneg.generate import GenerateConfig, generate_collection
+
+    coll = _three_queries(tmp_path)
+    os.environ.setdefault("OPENAI_API_KEY", "sk-no-key-needed")
+    cfg = GenerateConfig(
+        model="smollm2-135m",
+        base_url=llama_server,
+        per_call=2,
+        refill_to=6,
+        concurrency=1,
+        timeout=300,
+        max_completion_tokens=512,
+        temperature=0.0,
+    )
+    r = generate_collection(coll, tmp_path / "g", cfg, cache_path=tmp_path / "cache.sqlite")
+    assert r.calls == 3 and r.sent == 3 and sum(r.statuses.values()) == 3
+    assert r.used + sum(r.rejected.values()) <= r.generated
+    assert len(Collection.load(tmp_path / "g").examples) == 3
+    again = generate_collection(coll, tmp_path / "g2", cfg, cache_path=tmp_path / "cache.sqlite")
+    assert again.sent == 0 and again.used == r.used
