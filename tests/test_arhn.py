@@ -248,6 +248,25 @@ def test_arhn_stage_labels_follow_the_rule(coll_dir: Path, rule: str) -> None:
         assert r["reason"].endswith("answer: " + json.dumps(span, ensure_ascii=False))
 
 
+def test_batch_api_backend_gives_the_same_labels(coll_dir: Path, tmp_path: Path) -> None:
+    """ARHN over the Batch API: one batch per round of windows, the same labels as online."""
+    state = State()
+    state.responder = ScriptedLLM()
+    other = tmp_path / "other"
+    ingest(rlhn_sample_stage1(), other)
+    with FakeOpenAI(state) as srv:
+        judge_collection(coll_dir, JudgeConfig(base_url=srv.base_url, stages=(arhn(),)))
+        batch = arhn(backend="batch")
+        judge_collection(
+            other,
+            JudgeConfig(base_url=srv.base_url, stages=(batch,), batch_poll_seconds=0.01),
+        )
+        assert state.batches and _stats(srv)["requests"] > 0
+    a = {(r["example"], r["pid"]): r["label"] for r in _rows(coll_dir)}
+    b = {(r["example"], r["pid"]): r["label"] for r in _rows(other)}
+    assert a == b and "relabel" in a.values()
+
+
 def test_shuffle_seed_changes_what_is_shown(coll_dir: Path) -> None:
     state = State()
     state.responder = ScriptedLLM()

@@ -103,6 +103,7 @@ ANSWER_SCHEMA: dict[str, Any] = {
 ANSWER_TOKENS_PER_PASSAGE = 30
 RANK_TOKENS_PER_CANDIDATE = 4
 
+
 def response_format(kind: str) -> dict[str, Any]:
     """The answer schema as ``response_format``: OpenAI's ``json_schema`` envelope, or
     llama-cpp-python's ``{"type": "json_object", "schema": ...}``."""
