@@ -461,3 +461,48 @@ def test_config_checks(tmp_path: Path) -> None:
         arhn(structured_output="yes")
     with pytest.raises(InputError, match="method"):
         Stage("x", "m", "gpt-4o", method="arhnn")
+
+
+def test_budget_stop_leaves_pairs_unlabelled_and_a_rerun_completes(coll_dir: Path) -> None:
+    state = State()
+    state.responder = ScriptedLLM()
+    prices = {"qwen3-32b": (0.15, 0.6)}
+    stage = arhn()
+    with FakeOpenAI(state) as srv:
+        base = JudgeConfig(base_url=srv.base_url, stages=(stage,), prices=prices, concurrency=1)
+        worst = judge_collection(coll_dir, base, dry_run=True).stages[0].estimated_cost_usd
+        tight = dataclasses.replace(base, budget_usd=5 * worst / 130)
+        s = judge_collection(coll_dir, tight)
+        assert s.stages[0].statuses.get("budget", 0) > 0
+        rows = _rows(coll_dir)
+        stopped = [r for r in rows if r["status"] == "budget"]
+        assert stopped and all(r["label"] is None and not r["flagged"] for r in stopped)
+        full = judge_collection(coll_dir, base)
+        stats = _stats(srv)
+    assert "budget" not in full.stages[0].statuses
+    assert all(r["label"] is not None for r in _rows(coll_dir))
+    assert max(stats["paid"].values()) == 1  # nothing bought twice
+
+
+def test_local_scorer_then_arhn_on_what_it_passes(coll_dir: Path) -> None:
+    """The free embedding scorer first; ARHN sees only the calls with a near-positive negative,
+    and judges the negatives of those calls."""
+    pytest.importorskip("torch")
+    state = State()
+    llm = ScriptedLLM()
+    state.responder = llm
+    local = Stage("local", "default", backend="local", local_margin=0.3)
+    then = arhn("R+F", trigger="previous")
+    with FakeOpenAI(state) as srv:
+        s = judge_collection(coll_dir, JudgeConfig(base_url=srv.base_url, stages=(local, then)))
+        est = judge_collection(
+            coll_dir, JudgeConfig(base_url=srv.base_url, stages=(local, then)), dry_run=True
+        )
+    t = judgments.load(coll_dir)
+    loc = t.filter(pc.equal(t["stage"], "local"))
+    passed = set(loc.filter(pc.equal(loc["label"], "uncertain"))["example"].to_pylist())
+    judged = {r["example"] for r in _rows(coll_dir)}
+    assert judged == passed and 0 < len(passed) < 50
+    assert s.stages[1].calls == llm.answer_calls + llm.rank_calls
+    # the estimate prices ARHN on every example (what the prefilter passes is not known before)
+    assert est.stages[1].calls > s.stages[1].calls and est.stages[1].prompt_tokens > 0

@@ -11,6 +11,7 @@ import re
 import subprocess
 import sys
 import urllib.request
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -258,3 +259,46 @@ def test_pipeline_with_an_arhn_judge_and_a_generate_stage(tmp_path: Path) -> Non
         b.returncode != 0
         and "[generate]: strategies must be a list of [fix] strategies" in b.stderr
     )
+
+
+def test_budget_stops_and_a_rerun_pays_only_for_the_rest(coll_dir: Path, tmp_path: Path) -> None:
+    state, _ = _server_state()
+    prices = {"gpt-4o-mini": (0.15, 0.6)}
+    with FakeOpenAI(state) as srv:
+        cfg = GenerateConfig(base_url=srv.base_url, per_call=5, prices=prices, concurrency=1)
+        one_call = generate_collection(coll_dir, tmp_path / "d", cfg, dry_run=True)
+        # a budget of 3 calls' worst case (each reserved before it is sent; answers cost far
+        # less): the sender stops part way, and the calls it did not send are "budget"
+        tight = replace(cfg, budget_usd=3 * one_call.estimated_cost_usd / 50)
+        first = generate_collection(coll_dir, tmp_path / "a", tight)
+        assert 0 < first.sent < 50 and first.statuses["budget"] == 50 - first.sent
+        assert Collection.load(tmp_path / "a").examples is not None  # written all the same
+        second = generate_collection(coll_dir, tmp_path / "b", cfg)
+        stats = _stats(srv)
+    assert second.sent == 50 - first.sent and second.cache_hits == first.sent
+    assert second.statuses == {"ok": 50}
+    assert max(stats["paid"].values()) == 1  # no answer bought twice
+    offline = generate_collection(coll_dir, tmp_path / "off", cfg, offline=True)
+    assert offline.sent == 0 and offline.used == second.used
+
+
+def test_batch_api_backend(coll_dir: Path, tmp_path: Path) -> None:
+    state, _ = _server_state()
+    with FakeOpenAI(state) as srv:
+        online = generate_collection(
+            coll_dir,
+            tmp_path / "a",
+            GenerateConfig(base_url=srv.base_url, per_call=5),
+            cache_path=tmp_path / "a.sqlite",
+        )
+        batch = generate_collection(
+            coll_dir,
+            tmp_path / "b",
+            GenerateConfig(base_url=srv.base_url, per_call=5, backend="batch"),
+            cache_path=tmp_path / "b.sqlite",
+        )
+        assert state.batches
+    assert batch.used == online.used and batch.statuses == {"ok": 50}
+    a = Collection.load(tmp_path / "a").examples["negatives"].to_pylist()
+    b = Collection.load(tmp_path / "b").examples["negatives"].to_pylist()
+    assert a == b

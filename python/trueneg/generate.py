@@ -305,15 +305,23 @@ def generate_collection(
         final = {k: a for k, a in found.items() if is_final(a)} if sendable else found
         report.cache_hits = len(final)
         missing = [r for r in uniq if r.key not in final]
+        outcomes: dict[str, Any] = {}
         if missing and sendable:
-            stats, _ = send_requests(jcfg, cache, stage, missing)
+            stats, outcomes = send_requests(jcfg, cache, stage, missing)
             report.sent, report.failed_calls = stats.answered, stats.failed
             found.update(cache.get_many([r.key for r in missing]))
+        lost = [r.key for r in uniq if r.key not in found]
+        why = {k: f[0] for k, f in cache.last_failures(lost).items()} if lost else {}
+        for k in lost:  # this run's outcome first (a budget stop is not stored as a failure)
+            o = outcomes.get(k)
+            if o is not None and o.status != "ok":
+                why[k] = o.status
     generated: dict[int, list[str]] = {}
     for r, req in zip(rows, requests, strict=True):
         a = found.get(req.key)
         if a is None:
-            report.statuses["api_error"] = report.statuses.get("api_error", 0) + 1
+            st = why.get(req.key, "missing")
+            report.statuses[st] = report.statuses.get(st, 0) + 1
             continue
         if a.source in ("api", "batch"):
             report.cost_usd += a.cost_usd or 0.0

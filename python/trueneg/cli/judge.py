@@ -89,8 +89,9 @@ def _print_summary(s, as_json: bool) -> None:  # type: ignore[no-untyped-def]
     if s.dry_run:
         typer.echo(
             "(dry run: every call of every stage; expected = expected_completion_tokens of output "
-            "per call, worst case = the full max_completion_tokens; stage 2 runs only on the calls "
-            "stage 1 flags)"
+            "per call (ARHN stages: 30 tokens per answer-snippet entry, 4 per ranked candidate), "
+            "worst case = the full max_completion_tokens; a stage triggered by the one before runs "
+            "only on the calls it passes on)"
         )
         return
     per = f"${s.cost_per_false_negative:,.4f}" if s.cost_per_false_negative is not None else "-"

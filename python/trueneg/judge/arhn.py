@@ -382,7 +382,8 @@ class _Example:
     keys: list[str] = field(default_factory=list)
 
 
-Fetch = Callable[[list[Request]], dict[str, Answer]]
+#: answers of requests (a missing key: no answer), and why each unanswered one failed
+Fetch = Callable[[list[Request]], tuple[dict[str, Answer], dict[str, tuple[str, str]]]]
 
 
 def run_arhn(
@@ -500,15 +501,16 @@ def run_arhn(
         r_prompts = [window_prompt(ex, ex.windows[rnd]) for ex in live]
         r_reqs = requests_for(r_prompts, r_tpl, False)
         batch = (a_reqs if rnd == 0 else []) + r_reqs
-        found = fetch(batch) if batch else {}
+        found, failed = fetch(batch) if batch else ({}, {})
         calls += len(batch)
         if rnd == 0:
             for (ex, negs), req in zip(a_calls, a_reqs, strict=True):
                 a = found.get(req.key)
                 ex.keys.append(req.key)
                 if a is None:
-                    count("api_error")
-                    ex.failed = ex.failed or ("api_error", "no answer to the answer-snippet call")
+                    why = failed.get(req.key, ("missing", "no answer to the answer-snippet call"))
+                    count(why[0])
+                    ex.failed = ex.failed or why
                     continue
                 use(a, req.key)
                 sheet = parse_answers(
@@ -527,8 +529,9 @@ def run_arhn(
             a = found.get(req.key)
             ex.keys.append(req.key)
             if a is None:
-                count("api_error")
-                ex.failed = ex.failed or ("api_error", "no answer to a ranking window")
+                why = failed.get(req.key, ("missing", "no answer to a ranking window"))
+                count(why[0])
+                ex.failed = ex.failed or why
                 continue
             use(a, req.key)
             s, t = ex.windows[rnd]
@@ -619,10 +622,11 @@ def fetcher(
     offline: bool,
 ) -> Fetch:
     """Answers for requests: the cache first, then the missing ones sent (unless offline or
-    replay), each stored before it is used."""
+    replay), each stored before it is used; for a request left without one, the status and
+    message of its last failure (``budget``, ``api_error``, ...)."""
     sendable = not offline and stage.backend != "replay"
 
-    def fetch(requests: list[Request]) -> dict[str, Answer]:
+    def fetch(requests: list[Request]) -> tuple[dict[str, Answer], dict[str, tuple[str, str]]]:
         uniq: dict[str, Request] = {}
         for r in requests:
             uniq.setdefault(r.key, r)
@@ -631,14 +635,21 @@ def fetcher(
         final = {k: a for k, a in found.items() if is_final(a)} if sendable else found
         summ.cache_hits += len(final)
         missing = [r for k, r in uniq.items() if k not in final]
+        outcomes: dict[str, Outcome] = {}
         if missing and sendable:
-            stats, _ = send(config, cache, stage, missing)
+            stats, outcomes = send(config, cache, stage, missing)
             summ.sent += stats.answered
             summ.failed += stats.failed
             for k, v in asdict(stats).items():
                 if isinstance(v, int | float) and not isinstance(v, bool):
                     summ.send[k] = summ.send.get(k, 0) + v
             found.update(cache.get_many([r.key for r in missing]))
-        return found
+        lost = [k for k in uniq if k not in found]
+        why = {k: (f[0], f[2]) for k, f in cache.last_failures(lost).items()} if lost else {}
+        for k in lost:  # this run's outcome first (a budget stop is not stored as a failure)
+            o = outcomes.get(k)
+            if o is not None and o.status != "ok":
+                why[k] = (o.status, o.message or o.status)
+        return found, why
 
     return fetch
