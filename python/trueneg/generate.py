@@ -421,7 +421,9 @@ def _judge_check(
     from trueneg.judge import JudgeConfig, judge_collection
 
     assert cfg.judge is not None
-    jc = replace(JudgeConfig.from_toml(cfg.judge), budget_usd=cfg.budget_usd)
+    jc = JudgeConfig.from_toml(cfg.judge)
+    if cfg.budget_usd is not None:  # the run's budget caps the check too
+        jc = replace(jc, budget_usd=cfg.budget_usd)
     texts = coll.passages["text"].to_pylist()
     q_text = coll.queries["text"].to_pylist()
     ex = coll.examples

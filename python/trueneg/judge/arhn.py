@@ -36,7 +36,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import orjson
@@ -46,6 +46,10 @@ from trueneg import judgments
 from trueneg.exceptions import InputError
 from trueneg.judge.cache import Answer, Cache, is_final, request_key
 from trueneg.judge.client import Outcome, Request
+
+if TYPE_CHECKING:
+    from trueneg.judge.cascade import CollectionText
+    from trueneg.judge.config import JudgeConfig, Stage
 
 __all__ = [
     "ANSWER_SCHEMA",
@@ -387,10 +391,10 @@ Fetch = Callable[[list[Request]], tuple[dict[str, Answer], dict[str, tuple[str, 
 
 
 def run_arhn(
-    text: Any,
-    stage: Any,
+    text: CollectionText,
+    stage: Stage,
     stage_index: int,
-    config: Any,
+    config: JudgeConfig,
     spans: dict[int, list[tuple[int, int]]],
     fetch: Fetch,
     account: Callable[[Answer, str], None],
@@ -613,9 +617,9 @@ def run_arhn(
 
 
 def fetcher(
-    config: Any,
+    config: JudgeConfig,
     cache: Cache,
-    stage: Any,
+    stage: Stage,
     send: Callable[..., tuple[Any, dict[str, Outcome]]],
     summ: Any,
     *,

@@ -426,8 +426,8 @@ def _arhn_stage(
         flags = table["flagged"].to_numpy(zero_copy_only=False)
         summ.false_negatives = int(flags.sum())
         summ.examples_with_false_negatives = len(set(table["example"].to_numpy()[flags].tolist()))
-    summ.flagged_calls = len(flagged_rows)
     passed = np.isin(plan.example, np.asarray(flagged_rows, np.int64))
+    summ.flagged_calls = int(passed.sum())
     return summ, table, plan.take(np.flatnonzero(passed))
 
 
