@@ -113,7 +113,10 @@ def test_cascade_against_a_real_llm(llama_server: str, tmp_path: Path) -> None:
     # every call has a status of its own (ok, parse_error, ...): none silently "no false negative"
     assert sum(st.statuses.values()) == 3
     again = judge_collection(coll.path, cfg, cache_path=tmp_path / "cache.sqlite")
-    assert again.stages[0].sent == 0 and again.stages[0].cache_hits == 3
+    # answers still cut off at the cap are asked again by a later run (documented); the rest
+    # come from the cache
+    cut = st.statuses.get("length", 0)
+    assert again.stages[0].sent == cut and again.stages[0].cache_hits == 3 - cut
 
 
 def _three_queries(tmp_path: Path) -> Path:
