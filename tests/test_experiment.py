@@ -357,3 +357,10 @@ def test_arhn_judge_and_syneg_refill_in_the_experiment(cisi_slice: Path, tmp_pat
     assert fix["dropped_ambiguous"] == sum(x == "ambiguous" for x in t["label"].to_pylist())
     syneg = Collection.load(w / "relabel+syneg")
     assert len(syneg.passages) > len(Collection.load(w / "relabel").passages)
+    # every trained condition carries its training set's ECI (generated passages embedded too),
+    # and the result correlates them with nDCG@10
+    for c in ("noisy", "relabel", "relabel+syneg"):
+        terms = r["conditions"][c]["eci_terms"][0]
+        assert terms["eci"] > 0 and 0 < terms["safety"] <= 1
+    assert r["eci_vs_ndcg"]["pairs"] == 3
+    assert "ECI of the training set vs trained nDCG@10" in (out.with_suffix(".md")).read_text()

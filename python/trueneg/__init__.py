@@ -35,6 +35,7 @@ __all__ = [
     "mine",
     "mine_hard_negatives",
     "report",
+    "score_negatives",
     "train_reranker",
     "train_retriever",
 ]
@@ -67,6 +68,7 @@ from trueneg.api import (  # noqa: E402
     judge,
     mine,
     report,
+    score_negatives,
     train_reranker,
     train_retriever,
 )

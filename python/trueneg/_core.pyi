@@ -16,6 +16,7 @@ __all__ = [
     "apply_fix",
     "count_tokens",
     "cpu_features",
+    "effective_contrastive_information",
     "hash_string_columns",
     "lsh_clusters",
     "minhash_signatures",
@@ -137,6 +138,19 @@ def pack_batches(
     max_open: int = 64,
 ) -> tuple[NDArray[np.int64], NDArray[np.uint32], int]:
     """Training batches with no query and no passage twice: (offsets, examples, partial)."""
+
+def effective_contrastive_information(
+    queries: NDArray[np.float32],
+    passages: NDArray[np.float32],
+    qids: NDArray[np.uint32],
+    pos_offsets: NDArray[np.int64],
+    pos: NDArray[np.uint32],
+    neg_offsets: NDArray[np.int64],
+    neg: NDArray[np.uint32],
+    delta: float = 0.05,
+    in_batch: int = 16,
+) -> dict[str, NDArray[np.float32]]:
+    """ECI terms per example and per negative (``trueneg.score``)."""
 
 def select_negatives(
     cand_ids: NDArray[np.int64],

@@ -257,6 +257,30 @@ def generate(
     return Result(coll if dry_run else Collection.load(out), rep)
 
 
+def score_negatives(
+    collection: Collection | PathLike,
+    config: Any = None,
+    *,
+    encoder: Any = None,
+    engine: Engine | None = None,
+    **overrides: Any,
+) -> Result[Any]:
+    """The ECI of the collection's hard negatives (:mod:`trueneg.score`): information capacity
+    times the harmonic mean of hardness and safety, from a frozen encoder (default
+    all-MiniLM-L6-v2); settings of a :class:`~trueneg.score.ScoreConfig`. Nothing is written.
+
+    Example::
+
+        >>> r = trueneg.score_negatives("rlhn-relabel")  # doctest: +SKIP
+        >>> round(r.report.eci, 3), r.report.unsafe_share  # doctest: +SKIP
+    """
+    from trueneg.score import ScoreConfig, score_collections
+
+    cfg = _settings(ScoreConfig, config, overrides, "score_negatives")
+    coll = _load(collection)
+    return Result(coll, score_collections([coll.path], cfg, encoder=encoder)[0])
+
+
 def train_retriever(
     collection: Collection | PathLike,
     config: Any = None,

@@ -399,6 +399,7 @@ def _run(ds: Path, cfg: ExperimentConfig, work: Path, say: Callable[[str], None]
         colls, stats = _collections(data, split, cfg, seed, qe0, de0, sdir, fp)
         fn_stats.append(stats["false_negatives"])
         quality.append(stats["judge_quality"])
+        eci = _eci_per_collection(colls, data, qe0, de0, base)
         # noisy first: the step-matched control takes its step count
         for cond in sorted(cfg.conditions, key=lambda c: c != "noisy"):
             if cond == "zero-shot":
@@ -406,7 +407,7 @@ def _run(ds: Path, cfg: ExperimentConfig, work: Path, say: Callable[[str], None]
             steps = runs["noisy"][seed]["steps"] if cond == "relabel-matched" else None
             runs[cond][seed] = _condition(
                 cond, colls, test, cfg, seed, sdir, fp, base.max_length, steps
-            )
+            ) | {"eci": eci[_SOURCE[cond]]}
             r = runs[cond][seed]
             say(
                 f"seed {seed} {cond}: nDCG@10 {r['nDCG@10']:.4f} "
@@ -502,6 +503,34 @@ def _collections(
     return colls, stats
 
 
+def _eci_per_collection(
+    colls: dict[str, Path], data: Any, qe0: np.ndarray, de0: np.ndarray, base: Any
+) -> dict[str, dict[str, Any]]:
+    """ECI (:mod:`trueneg.score`) of each training collection, from the zero-shot encoder's
+    embeddings the experiment already has (generated passages are embedded here)."""
+    from trueneg.collection import Collection
+    from trueneg.score import ECI_TERMS, eci_of
+
+    q_row = {q: i for i, q in enumerate(data.query_ids)}
+    d_row = {d: i for i, d in enumerate(data.doc_ids)}
+    out: dict[str, dict[str, Any]] = {}
+    for name, path in colls.items():
+        coll = Collection.load(path)
+        qe = qe0[[q_row[q] for q in coll.queries["query_id"].to_pylist()]]
+        docids = coll.passages["docid"].to_pylist()
+        rows = [d_row.get(d, -1) for d in docids]
+        pe = de0[np.maximum(np.asarray(rows, np.int64), 0)]
+        new = [i for i, r in enumerate(rows) if r < 0]
+        if new:
+            texts = coll.passages["text"].to_pylist()
+            pe[new] = base.encode([texts[i] for i in new], "passage", desc="embed generated")
+        summary, _ = eci_of(coll, qe, pe)
+        out[name] = {k: getattr(summary, k) for k in ECI_TERMS} | {
+            "unsafe_share": summary.unsafe_share
+        }
+    return out
+
+
 def _write_qrels(data: Any, out: Path) -> None:
     lines = ["query-id\tcorpus-id\tscore"] + [
         f"{q}\t{d}\t{g}" for q, docs in data.qrels.items() for d, g in docs.items()
@@ -593,6 +622,9 @@ def summarize(
             "rows": [per[s]["rows"] for s in seeds],
             "steps": [per[s]["steps"] for s in seeds],
         }
+        if all("eci" in per[s] for s in seeds):
+            conditions[cond]["eci"] = _mean_std([per[s]["eci"]["eci"] for s in seeds])
+            conditions[cond]["eci_terms"] = [per[s]["eci"] for s in seeds]
     paired = {}
     for cond, per in runs.items():
         if cond == "noisy":
@@ -623,7 +655,41 @@ def summarize(
         | {"per_seed": quality},
         "conditions": conditions,
         "paired": paired,
+        "eci_vs_ndcg": eci_correlation(runs, seeds),
         "seconds": seconds,
+    }
+
+
+#: conditions whose training data differ (relabel-matched trains relabel's data for fewer steps:
+#: the same ECI, so it is left out of the correlation)
+ECI_CONDITIONS = ("noisy", "remove", "remove-hn", "relabel", *SYNEG_CONDITIONS)
+
+
+def eci_correlation(runs: dict[str, dict[int, dict[str, Any]]], seeds: Sequence[int]) -> Any:
+    """Spearman's rank correlation between the training set's ECI and the trained nDCG@10, over
+    every (condition, seed) of :data:`ECI_CONDITIONS` (pooled), and within each seed (their
+    mean): does the training-free score order the sets as training does?"""
+    from trueneg.score import spearman
+
+    pairs = [
+        (runs[c][s]["eci"]["eci"], runs[c][s]["nDCG@10"], s)
+        for c in ECI_CONDITIONS
+        if c in runs
+        for s in seeds
+        if "eci" in runs[c].get(s, {}) and runs[c][s]["nDCG@10"] is not None
+    ]
+    if not pairs:
+        return None
+    within = [
+        spearman([e for e, _, t in pairs if t == s], [n for _, n, t in pairs if t == s])
+        for s in seeds
+    ]
+    w = [x for x in within if x is not None]
+    return {
+        "spearman": spearman([e for e, _, _ in pairs], [n for _, n, _ in pairs]),
+        "pairs": len(pairs),
+        "spearman_within_seed": within,
+        "spearman_within_seed_mean": float(np.mean(w)) if w else None,
     }
 
 
@@ -640,6 +706,15 @@ def markdown(result: dict[str, Any]) -> str:
     lines.append("| " + " | ".join(table[0]) + " |")
     lines.append("|---" * len(table[0]) + "|")
     lines += ["| " + " | ".join(r.values()) + " |" for r in table]
+    c = result.get("eci_vs_ndcg")
+    if c and c.get("spearman") is not None:
+        within = c.get("spearman_within_seed_mean")
+        lines += [
+            "",
+            f"ECI of the training set vs trained nDCG@10: Spearman {c['spearman']:+.3f} over "
+            f"{c['pairs']} (condition, seed) pairs"
+            + (f"; within a seed {within:+.3f} on average." if within is not None else "."),
+        ]
     q = result["judge_quality"]
     if "kappa" in q:
         lines += [
@@ -668,6 +743,7 @@ def rows(result: dict[str, Any]) -> list[dict[str, str]]:
         return f"{v['mean']:{sign}.4f} ± {v['std']:.4f}"
 
     out = []
+    has_eci = any("eci" in c for c in result["conditions"].values())
     for cond, c in result["conditions"].items():
         p = result["paired"].get(cond)
         out.append(
@@ -678,6 +754,7 @@ def rows(result: dict[str, Any]) -> list[dict[str, str]]:
                 "rows": "/".join(str(x) for x in c["rows"]),
                 "steps": "/".join(str(x) for x in c["steps"]),
             }
+            | ({"ECI": cell(c.get("eci"))} if has_eci else {})
         )
     return out
 

@@ -41,6 +41,8 @@ class ReportData:
     experiments: list[dict[str, Any]] = field(default_factory=list)
     #: ``trueneg judge prefilter`` curves (one per local scorer), shown as one plot
     prefilters: list[dict[str, Any]] = field(default_factory=list)
+    #: ``trueneg score-negatives`` summaries (one per collection), shown as a table
+    eci: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _plt() -> Any:
@@ -498,6 +500,29 @@ def write_report(d: ReportData, out_dir: str | Path) -> Path:
             f"<img alt='{html.escape(title)}' src='data:image/png;base64,{b64}'>",
         ]
         md += [f"## {title}\n", line + "\n", tm, f"![{title}]({name}.png)\n"]
+    if d.eci:
+        rows = [
+            {
+                "collection": Path(r["collection"]).name,
+                "examples": f"{r['examples']:,}",
+                "negatives": f"{r['negatives']:,}",
+                "IC": f"{r['information_capacity']:.3f}",
+                "signal": f"{r['signal']:.3f}",
+                "safety": f"{r['safety']:.3f}",
+                "DE": f"{r['efficiency']:.3f}",
+                "ECI": f"{r['eci']:.3f}",
+                "unsafe negatives": f"{r['unsafe_share']:.1%}",
+            }
+            for r in d.eci
+        ]
+        th, tm = _table(rows, list(rows[0]))
+        line = (
+            "Effective Contrastive Information of each set's hard negatives, before training: "
+            "IC = ln(1 + negatives) times DE, the harmonic mean of signal (hardness against an "
+            "in-batch baseline) and safety (margin below the weakest positive)."
+        )
+        h += ["<h2>Hard-negative quality (ECI)</h2>", f"<p>{html.escape(line)}</p>", th]
+        md += ["## Hard-negative quality (ECI)\n", line + "\n", tm]
     if d.prefilters:
         from trueneg.judge.prefilter import plot_png as prefilter_png
 

@@ -93,7 +93,7 @@ mod _core {
     #[pymodule_export]
     use super::ledger::{apply_fix, count_tokens, pack_batches, plan_calls};
     #[pymodule_export]
-    use super::search::{select_negatives, topk_inner_product};
+    use super::search::{effective_contrastive_information, select_negatives, topk_inner_product};
     #[pymodule_export]
     use super::text::{hash_string_columns, strings_to_column, PyInterner};
 

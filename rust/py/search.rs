@@ -173,3 +173,69 @@ pub(super) fn select_negatives<'py>(
         ),
     ))
 }
+
+type EciPy<'py> = Bound<'py, pyo3::types::PyDict>;
+
+/// ECI of a negative set (see `crate::mining::eci`): a dict of float32 arrays, per example
+/// (`information_capacity`, `signal`, `safety`, `efficiency`, `eci`, `positive_score`,
+/// `baseline`) and per negative in CSR order (`negative_score`, `hardness`, `negative_safety`).
+#[pyfunction]
+#[pyo3(signature = (queries, passages, qids, pos_offsets, pos, neg_offsets, neg, delta = 0.05, in_batch = 16))]
+#[allow(clippy::too_many_arguments)]
+pub(super) fn effective_contrastive_information<'py>(
+    py: Python<'py>,
+    queries: PyReadonlyArray2<'py, f32>,
+    passages: PyReadonlyArray2<'py, f32>,
+    qids: PyReadonlyArray1<'py, u32>,
+    pos_offsets: PyReadonlyArray1<'py, i64>,
+    pos: PyReadonlyArray1<'py, u32>,
+    neg_offsets: PyReadonlyArray1<'py, i64>,
+    neg: PyReadonlyArray1<'py, u32>,
+    delta: f32,
+    in_batch: usize,
+) -> PyResult<EciPy<'py>> {
+    use pyo3::types::PyDictMethods;
+
+    let dim = queries.as_array().ncols();
+    if passages.as_array().ncols() != dim {
+        return Err(value_error(format!(
+            "queries have {dim} dimensions, passages {}",
+            passages.as_array().ncols()
+        )));
+    }
+    let q = queries
+        .as_slice()
+        .map_err(|_| value_error("queries must be C-contiguous float32 (n, dim)"))?;
+    let p = passages
+        .as_slice()
+        .map_err(|_| value_error("passages must be C-contiguous float32 (n, dim)"))?;
+    let input = crate::mining::EciInput {
+        queries: q,
+        passages: p,
+        dim,
+        qids: contiguous(&qids, "qids")?,
+        pos_offsets: contiguous(&pos_offsets, "pos_offsets")?,
+        pos: contiguous(&pos, "pos")?,
+        neg_offsets: contiguous(&neg_offsets, "neg_offsets")?,
+        neg: contiguous(&neg, "neg")?,
+    };
+    let t = run_detached(py, || {
+        crate::mining::effective_contrastive_information(&input, delta, in_batch)
+    })?;
+    let d = pyo3::types::PyDict::new(py);
+    for (k, v) in [
+        ("information_capacity", t.information_capacity),
+        ("signal", t.signal),
+        ("safety", t.safety),
+        ("efficiency", t.efficiency),
+        ("eci", t.eci),
+        ("positive_score", t.positive_score),
+        ("baseline", t.baseline),
+        ("negative_score", t.negative_score),
+        ("hardness", t.hardness),
+        ("negative_safety", t.negative_safety),
+    ] {
+        d.set_item(k, v.into_pyarray(py))?;
+    }
+    Ok(d)
+}

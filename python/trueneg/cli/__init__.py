@@ -36,6 +36,7 @@ from trueneg.cli import judge as _judge  # noqa: E402,F401
 from trueneg.cli import mine as _mine  # noqa: E402,F401
 from trueneg.cli import prune as _prune  # noqa: E402,F401
 from trueneg.cli import run as _run  # noqa: E402,F401
+from trueneg.cli import score as _score  # noqa: E402,F401
 from trueneg.cli import stats as _stats  # noqa: E402,F401
 from trueneg.cli import train as _train  # noqa: E402,F401
 

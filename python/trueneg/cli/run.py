@@ -143,6 +143,10 @@ def report(
         list[Path] | None,
         typer.Option(help="trueneg judge prefilter curve JSON (one per scorer). Repeatable."),
     ] = None,
+    eci: Annotated[
+        Path | None,
+        typer.Option(help="trueneg score-negatives JSON: the ECI of the collections, shown."),
+    ] = None,
 ) -> None:
     """Write the HTML (self-contained) and Markdown report of a judged collection."""
     from trueneg._io import check_output
@@ -150,7 +154,7 @@ def report(
     from trueneg.exceptions import InputError
     from trueneg.report import ReportData, load_json, write_report
 
-    check_output(out, [collection, *(fixed or []), *(experiment or []), *(prefilter or [])])
+    check_output(out, [collection, *(fixed or []), *(experiment or []), *(prefilter or []), eci])
     coll = Collection.load(collection)
 
     fixes = [load_json(f / "fix.json") for f in fixed or []]
@@ -166,6 +170,9 @@ def report(
         if c is None:
             raise InputError("prefilter curve not found", path=str(f))
         curves.append(c)
+    scores = load_json(eci) if eci is not None else None
+    if eci is not None and scores is None:
+        raise InputError("ECI scores not found", path=str(eci))
     p = write_report(
         ReportData(
             "trueneg report",
@@ -175,6 +182,7 @@ def report(
             [f for f in fixes if f],
             experiments=experiments,
             prefilters=curves,
+            eci=(scores or {}).get("collections", []),
         ),
         out,
     )
