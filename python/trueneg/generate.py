@@ -488,12 +488,14 @@ def _assemble(
     passages = pa.concat_tables([p, pa.table(new_rows, schema=PASSAGE_SCHEMA)])
     ex = coll.examples
     negs = ex["negatives"].to_pylist()
+    poss = ex["positives"].to_pylist()
     scores = ex["neg_scores"].to_pylist()
     new_negs, new_scores = [], []
     refilled_examples = short = 0
     for r, neg in enumerate(negs):
         gen = [gen_pid[t] for t in accepted.get(r, [])]
-        gen = [g for g in dict.fromkeys(gen) if g not in set(neg)]
+        taken = set(neg) | set(poss[r])  # a text already there (interned to its pid) is not new
+        gen = [g for g in dict.fromkeys(gen) if g not in taken]
         sc = scores[r]
         m = min(int(mix[r]), len(gen))
         keep_n = len(neg) - m
