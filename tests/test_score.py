@@ -33,7 +33,8 @@ def fiqa(tmp_path_factory: pytest.TempPathFactory) -> tuple[Collection, np.ndarr
 
 
 def _reference(coll: Collection, qe: np.ndarray, pe: np.ndarray, delta: float, in_batch: int):
-    """The formula of trueneg.score, written again in NumPy (float64)."""
+    """The formula of trueneg.score, written again in NumPy (float64): per negative, hardness and
+    safety against each positive, averaged."""
     q = qe / np.linalg.norm(qe, axis=1, keepdims=True)
     p = pe / np.linalg.norm(pe, axis=1, keepdims=True)
     ex = coll.examples
@@ -50,14 +51,17 @@ def _reference(coll: Collection, qe: np.ndarray, pe: np.ndarray, delta: float, i
             per_neg["negative_safety"] += [0.0] * len(negs[e])
             continue
         qv = q[qids[e]]
-        sp = min(float(qv @ p[x]) for x in poss[e])
-        others = [o for o in [(e + j) % n for j in range(1, n)] if qids[o] != qids[e] and poss[o]][
-            :in_batch
-        ]
+        sps = [float(qv @ p[x]) for x in poss[e]]
+        others = [
+            o for o in [(e + j) % n for j in range(1, n)] if qids[o] != qids[e] and poss[o]
+        ][:in_batch]
         b = float(np.mean([qv @ p[poss[o][0]] for o in others])) if others else 0.0
         s = np.array([qv @ p[x] for x in negs[e]])
-        h = np.clip((s - b) / (sp - b), 0, 1) if sp > b else np.zeros_like(s)
-        sig = np.clip((sp - s) / (delta * abs(sp)), 0, 1)
+        h = np.mean(
+            [np.clip((s - b) / (sp - b), 0, 1) if sp > b else np.zeros_like(s) for sp in sps],
+            axis=0,
+        )
+        sig = np.mean([np.clip((sp - s) / (delta * abs(sp)), 0, 1) for sp in sps], axis=0)
         big_s, big_sig = h.mean(), sig.mean()
         de = 2 * big_s * big_sig / (big_s + big_sig) if big_s + big_sig > 0 else 0.0
         ic = np.log(1 + len(negs[e]))
@@ -83,6 +87,8 @@ def test_eci_equals_an_independent_numpy_computation(fiqa, delta: float, in_batc
     assert 0 < summary.signal < 1 and 0 < summary.safety <= 1
     assert 0 < summary.unsafe_share < 1
     assert summary.per_subset and summary.per_subset[0]["examples"] == 25
+    # the sample has examples with several positives: the averaging is exercised
+    assert max(len(x) for x in coll.examples["positives"].to_pylist()) > 1
 
 
 def test_what_moves_eci(fiqa, tmp_path: Path) -> None:

@@ -5,10 +5,11 @@ negatives, from the embeddings of a frozen encoder (after Sinha, Seetharaman and
 For an example with query ``q``, positives ``P`` and negatives ``N`` (unit-length embeddings, so
 ``q.x`` is a cosine):
 
-- ``s_p = min over P of q.p``: the weakest positive (NV-Retriever's positive-aware reference);
+- ``s_p = q.p`` for each positive ``p`` (NV-Retriever's positive-aware reference);
 - ``b``: the in-batch baseline, the mean of ``q.p'`` over the first positive of the next
   ``in_batch`` (16) examples of other queries: what an easy, in-batch negative scores;
-- per negative, with ``s = q.n``: **hardness** ``h = clip((s - b) / (s_p - b), 0, 1)`` (0: no
+- per negative, with ``s = q.n``, each averaged over the positives (training contrasts a
+  negative with each of them): **hardness** ``h = clip((s - b) / (s_p - b), 0, 1)`` (0: no
   harder than an in-batch negative; 1: as close as the positive) and **safety**
   ``σ = clip((s_p - s) / (δ |s_p|), 0, 1)`` (1 below ``(1 - δ) s_p``, NV-Retriever's TopK-PercPos
   bound with ``δ = 0.05``; 0 at the positive's score and above: a likely false negative);
@@ -48,7 +49,7 @@ ECI_TERMS = ("information_capacity", "signal", "safety", "efficiency", "eci")
 class ScoreConfig:
     """``trueneg score-negatives`` / :func:`trueneg.score_negatives`."""
 
-    #: the safety band: a negative above (1 - delta) x the weakest positive's score is unsafe
+    #: the safety band: a negative above (1 - delta) x a positive's score is unsafe (for it)
     delta: float = 0.05
     #: examples whose positives make the in-batch baseline
     in_batch: int = 16
@@ -72,7 +73,7 @@ class EciSummary:
     efficiency: float
     #: share of negatives with safety below 1 (within delta of a positive's score or above)
     unsafe_share: float
-    #: share of negatives scoring above the weakest positive
+    #: share of negatives scoring above their example's mean positive score
     above_positive_share: float
     seconds: float = 0.0
     per_subset: list[dict[str, Any]] = field(default_factory=list)

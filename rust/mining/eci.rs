@@ -6,12 +6,13 @@
 //! For example `e` with query `q`, positives `P`, negatives `N` (embeddings L2-normalised by the
 //! caller, so a dot product is a cosine):
 //!
-//! - `s_p = min_{p in P} q.p` (the weakest positive: NV-Retriever's positive-aware reference);
+//! - `s_p = q.p` for each positive `p` (NV-Retriever's positive-aware reference);
 //! - `b`, the in-batch baseline: the mean of `q.p'` over the first positive of the next
 //!   `in_batch` examples (cyclically) that have another query: what an easy, in-batch negative
 //!   scores;
-//! - per negative `n` with `s = q.n`: hardness `h = clip((s - b) / (s_p - b), 0, 1)` (0 when
-//!   `s_p <= b`): 0 is no harder than an in-batch negative, 1 as close as the positive; safety
+//! - per negative `n` with `s = q.n`, averaged over the positives (training contrasts a negative
+//!   with each of them): hardness `h = clip((s - b) / (s_p - b), 0, 1)` (0 when `s_p <= b`): 0 is
+//!   no harder than an in-batch negative, 1 as close as the positive; safety
 //!   `σ = clip((s_p - s) / (δ |s_p|), 0, 1)`: 1 below `(1 - δ) s_p` (NV-Retriever's TopK-PercPos
 //!   bound, δ = 0.05), falling to 0 at the positive's score and above (a likely false negative);
 //! - signal magnitude `S = mean h`, safety `Σ = mean σ`, discriminative efficiency
@@ -26,7 +27,8 @@ use rayon::prelude::*;
 
 use crate::error::{CoreError, CoreResult};
 
-/// Per-example terms and per-negative values (negatives in the order of `neg_offsets`).
+/// Per-example terms (`positive_score`: the mean over the positives) and per-negative values
+/// (negatives in the order of `neg_offsets`).
 #[derive(Debug, Clone, Default)]
 pub struct EciTerms {
     pub information_capacity: Vec<f32>,
@@ -165,34 +167,34 @@ impl EciInput<'_> {
                 safe: zeros,
             };
         }
-        let sp = pos
-            .iter()
-            .map(|&p| dot(query, self.passage(p)))
-            .fold(f32::INFINITY, f32::min);
+        let pos_scores: Vec<f32> = pos.iter().map(|&p| dot(query, self.passage(p))).collect();
         let baseline = self.in_batch_baseline(example, in_batch);
-        let hard: Vec<f32> = scores
-            .iter()
-            .map(|&s| {
-                if sp > baseline {
+        // each negative is contrasted with each positive in training: its hardness and safety
+        // are averaged over the positives
+        let mut hard = vec![0f32; neg.len()];
+        let mut safe = vec![0f32; neg.len()];
+        for &sp in &pos_scores {
+            let band = delta * sp.abs();
+            for (j, &s) in scores.iter().enumerate() {
+                hard[j] += if sp > baseline {
                     ((s - baseline) / (sp - baseline)).clamp(0.0, 1.0)
                 } else {
                     0.0
-                }
-            })
-            .collect();
-        let band = delta * sp.abs();
-        let safe: Vec<f32> = scores
-            .iter()
-            .map(|&s| {
-                if band > 0.0 {
+                };
+                safe[j] += if band > 0.0 {
                     ((sp - s) / band).clamp(0.0, 1.0)
                 } else if s < sp {
                     1.0
                 } else {
                     0.0
-                }
-            })
-            .collect();
+                };
+            }
+        }
+        let n_pos = pos_scores.len() as f32;
+        for v in hard.iter_mut().chain(safe.iter_mut()) {
+            *v /= n_pos;
+        }
+        let sp = pos_scores.iter().sum::<f32>() / n_pos;
         let count = neg.len() as f32;
         let signal = hard.iter().sum::<f32>() / count;
         let safety = safe.iter().sum::<f32>() / count;
