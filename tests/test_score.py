@@ -52,9 +52,9 @@ def _reference(coll: Collection, qe: np.ndarray, pe: np.ndarray, delta: float, i
             continue
         qv = q[qids[e]]
         sps = [float(qv @ p[x]) for x in poss[e]]
-        others = [
-            o for o in [(e + j) % n for j in range(1, n)] if qids[o] != qids[e] and poss[o]
-        ][:in_batch]
+        others = [o for o in [(e + j) % n for j in range(1, n)] if qids[o] != qids[e] and poss[o]][
+            :in_batch
+        ]
         b = float(np.mean([qv @ p[poss[o][0]] for o in others])) if others else 0.0
         s = np.array([qv @ p[x] for x in negs[e]])
         h = np.mean(
