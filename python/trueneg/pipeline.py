@@ -158,9 +158,13 @@ class PipelineConfig:
         fix = from_table(FixConfig, fix_t, "[fix]", where)
         gen_t = dict(d.get("generate", {}))
         gen_on = _enabled(gen_t, "[generate]", where, default="generate" in d)
-        gen_strategies = gen_t.pop("strategies", ["remove-hn", "relabel"])
-        if not isinstance(gen_strategies, list) or any(
-            x not in fix.strategies for x in gen_strategies
+        gen_strategies = gen_t.pop("strategies", None)
+        if gen_strategies is None:
+            gen_strategies = [x for x in fix.strategies if x in ("remove-hn", "relabel")]
+        if gen_on and (
+            not isinstance(gen_strategies, list)
+            or not gen_strategies
+            or any(x not in fix.strategies for x in gen_strategies)
         ):
             raise InputError(
                 f"[generate]: strategies must be a list of [fix] strategies "
@@ -171,7 +175,8 @@ class PipelineConfig:
             gen_t["judge"] = rel(gen_t["judge"])
         from trueneg.generate import GenerateConfig
 
-        from_table(GenerateConfig, gen_t, "[generate]", where)
+        if gen_on:
+            from_table(GenerateConfig, gen_t, "[generate]", where)
         export = from_table(ExportSection, d.get("export", {}), "[export]", where)
         report = from_table(ReportSection, d.get("report", {}), "[report]", where)
         from trueneg.distributed import RayConfig
