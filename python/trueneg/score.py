@@ -33,11 +33,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 
 from trueneg import _core
 from trueneg.collection import Collection
 from trueneg.config import at_least, positive
+from trueneg.fix import _csr
 
 __all__ = ["ECI_TERMS", "EciSummary", "ScoreConfig", "eci_of", "score_collections"]
 
@@ -87,13 +87,6 @@ def _unit(x: np.ndarray) -> np.ndarray:
     n = np.linalg.norm(x, axis=1, keepdims=True)
     out: np.ndarray = np.ascontiguousarray(x / np.maximum(n, 1e-12), np.float32)
     return out
-
-
-def _csr(col: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
-    arr = col.combine_chunks()
-    off = arr.offsets.to_numpy().astype(np.int64)
-    vals = arr.values.to_numpy().astype(np.uint32)
-    return np.ascontiguousarray(off - off[0]), np.ascontiguousarray(vals[off[0] : off[-1]])
 
 
 def eci_of(
