@@ -24,6 +24,7 @@ from trueneg.evaluate import load_beir, read_qrels
 from trueneg.exceptions import InputError
 from trueneg.experiment import (
     CONDITIONS,
+    DYNAMIC_CONDITIONS,
     METRICS,
     ExperimentConfig,
     _default_recipe,
@@ -87,6 +88,7 @@ def run(cisi_slice: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Pat
         "4",
         "--eval-precision",
         "auto",
+        "--dynamic",
         "--workdir",
         str(work / "w"),
     ]
@@ -100,7 +102,7 @@ def test_result_schema(run: tuple[Path, dict]) -> None:
     work, r = run
     assert r["dataset"] == "cisi-slice"
     assert r["settings"]["seeds"] == [3] and r["settings"]["judge"] == "qrels"
-    assert set(r["conditions"]) == set(CONDITIONS)
+    assert set(r["conditions"]) == set(CONDITIONS + DYNAMIC_CONDITIONS)
     for name, c in r["conditions"].items():
         for m in METRICS:
             assert set(c[m]) == {"mean", "std", "per_seed"}
@@ -108,7 +110,7 @@ def test_result_schema(run: tuple[Path, dict]) -> None:
         assert len(c["rows"]) == len(c["steps"]) == 1
         if name != "remove":  # remove may leave no query (every one has a false negative)
             assert 0 < c["nDCG@10"]["mean"] <= 1
-    assert set(r["paired"]) == set(CONDITIONS) - {"noisy"}
+    assert set(r["paired"]) == set(CONDITIONS + DYNAMIC_CONDITIONS) - {"noisy"}
     d = r["paired"]["relabel"]["delta_vs_noisy"]["mean"]
     c = r["conditions"]
     assert d == pytest.approx(c["relabel"]["nDCG@10"]["mean"] - c["noisy"]["nDCG@10"]["mean"])
@@ -121,8 +123,20 @@ def test_result_schema(run: tuple[Path, dict]) -> None:
     assert c["relabel-matched"]["rows"] == c["noisy"]["rows"]
     assert c["relabel-matched"]["steps"] == c["noisy"]["steps"] == [1]
     assert c["zero-shot"]["steps"] == [0]
+    # dynamic trains noisy's rows, dynamic-filtered relabel's, with negatives re-mined each step;
+    # ADORE's filtering masks only positives, the filtered condition runs every filter and the
+    # qrels oracle in the loop; both are compared with static relabel and carry their cost
+    assert c["dynamic"]["rows"] == c["noisy"]["rows"]
+    assert c["dynamic-filtered"]["rows"] == c["relabel"]["rows"]
+    plain, filtered = c["dynamic"]["dynamic"][0], c["dynamic-filtered"]["dynamic"][0]
+    assert plain["refreshes"] == filtered["refreshes"] == 1
+    assert plain["removed"]["positive"] > 0 and plain["removed"]["margin"] == 0
+    assert filtered["removed"]["positive"] > 0 and filtered["judge_asked"] > 0
+    assert "eci" not in c["dynamic"] and c["dynamic"]["train_seconds"]["mean"] > 0
+    assert "delta_vs_relabel" in r["paired"]["dynamic-filtered"]
     md = (work / "out" / "result.md").read_text()
-    assert "| relabel-matched |" in md and "Cohen's kappa 1.000" in md
+    assert "| relabel-matched |" in md and "| dynamic-filtered |" in md
+    assert "Cohen's kappa 1.000" in md
     assert (work / "out" / "result.png").read_bytes()[:4] == b"\x89PNG"
 
 
@@ -183,6 +197,7 @@ def test_rerun_resumes_and_report_shows_it(
         labelled_positives=2,
         mine_depth=10,
         eval_precision="auto",
+        dynamic=True,
         recipe=replace(recipe, schedule=replace(recipe.schedule, max_steps=1, batch_size=4)),
     )
     again = run_experiment(cisi_slice, cfg, workdir=work / "w")

@@ -47,6 +47,12 @@ CONDITIONS = ("zero-shot", "noisy", "remove", "remove-hn", "relabel", "relabel-m
 #: with a ``generate`` config: the fixed sets with SyNeg's generated negatives mixed in and
 #: refilling the examples the fix left short
 SYNEG_CONDITIONS = ("remove-hn+syneg", "relabel+syneg")
+#: with ``dynamic``: negatives re-mined from the model being trained (trueneg.train.dynamic) over
+#: the zero-shot model's frozen index, ``mine_depth`` candidates deep. ``dynamic``: noisy's
+#: positives, only positives masked (ADORE as published); ``dynamic-filtered``: relabel's
+#: positives, with exact-copy and near-duplicate masking, the 0.05 relative margin, the judge's
+#: cached verdicts and the experiment's judge run in the loop on every new pair
+DYNAMIC_CONDITIONS = ("dynamic", "dynamic-filtered")
 METRICS = ("nDCG@10", "Recall@100", "MRR@10")
 #: the collection each trained condition learns from
 _SOURCE = {
@@ -57,6 +63,8 @@ _SOURCE = {
     "relabel-matched": "relabel",
     "remove-hn+syneg": "remove-hn+syneg",
     "relabel+syneg": "relabel+syneg",
+    "dynamic": "noisy",
+    "dynamic-filtered": "relabel",
 }
 
 
@@ -101,6 +109,8 @@ class ExperimentConfig:
     #: sets get generated negatives (mixed in, refilling short examples) as the conditions
     #: remove-hn+syneg and relabel+syneg, added to the default conditions
     generate: Any = None
+    #: add the conditions dynamic and dynamic-filtered (negatives re-mined while training)
+    dynamic: bool = False
     #: trueneg fix's k for remove-hn / relabel (drop examples with more false negatives); None: off
     max_false_negatives: int | None = None
     #: at most this many train / test queries (None: all); for quick checks
@@ -127,7 +137,9 @@ class ExperimentConfig:
             raise InputError("experiment: mine_depth must be at least 1")
         if self.generate is not None and self.conditions == CONDITIONS:
             object.__setattr__(self, "conditions", CONDITIONS + SYNEG_CONDITIONS)
-        known = CONDITIONS + SYNEG_CONDITIONS
+        if self.dynamic and not any(c in DYNAMIC_CONDITIONS for c in self.conditions):
+            object.__setattr__(self, "conditions", self.conditions + DYNAMIC_CONDITIONS)
+        known = CONDITIONS + SYNEG_CONDITIONS + DYNAMIC_CONDITIONS
         bad = [c for c in self.conditions if c not in known]
         if bad:
             raise InputError(f"experiment: unknown conditions {bad} (known: {list(known)})")
@@ -378,7 +390,7 @@ def _run(ds: Path, cfg: ExperimentConfig, work: Path, say: Callable[[str], None]
     settings = cfg.settings()
     # per-seed results do not depend on which other seeds run: adding a seed reuses the others
     fp = _fingerprint(
-        {k: v for k, v in settings.items() if k != "seeds"},
+        {k: v for k, v in settings.items() if k not in ("seeds", "conditions", "dynamic")},
         data.name,
         len(data.doc_ids),
         base.fingerprint(),
@@ -407,7 +419,7 @@ def _run(ds: Path, cfg: ExperimentConfig, work: Path, say: Callable[[str], None]
             steps = runs["noisy"][seed]["steps"] if cond == "relabel-matched" else None
             runs[cond][seed] = _condition(
                 cond, colls, test, cfg, seed, sdir, fp, base.max_length, steps
-            ) | {"eci": eci[_SOURCE[cond]]}
+            ) | ({} if cond in DYNAMIC_CONDITIONS else {"eci": eci[_SOURCE[cond]]})
             r = runs[cond][seed]
             say(
                 f"seed {seed} {cond}: nDCG@10 {r['nDCG@10']:.4f} "
@@ -429,7 +441,7 @@ def _collections(
     """The noisy collection (mined, judged) and its fixed versions, made once per seed."""
     from trueneg.fix import fix_collection
     from trueneg.formats import ingest
-    from trueneg.judge import JudgeConfig, Stage, judge_collection
+    from trueneg.judge import judge_collection
 
     done = sdir / "collections.json"
     names = ["noisy", "remove", "remove-hn", "relabel"]
@@ -447,18 +459,7 @@ def _collections(
     train_file = sdir / "train.jsonl"
     fn = write_training_file(data, split, cfg, seed, qe, de, train_file)
     ingest([train_file], colls["noisy"], format="tevatron", overwrite=True)
-    judge = cfg.judge or JudgeConfig(
-        stages=(
-            Stage(
-                "qrels",
-                "qrels",
-                "",
-                backend="qrels",
-                qrels=str(sdir.parent / "qrels.tsv"),
-                relevance_threshold=cfg.relevance_threshold,
-            ),
-        )
-    )
+    judge = _judge(cfg, sdir.parent)
     if cfg.judge is None:
         _write_qrels(data, sdir.parent / "qrels.tsv")
     summary = judge_collection(colls["noisy"], judge, cache_path=sdir.parent / "judge-cache.sqlite")
@@ -501,6 +502,40 @@ def _collections(
     with atomic_file(done, "w") as f:
         json.dump({"fingerprint": fp, "stats": stats}, f)
     return colls, stats
+
+
+def _judge(cfg: ExperimentConfig, work: Path) -> Any:
+    """The experiment's judge: its config, or the qrels oracle reading ``work/qrels.tsv``."""
+    from trueneg.judge import JudgeConfig, Stage
+
+    return cfg.judge or JudgeConfig(
+        stages=(
+            Stage(
+                "qrels",
+                "qrels",
+                "",
+                backend="qrels",
+                qrels=str(work / "qrels.tsv"),
+                relevance_threshold=cfg.relevance_threshold,
+            ),
+        )
+    )
+
+
+def dynamic_recipe(cfg: ExperimentConfig, cond: str, work: Path) -> Any:
+    """The recipe of a dynamic condition: ADORE's filtering (positives only) for ``dynamic``,
+    every filter and the experiment's judge in the loop for ``dynamic-filtered``."""
+    from trueneg.train.dynamic import DynamicConfig
+
+    if cond == "dynamic":
+        dyn = DynamicConfig.plain(range_max=cfg.mine_depth)
+    else:
+        dyn = DynamicConfig(
+            range_max=cfg.mine_depth,
+            judge=_judge(cfg, work),
+            judge_cache=str(work / "judge-cache.sqlite"),
+        )
+    return replace(cfg.recipe, negatives="dynamic", dynamic=dyn)
 
 
 def _eci_per_collection(
@@ -577,6 +612,8 @@ def _condition(
     if steps is not None:
         schedule = replace(schedule, max_steps=max(1, steps))
     recipe = replace(cfg.recipe, schedule=schedule)
+    if cond in DYNAMIC_CONDITIONS:
+        recipe = replace(dynamic_recipe(cfg, cond, sdir.parent), schedule=schedule)
     if not any(Collection.load(src).examples["positives"].to_pylist()):
         result: dict[str, Any] = {m: None for m in METRICS}
         result.update(rows=0, steps=0, seconds=0.0, note="no training rows left")
@@ -594,6 +631,8 @@ def _condition(
             "train_seconds": tr["seconds"],
             "peak_rss_mb": tr["peak_rss_mb"],
         }
+        if "negatives" in tr:
+            result["dynamic"] = {k: v for k, v in tr["negatives"].items() if k != "log"}
         shutil.rmtree(model_dir, ignore_errors=True)  # models are large; the numbers are kept
         result["seconds"] = time.perf_counter() - t
     with atomic_file(done, "w") as f:
@@ -622,6 +661,10 @@ def summarize(
             "rows": [per[s]["rows"] for s in seeds],
             "steps": [per[s]["steps"] for s in seeds],
         }
+        if all(per[s].get("train_seconds") is not None for s in seeds):
+            conditions[cond]["train_seconds"] = _mean_std([per[s]["train_seconds"] for s in seeds])
+        if all("dynamic" in per[s] for s in seeds):
+            conditions[cond]["dynamic"] = [per[s]["dynamic"] for s in seeds]
         if all("eci" in per[s] for s in seeds):
             conditions[cond]["eci"] = _mean_std([per[s]["eci"]["eci"] for s in seeds])
             conditions[cond]["eci_terms"] = [per[s]["eci"] for s in seeds]
@@ -636,6 +679,15 @@ def summarize(
             for s in seeds
         ]
         paired[cond] = {"delta_vs_noisy": _mean_std(d)}
+        if cond in DYNAMIC_CONDITIONS and "relabel" in runs:
+            paired[cond]["delta_vs_relabel"] = _mean_std(
+                [
+                    None
+                    if per[s]["nDCG@10"] is None or runs["relabel"][s]["nDCG@10"] is None
+                    else per[s]["nDCG@10"] - runs["relabel"][s]["nDCG@10"]
+                    for s in seeds
+                ]
+            )
     share = [f["share"] for f in fn_stats]
     return {
         "dataset": name,
@@ -744,6 +796,7 @@ def rows(result: dict[str, Any]) -> list[dict[str, str]]:
 
     out = []
     has_eci = any("eci" in c for c in result["conditions"].values())
+    vs_relabel = any("delta_vs_relabel" in p for p in result["paired"].values())
     for cond, c in result["conditions"].items():
         p = result["paired"].get(cond)
         out.append(
@@ -751,8 +804,16 @@ def rows(result: dict[str, Any]) -> list[dict[str, str]]:
             | {m: cell(c[m]) for m in METRICS}
             | {
                 "Δ nDCG@10 vs noisy (paired)": cell(p["delta_vs_noisy"] if p else None, "+"),
+            }
+            | (
+                {"Δ vs relabel (paired)": cell(p.get("delta_vs_relabel") if p else None, "+")}
+                if vs_relabel
+                else {}
+            )
+            | {
                 "rows": "/".join(str(x) for x in c["rows"]),
                 "steps": "/".join(str(x) for x in c["steps"]),
+                "train s": f"{c['train_seconds']['mean']:.0f}" if "train_seconds" in c else "—",
             }
             | ({"ECI": cell(c.get("eci"))} if has_eci else {})
         )

@@ -68,7 +68,8 @@ def experiment(
         str,
         typer.Option(
             help="Comma-separated: zero-shot, noisy, remove, remove-hn, relabel, relabel-matched "
-            "(and remove-hn+syneg, relabel+syneg with --generate; added by default then)."
+            "(and remove-hn+syneg, relabel+syneg with --generate; added by default then; "
+            "dynamic, dynamic-filtered)."
         ),
     ] = "zero-shot,noisy,remove,remove-hn,relabel,relabel-matched",
     generate: Annotated[
@@ -78,6 +79,14 @@ def experiment(
             "sets with generated negatives mixed in and refilling short examples."
         ),
     ] = None,
+    dynamic: Annotated[
+        bool,
+        typer.Option(
+            help="Add dynamic (negatives re-mined from the model being trained, positives masked: "
+            "ADORE) and dynamic-filtered (relabel's data; duplicates, margin, verdicts and the "
+            "judge in the loop) beside the static conditions."
+        ),
+    ] = False,
     max_false_negatives: Annotated[
         int | None, typer.Option(help="fix's k: drop examples with more false negatives (off).")
     ] = None,
@@ -147,6 +156,7 @@ def experiment(
         conditions=tuple(c.strip() for c in conditions.split(",") if c.strip()),
         judge=judge_preset(judge, threshold),
         generate=_generate_config(generate),
+        dynamic=dynamic,
         max_false_negatives=max_false_negatives,
         max_train_queries=max_train_queries,
         max_test_queries=max_test_queries,

@@ -53,6 +53,15 @@ Device = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1, ...")]
 Overwrite = Annotated[bool, typer.Option(help="Replace a trained model at --out.")]
 
 
+def _dynamic_defaults() -> Any:
+    from trueneg.train.dynamic import DynamicConfig
+
+    return DynamicConfig()
+
+
+_D = _dynamic_defaults()
+
+
 def _schedule(options: dict[str, object]) -> Any:
     """The Schedule made of a command's options (its ``locals()``)."""
     from trueneg.train._loop import Schedule
@@ -87,6 +96,14 @@ def _summary(r: dict[str, Any], out: Path) -> None:
         + f"), {r['examples_per_s']:.1f} rows/s, peak memory "
         f"{r['peak_rss_mb'] / 1024:.1f} GB; {loss_summary(r['losses'])}; result in {out / 'train.json'}"
     )
+    if "negatives" in r:
+        n = r["negatives"]
+        removed = ", ".join(f"{k} {v:,}" for k, v in n["removed"].items())
+        typer.echo(
+            f"dynamic negatives: {n['refreshes']:,} refreshes, {n['candidates']:,} candidates; "
+            f"removed: {removed}; judged in the loop: {n['judge_asked']:,} pairs "
+            f"(${n['judge_cost_usd']:.2f})"
+        )
 
 
 @train_app.command("retriever")
@@ -145,10 +162,108 @@ def retriever(
     resume: Resume = True,
     device: Device = "auto",
     overwrite: Overwrite = False,
+    negatives: Annotated[
+        str,
+        typer.Option(
+            help="static (the collection's negatives) or dynamic (re-mined from the model being trained, STAR/ADORE-style, through the false-negative filters below).",
+            rich_help_panel="Dynamic negatives",
+        ),
+    ] = "static",
+    refresh_steps: Annotated[
+        int,
+        typer.Option(
+            help="Re-mine a query's negatives when it comes up and its last mining is this many steps old (1: every time, as ADORE).",
+            rich_help_panel="Dynamic negatives",
+        ),
+    ] = _D.refresh_steps,
+    index_refresh_steps: Annotated[
+        int,
+        typer.Option(
+            help="Re-embed the corpus with the current model every N steps (ANCE); 0: the index stays frozen (ADORE).",
+            rich_help_panel="Dynamic negatives",
+        ),
+    ] = _D.index_refresh_steps,
+    index: Annotated[
+        Path | None,
+        typer.Option(
+            help="Passage embeddings (.npy, pid order) to search, memory-mapped read-only; default: the starting model's.",
+            rich_help_panel="Dynamic negatives",
+        ),
+    ] = None,
+    range_max: Annotated[
+        int,
+        typer.Option(
+            help="Candidates kept per query after the filters (ADORE: 200).",
+            rich_help_panel="Dynamic negatives",
+        ),
+    ] = _D.range_max,
+    relative_margin: Annotated[
+        float | None,
+        typer.Option(
+            help="Drop candidates above p - |p| x margin, p the lowest positive score (TopK-PercPos; 0: only those above p).",
+            rich_help_panel="Dynamic negatives",
+        ),
+    ] = _D.relative_margin,
+    sampling: Annotated[
+        str,
+        typer.Option(
+            help="random (a seeded sample of the pool per row) or top.",
+            rich_help_panel="Dynamic negatives",
+        ),
+    ] = _D.sampling,
+    duplicates: Annotated[
+        str,
+        typer.Option(
+            help="Mask the positives' duplicates: near (MinHash clusters), exact (same text) or off.",
+            rich_help_panel="Dynamic negatives",
+        ),
+    ] = _D.duplicates,
+    verdicts: Annotated[
+        bool,
+        typer.Option(
+            help="Drop pairs the collection's judgments flag as false negatives.",
+            rich_help_panel="Dynamic negatives",
+        ),
+    ] = _D.verdicts,
+    judge: Annotated[
+        Path | None,
+        typer.Option(
+            help="A judge TOML run on each refresh's new pairs (its cache and budget apply); default: no judge in the loop.",
+            rich_help_panel="Dynamic negatives",
+        ),
+    ] = None,
+    judge_cache: Annotated[
+        Path | None,
+        typer.Option(
+            help="The in-loop judge's answer cache (default: OUT.judge-cache.sqlite).",
+            rich_help_panel="Dynamic negatives",
+        ),
+    ] = None,
 ) -> None:
     """InfoNCE over in-batch and hard negatives; batches never repeat a query or a passage;
     one positive per step rotated per epoch. Saves a sentence-transformers directory."""
+    from trueneg.train.dynamic import DynamicConfig
     from trueneg.train.retriever import RetrieverConfig, train_retriever
+
+    judge_cfg = None
+    if judge is not None:
+        from trueneg.judge import JudgeConfig
+
+        judge_cfg = JudgeConfig.from_toml(judge)
+    dynamic = DynamicConfig(
+        refresh_steps=refresh_steps,
+        index_refresh_steps=index_refresh_steps,
+        index=str(index) if index else None,
+        range_max=range_max,
+        relative_margin=None
+        if relative_margin is not None and relative_margin < 0
+        else relative_margin,
+        sampling=sampling,
+        duplicates=duplicates,
+        verdicts=verdicts,
+        judge=judge_cfg,
+        judge_cache=str(judge_cache) if judge_cache else None,
+    )
 
     cfg = RetrieverConfig(
         model=str(model) if model else None,
@@ -163,6 +278,8 @@ def retriever(
         rows=rows,
         dropout=dropout,
         schedule=_schedule(locals()),
+        negatives=negatives,
+        dynamic=dynamic,
     )
     _summary(train_retriever(collection, out, cfg, overwrite=overwrite, resume=resume), out)
 

@@ -124,15 +124,24 @@ class Collection:
         files: dict[str, bytes] | None = None,
         overwrite: bool = False,
         inputs: Sequence[str | os.PathLike[str]] = (),
+        link: bool = False,
     ) -> Collection:
         """A new collection at ``out`` that shares this one's passages and queries with new
         ``examples`` (the table itself when unchanged: copied, not rewritten), extra Parquet
         ``tables`` (``judgments``, ``band``) and ``files`` (reports), the manifest's counts
         updated and ``step`` recorded with ``params``. Atomic; ``out`` is checked against this
-        collection and ``inputs`` (see :func:`trueneg._io.atomic_dir`)."""
+        collection and ``inputs`` (see :func:`trueneg._io.atomic_dir`). ``link``: passages and
+        queries are hard links to this collection's files where the file system allows (trueneg
+        replaces files, never edits them, so a link never sees a change), else copies."""
         with atomic_dir(out, overwrite=overwrite, inputs=[self.path, *inputs]) as tmp:
             for name in ("passages", "queries"):
-                shutil.copyfile(self.path / f"{name}.parquet", tmp / f"{name}.parquet")
+                src, dst = self.path / f"{name}.parquet", tmp / f"{name}.parquet"
+                try:
+                    if not link:
+                        raise OSError
+                    os.link(src, dst)
+                except OSError:
+                    shutil.copyfile(src, dst)
             if examples is self.examples:
                 shutil.copyfile(self.path / "examples.parquet", tmp / "examples.parquet")
             else:

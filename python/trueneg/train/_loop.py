@@ -274,13 +274,16 @@ def run_training(
     resume: bool = True,
     tag: Any = None,
     distinct_passages: bool = True,
+    negatives: Any = None,
 ) -> dict[str, Any]:
     """The optimisation loop: micro-batches of ``s.batch_size`` examples, ``s.grad_accum`` of them
     per optimiser step, gradient clipping at 1.0, linear warm-up and decay, a checkpoint every
     ``s.save_steps`` steps and at each epoch end. ``s.max_steps``, when set, is the number of
     steps (epochs repeat until it is reached, as in transformers' Trainer). ``loss_fn(batch)``
-    returns the mean loss of a micro-batch. Returns the step count, the loss of every step,
-    throughput and the peak resident memory."""
+    returns the mean loss of a micro-batch. ``negatives`` (e.g.
+    :class:`trueneg.train.dynamic.DynamicNegatives`) replaces each batch's negatives before the
+    loss (``prepare(batch, step)``) and rides in the checkpoints (``state()`` / ``restore()``).
+    Returns the step count, the loss of every step, throughput and the peak resident memory."""
     import time
 
     torch = require_torch()
@@ -316,6 +319,14 @@ def run_training(
                 f"{last} was written by a run with other settings or data; remove {ckpt.dir} "
                 "or pass resume=False"
             )
+    if negatives is not None:
+        negatives.restore(state.get("negatives"))
+
+    def checkpoint() -> None:
+        if negatives is not None:
+            state["negatives"] = negatives.state()
+        ckpt.save(model, opt, sched, state)
+
     model.train()
     t0, seen0 = time.perf_counter(), state["examples"]
     with progress(total=total, desc=desc, unit=" steps", initial=state["step"]) as bar:
@@ -326,7 +337,10 @@ def run_training(
             for bi in range(start, len(batches)):
                 if state["step"] >= total:
                     break
-                loss = loss_fn(batches[bi])
+                batch = batches[bi]
+                if negatives is not None:
+                    batch = negatives.prepare(batch, state["step"])
+                loss = loss_fn(batch)
                 (loss / s.grad_accum).backward()
                 acc.append(float(loss.detach()))
                 state["examples"] += len(batches[bi])
@@ -338,18 +352,23 @@ def run_training(
                     state["step"] += 1
                     state["losses"].append(sum(acc) / len(acc))
                     bar.update(1)
-                    bar.set_postfix(loss=f"{state['losses'][-1]:.4f}")
+                    bar.set_postfix(
+                        loss=f"{state['losses'][-1]:.4f}",
+                        **(negatives.postfix() if negatives is not None else {}),
+                    )
                     acc = []
                     state["epoch"], state["batch"] = epoch, bi + 1
                     if s.save_steps and state["step"] % s.save_steps == 0:
-                        ckpt.save(model, opt, sched, state)
+                        checkpoint()
             if state["step"] >= total:
                 break
             state["epoch"], state["batch"] = epoch + 1, 0
-            ckpt.save(model, opt, sched, state)
+            checkpoint()
     secs = time.perf_counter() - t0
     model.eval()
+    extra = {"negatives": negatives.summary()} if negatives is not None else {}
     return {
+        **extra,
         "steps": state["step"],
         "epochs": epochs,
         "rows": len(data),
@@ -408,6 +427,11 @@ def place(model: Any, s: Schedule, *, sequences: int = 0, tokens: int = 0) -> tu
     return device, amp, bool(on)
 
 
+def work_dir(out: Path) -> Path:
+    """Where a training run keeps its checkpoints (and other state) until it is done."""
+    return out.with_name(out.name + ".checkpoints")
+
+
 def fit_and_save(
     kind: str,
     collection: str | Path,
@@ -421,6 +445,7 @@ def fit_and_save(
     resume: bool,
     info: dict[str, Any],
     distinct_passages: bool = True,
+    negatives: Any = None,
 ) -> dict[str, Any]:
     """Runs :func:`run_training` with checkpoints in ``OUT.checkpoints`` (tagged with the settings
     and data, so a resume never mixes runs), then writes the model (``save(folder)``) and
@@ -429,7 +454,7 @@ def fit_and_save(
 
     from trueneg._io import atomic_dir
 
-    work = out.with_name(out.name + ".checkpoints")
+    work = work_dir(out)
     tag = {
         "config": config_dict(cfg),
         "collection": str(Path(collection).resolve()),
@@ -446,6 +471,7 @@ def fit_and_save(
         resume=resume,
         tag=tag,
         distinct_passages=distinct_passages,
+        negatives=negatives,
     )
     result = {
         "kind": kind,

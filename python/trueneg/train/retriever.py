@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from trueneg._io import prepare_output
+from trueneg._io import check_output, prepare_output
 from trueneg.exceptions import InputError
 from trueneg.train._loop import (
     FIXED_GB,
@@ -25,7 +25,9 @@ from trueneg.train._loop import (
     place,
     require_torch,
     setup_device,
+    work_dir,
 )
+from trueneg.train.dynamic import DynamicConfig
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,10 @@ class RetrieverConfig:
     #: for MiniLM). 0 trains ~1.45x faster on CPU (dropout masks are a third of a step there)
     dropout: float | None = None
     schedule: Schedule = field(default_factory=Schedule)
+    #: "static": the collection's negatives, rotated over epochs; "dynamic": re-mined from the
+    #: model being trained (STAR / ADORE), through the false-negative filters of ``dynamic``
+    negatives: str = "static"
+    dynamic: DynamicConfig = field(default_factory=DynamicConfig)
 
     def __post_init__(self) -> None:
         if self.temperature <= 0:
@@ -61,6 +67,8 @@ class RetrieverConfig:
             raise InputError("max lengths must be at least 1")
         if self.dropout is not None and not 0 <= self.dropout < 1:
             raise InputError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.negatives not in ("static", "dynamic"):
+            raise InputError(f"negatives must be static or dynamic, got {self.negatives!r}")
 
 
 def _load(cfg: RetrieverConfig, device: Any, precision: str) -> tuple[Any, Any, str, Path]:
@@ -183,7 +191,13 @@ def train_retriever(
     cfg = config or RetrieverConfig()
     s = cfg.schedule
     out = Path(out)
-    prepare_output(out, [collection, cfg.model], overwrite=overwrite)
+    dyn = cfg.dynamic if cfg.negatives == "dynamic" else None
+    prepare_output(out, [collection, cfg.model, dyn.index if dyn else None], overwrite=overwrite)
+    judge_cache = out.with_name(out.name + ".judge-cache.sqlite")
+    if dyn is not None:
+        if dyn.judge_cache:
+            judge_cache = Path(dyn.judge_cache)
+        check_output(judge_cache, [collection, cfg.model, out, dyn.index])
     coll = Collection.load(collection)
     data = TrainData(coll, cfg.group_size - 1, s.seed, rows=cfg.rows, row_counts=row_counts)
     device, amp = setup_device(s)
@@ -263,6 +277,42 @@ def train_retriever(
             )
         return torch.nn.functional.cross_entropy(scores, torch.tensor(target, device=device))
 
+    def embed_frozen(texts: Any, kind: str) -> Any:
+        """Embeddings by the current weights, without gradients or dropout, longest first."""
+        import numpy as np
+
+        prefix, length = (
+            (cfg.query_prefix, query_len) if kind == "query" else (cfg.passage_prefix, passage_len)
+        )
+        order = np.argsort([-len(t) for t in texts], kind="stable")
+        out_ = np.zeros((len(texts), int(model.config.hidden_size)), np.float32)
+        was = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                for a in range(0, len(texts), 64):
+                    rows = order[a : a + 64]
+                    e = embed([prefix + texts[i] for i in rows], length)
+                    out_[rows] = e.float().cpu().numpy()
+        finally:
+            model.train(was)
+        return out_
+
+    negatives = None
+    if dyn is not None:
+        from trueneg.train.dynamic import DynamicNegatives
+
+        negatives = DynamicNegatives(
+            dyn,
+            coll,
+            data,
+            cfg.group_size - 1,
+            s.seed,
+            work_dir(out),
+            embed_frozen,
+            judge_cache=judge_cache,
+        )
+
     def save(folder: Path) -> None:
         save_sentence_transformers(
             model,
@@ -297,4 +347,5 @@ def train_retriever(
         resume=resume,
         info=info,
         distinct_passages=False,
+        negatives=negatives,
     )
