@@ -10,7 +10,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -35,6 +34,8 @@ from trueneg.train.dynamic import (  # noqa: E402
     open_index,
     passage_clusters,
 )
+
+from .test_train import _train_cmd as static_cmd  # noqa: E402
 
 ENV = {**os.environ, "TRUENEG_DISABLE_PROGRESS_BARS": "1", "OMP_NUM_THREADS": "1"}
 TOY = "flagembedding-examples/toy_finetune_data.jsonl"
@@ -195,25 +196,10 @@ def test_plain_dynamic_masks_only_positives(toy: Collection, tmp_path: Path) -> 
 
 
 def _train_cmd(coll: Path, out: Path, *extra: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "trueneg",
-        "train",
-        "retriever",
-        str(coll),
-        "-o",
-        str(out),
-        "--passage-max-length",
-        "64",
-        "--batch-size",
-        "2",
-        "--epochs",
-        "2",
-        "--lr",
-        "1e-4",
-        "--seed",
-        "5",
+    """test_train's command (batch 2, 2 epochs, seed 5) with dynamic negatives."""
+    return static_cmd(
+        coll,
+        out,
         "--negatives",
         "dynamic",
         "--range-max",
@@ -223,7 +209,7 @@ def _train_cmd(coll: Path, out: Path, *extra: str) -> list[str]:
         "--index-refresh-steps",
         "3",
         *extra,
-    ]
+    )
 
 
 def test_killed_dynamic_run_resumes_to_the_same_weights(toy: Collection, tmp_path: Path) -> None:

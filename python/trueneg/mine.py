@@ -203,6 +203,20 @@ class Selection:
         return np.flatnonzero(self.eligible < num_negatives)
 
 
+def check_selection(cfg: Any) -> None:
+    """The checks of the selection settings a config shares with :class:`MineConfig`
+    (range_min, range_max, the margins, sampling)."""
+    from trueneg.config import at_least, one_of
+
+    at_least("range_min", cfg.range_min, 0)
+    at_least("range_max", cfg.range_max, 1)
+    if cfg.range_min >= cfg.range_max:
+        raise InputError(f"range_min ({cfg.range_min}) must be below range_max ({cfg.range_max})")
+    at_least("absolute_margin", cfg.absolute_margin, 0.0, optional=True)
+    at_least("relative_margin", cfg.relative_margin, 0.0, optional=True)
+    one_of("sampling", cfg.sampling, ("top", "random"))
+
+
 @dataclasses.dataclass(frozen=True)
 class MineConfig:
     """The selection settings of mining (sentence-transformers' ``mine_hard_negatives`` names and
@@ -235,15 +249,7 @@ class MineConfig:
         parse_memory(self.memory_limit)
 
         at_least("num_negatives", self.num_negatives, 1)
-        at_least("range_min", self.range_min, 0)
-        at_least("range_max", self.range_max, 1)
-        if self.range_min >= self.range_max:
-            raise InputError(
-                f"range_min ({self.range_min}) must be below range_max ({self.range_max})"
-            )
-        at_least("absolute_margin", self.absolute_margin, 0.0, optional=True)
-        at_least("relative_margin", self.relative_margin, 0.0, optional=True)
-        one_of("sampling", self.sampling, ("top", "random"))
+        check_selection(self)
         one_of("search", self.search, ("exact", "ann"))
         if self.ann is not None:
             from trueneg.config import from_table
