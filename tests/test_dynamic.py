@@ -180,19 +180,29 @@ def test_every_refresh_applies_every_filter(
 
 
 def test_plain_dynamic_masks_only_positives(toy: Collection, tmp_path: Path) -> None:
-    r = train_retriever(
-        toy.path,
-        tmp_path / "m",
-        RetrieverConfig(
-            passage_max_length=64,
-            negatives="dynamic",
-            dynamic=DynamicConfig.plain(range_max=12),
-            schedule=Schedule(batch_size=4, epochs=1, lr=1e-4, seed=7),
-        ),
-    )
-    removed = r["negatives"]["removed"]
-    assert removed["positive"] > 0
-    assert removed["duplicate"] == removed["verdict"] == removed["margin"] == removed["judge"] == 0
+    """ADORE's filtering (positives only), with the exact kernel and with usearch HNSW, which
+    on a corpus this small finds the exact top-k: the first refresh (same starting weights)
+    sees the same candidates either way."""
+    runs = {}
+    for search in ("exact", "ann"):
+        if search == "ann":
+            pytest.importorskip("usearch")
+        runs[search] = train_retriever(
+            toy.path,
+            tmp_path / search,
+            RetrieverConfig(
+                passage_max_length=64,
+                negatives="dynamic",
+                dynamic=DynamicConfig.plain(range_max=12, search=search),
+                schedule=Schedule(batch_size=4, epochs=1, lr=1e-4, seed=7),
+            ),
+        )["negatives"]
+    for dyn in runs.values():
+        removed = dyn["removed"]
+        assert removed["positive"] > 0 and dyn["refreshes"] == 3  # 10 queries, batches of 4
+        assert removed["duplicate"] == removed["verdict"] == removed["margin"] == 0
+        assert removed["judge"] == 0
+    assert runs["ann"]["log"][0] == runs["exact"]["log"][0]
 
 
 def _train_cmd(coll: Path, out: Path, *extra: str) -> list[str]:

@@ -211,6 +211,13 @@ def retriever(
             rich_help_panel="Dynamic negatives",
         ),
     ] = _D.sampling,
+    search: Annotated[
+        str,
+        typer.Option(
+            help="exact (the Rust kernel) or ann (usearch HNSW over the index, candidates re-scored exactly).",
+            rich_help_panel="Dynamic negatives",
+        ),
+    ] = _D.search,
     duplicates: Annotated[
         str,
         typer.Option(
@@ -259,6 +266,7 @@ def retriever(
         if relative_margin is not None and relative_margin < 0
         else relative_margin,
         sampling=sampling,
+        search=search,
         duplicates=duplicates,
         verdicts=verdicts,
         judge=judge_cfg,

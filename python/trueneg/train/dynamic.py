@@ -64,6 +64,11 @@ class DynamicConfig:
     relative_margin: float | None = 0.05
     #: random (a seeded sample of the pool for each row, as STAR) or top
     sampling: str = "random"
+    #: exact (the Rust kernel; a resumed run is identical) or ann (usearch HNSW over the
+    #: index, built once per index in memory, candidates re-scored exactly: for large corpora)
+    search: str = "exact"
+    #: usearch settings with search = "ann" (:class:`trueneg.mine.AnnConfig` fields)
+    ann: dict[str, Any] | None = None
     #: positives' near duplicates masked: near (MinHash clusters), exact (same text), off
     duplicates: str = "near"
     #: drop the pairs the collection's judgments flag as false negatives
@@ -81,6 +86,12 @@ class DynamicConfig:
         at_least("index_refresh_steps", self.index_refresh_steps, 0)
         check_selection(self)
         one_of("duplicates", self.duplicates, ("near", "exact", "off"))
+        one_of("search", self.search, ("exact", "ann"))
+        if self.ann is not None:
+            from trueneg.config import from_table
+            from trueneg.mine import AnnConfig
+
+            from_table(AnnConfig, self.ann, "ann")
         if self.index_refresh_steps and self.index is not None:
             raise InputError("a given index is frozen: index_refresh_steps needs index = None")
 
@@ -208,6 +219,9 @@ class DynamicNegatives:
         self.index_step = 0
         self.judge_cost = 0.0
         self._index: np.ndarray | None = None
+        self._checkpointed_index: str | None = None
+        self._ann: Any = None
+        self._ann_cfg: Any = None
 
     # -- the index ---------------------------------------------------------------------------
 
@@ -228,16 +242,27 @@ class DynamicNegatives:
         self._index = open_index(self.index_file, self.n_passages)
         return self._index
 
+    def _ann_index(self, index: np.ndarray) -> Any:
+        """The HNSW graph of the index in use, built on first use (again after a refresh)."""
+        from trueneg.mine import AnnConfig, ann_index
+
+        if self._ann is None or self._ann[0] != self.index_file:
+            self._ann_cfg = AnnConfig(**(self.cfg.ann or {}))
+            self._ann = (self.index_file, ann_index(index, self._ann_cfg))
+        return self._ann[1]
+
     def _maybe_refresh_index(self, step: int) -> None:
         every = self.cfg.index_refresh_steps
         if not every or step == 0 or step % every or self.index_step == step:
             return
         path = self._generated(step)
         write_index(path, self.data.passage_text, self.embed)
-        old = self.index_file
         self.index_file, self.index_step, self._index = str(path), step, None
-        if old and Path(old).parent == self.work / "index" and old != str(path):
-            Path(old).unlink(missing_ok=True)
+        # older generations go, except the one the last checkpoint refers to (a run killed
+        # before its next checkpoint resumes from that one)
+        for f in work_index_files(self.work):
+            if str(f) not in (self.index_file, self._checkpointed_index):
+                f.unlink(missing_ok=True)
 
     # -- a refresh ---------------------------------------------------------------------------
 
@@ -267,7 +292,7 @@ class DynamicNegatives:
         return out
 
     def _refresh(self, qids: list[int], step: int) -> None:
-        from trueneg.mine import exact_topk, positive_scores, select_candidates
+        from trueneg.mine import ann_search, exact_topk, positive_scores, select_candidates
 
         cfg = self.cfg
         index = self.index()
@@ -283,7 +308,10 @@ class DynamicNegatives:
             + max(len(b) for b in banned)
             + (1 if self.cluster is not None else 0) * 16,
         )
-        ids, scores = exact_topk(qe, index, k)
+        if cfg.search == "ann":
+            ids, scores = ann_search(self._ann_index(index), qe, index, k, self._ann_cfg)
+        else:
+            ids, scores = exact_topk(qe, index, k)
         pos_off = np.concatenate([[0], np.cumsum([len(p) for p in positives])]).astype(np.int64)
         flat = np.asarray([p for ps in positives for p in ps], np.int64)
         pos_sc = positive_scores(qe, index, pos_off, flat)
@@ -292,18 +320,19 @@ class DynamicNegatives:
         kept_sc = np.zeros_like(scores)
         for r in range(len(qids)):
             row, sc = ids[r], scores[r]
+            valid = row >= 0  # ANN may return fewer than k
             is_pos = np.isin(row, positives[r])
             is_dup = np.zeros(len(row), bool)
             if self.cluster is not None:
                 roots = self.cluster[np.asarray(positives[r], np.int64)]
-                is_dup = np.isin(self.cluster[row], roots) & ~is_pos
+                is_dup = np.isin(self.cluster[np.maximum(row, 0)], roots) & ~is_pos & valid
             is_judged = np.fromiter((int(p) in banned[r] for p in row), bool, len(row))
             is_judged &= ~is_pos & ~is_dup
             removed["positive"] += int(is_pos.sum())
             removed["duplicate"] += int(is_dup.sum())
             removed["verdict"] += int(is_judged.sum())
             ref = float(pos_sc[pos_off[r] : pos_off[r + 1]].min()) if len(positives[r]) else None
-            out_of_bounds = self._outside_bounds(sc, ref) & ~is_pos & ~is_dup & ~is_judged
+            out_of_bounds = self._outside_bounds(sc, ref) & ~is_pos & ~is_dup & ~is_judged & valid
             removed["margin"] += int(out_of_bounds.sum())
             keep = ~is_judged
             kept_ids[r, : keep.sum()] = row[keep]
@@ -392,6 +421,8 @@ class DynamicNegatives:
     # -- checkpoints and the result ----------------------------------------------------------
 
     def state(self) -> dict[str, Any]:
+        """What a checkpoint carries (called as one is written)."""
+        self._checkpointed_index = self.index_file
         return {
             "pools": {str(q): [s, p] for q, (s, p) in self.pools.items()},
             "loop_flagged": sorted(self.loop_flagged),
@@ -416,6 +447,7 @@ class DynamicNegatives:
         self.index_file, self.index_step = state["index_file"], int(state["index_step"])
         self.judge_cost = float(state["judge_cost"])
         self._index = None
+        self._checkpointed_index = self.index_file
         if self.index_file and not Path(self.index_file).is_file():
             raise InputError(
                 "the checkpoint's index is gone; remove the checkpoints or pass resume=False",
