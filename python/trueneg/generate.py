@@ -26,6 +26,7 @@ import re
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -38,7 +39,7 @@ from trueneg.collection import EXAMPLE_SCHEMA, PASSAGE_SCHEMA, Collection, refre
 from trueneg.collection.schema import hash_columns, keys_to_binary, string_buffers
 from trueneg.config import at_least, check_keys, from_table, load_toml, one_of, within
 from trueneg.exceptions import InputError
-from trueneg.judge.client import SendSettings
+from trueneg.judge.client import SendSettings, fetcher
 
 __all__ = ["GenerateConfig", "GenerateReport", "generate_collection", "parse_generated"]
 
@@ -297,25 +298,16 @@ def generate_collection(
     cache_file = Path(cache_path) if cache_path is not None else coll.path / CACHE_FILE
     requests = make_requests(stage, prompts, jcfg)
     with Cache(cache_file) as cache:
-        uniq = list({r.key: r for r in requests}.values())
-        found = cache.get_many([r.key for r in uniq])
-        from trueneg.judge.cache import is_final
-
-        sendable = not offline and cfg.backend != "replay"
-        final = {k: a for k, a in found.items() if is_final(a)} if sendable else found
-        report.cache_hits = len(final)
-        missing = [r for r in uniq if r.key not in final]
-        outcomes: dict[str, Any] = {}
-        if missing and sendable:
-            stats, outcomes = send_requests(jcfg, cache, stage, missing)
-            report.sent, report.failed_calls = stats.answered, stats.failed
-            found.update(cache.get_many([r.key for r in missing]))
-        lost = [r.key for r in uniq if r.key not in found]
-        why = {k: f[0] for k, f in cache.last_failures(lost).items()} if lost else {}
-        for k in lost:  # this run's outcome first (a budget stop is not stored as a failure)
-            o = outcomes.get(k)
-            if o is not None and o.status != "ok":
-                why[k] = o.status
+        tally = SimpleNamespace(unique_requests=0, cache_hits=0, sent=0, failed=0, send={})
+        found, failures = fetcher(jcfg, cache, stage, send_requests, tally, offline=offline)(
+            requests
+        )
+        report.cache_hits, report.sent, report.failed_calls = (
+            tally.cache_hits,
+            tally.sent,
+            tally.failed,
+        )
+        why = {k: status for k, (status, _) in failures.items()}
     generated: dict[int, list[str]] = {}
     for r, req in zip(rows, requests, strict=True):
         a = found.get(req.key)

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -44,8 +44,8 @@ import pyarrow as pa
 
 from trueneg import judgments
 from trueneg.exceptions import InputError
-from trueneg.judge.cache import Answer, Cache, is_final, request_key
-from trueneg.judge.client import Outcome, Request
+from trueneg.judge.cache import Answer, request_key
+from trueneg.judge.client import Fetch, Request
 
 if TYPE_CHECKING:
     from trueneg.judge.cascade import CollectionText
@@ -57,7 +57,6 @@ __all__ = [
     "AnswerSheet",
     "Ranking",
     "Template",
-    "fetcher",
     "grounded",
     "load_template",
     "parse_answers",
@@ -387,7 +386,6 @@ class _Example:
 
 
 #: answers of requests (a missing key: no answer), and why each unanswered one failed
-Fetch = Callable[[list[Request]], tuple[dict[str, Answer], dict[str, tuple[str, str]]]]
 
 
 def run_arhn(
@@ -614,46 +612,3 @@ def run_arhn(
         similarity=sim_col,
     )
     return table, flagged_rows, statuses, calls
-
-
-def fetcher(
-    config: JudgeConfig,
-    cache: Cache,
-    stage: Stage,
-    send: Callable[..., tuple[Any, dict[str, Outcome]]],
-    summ: Any,
-    *,
-    offline: bool,
-) -> Fetch:
-    """Answers for requests: the cache first, then the missing ones sent (unless offline or
-    replay), each stored before it is used; for a request left without one, the status and
-    message of its last failure (``budget``, ``api_error``, ...)."""
-    sendable = not offline and stage.backend != "replay"
-
-    def fetch(requests: list[Request]) -> tuple[dict[str, Answer], dict[str, tuple[str, str]]]:
-        uniq: dict[str, Request] = {}
-        for r in requests:
-            uniq.setdefault(r.key, r)
-        summ.unique_requests += len(uniq)
-        found = cache.get_many(list(uniq))
-        final = {k: a for k, a in found.items() if is_final(a)} if sendable else found
-        summ.cache_hits += len(final)
-        missing = [r for k, r in uniq.items() if k not in final]
-        outcomes: dict[str, Outcome] = {}
-        if missing and sendable:
-            stats, outcomes = send(config, cache, stage, missing)
-            summ.sent += stats.answered
-            summ.failed += stats.failed
-            for k, v in asdict(stats).items():
-                if isinstance(v, int | float) and not isinstance(v, bool):
-                    summ.send[k] = summ.send.get(k, 0) + v
-            found.update(cache.get_many([r.key for r in missing]))
-        lost = [k for k in uniq if k not in found]
-        why = {k: (f[0], f[2]) for k, f in cache.last_failures(lost).items()} if lost else {}
-        for k in lost:  # this run's outcome first (a budget stop is not stored as a failure)
-            o = outcomes.get(k)
-            if o is not None and o.status != "ok":
-                why[k] = (o.status, o.message or o.status)
-        return found, why
-
-    return fetch

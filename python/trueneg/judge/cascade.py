@@ -23,8 +23,8 @@ from trueneg._progress import progress
 from trueneg.collection import Collection
 from trueneg.engine import Engine, LocalEngine
 from trueneg.exceptions import InputError
-from trueneg.judge.cache import Answer, Cache, is_final, request_key
-from trueneg.judge.client import Outcome, Request, Sender, SendStats
+from trueneg.judge.cache import Answer, Cache, request_key
+from trueneg.judge.client import Outcome, Request, Sender, SendStats, fetcher
 from trueneg.judge.config import (  # noqa: F401  (re-exported: the settings live in judge.config)
     BACKENDS,
     RLHN_STAGES,
@@ -288,6 +288,7 @@ def run_cascade(
         summ.calls = len(plan)
         flagged_idx: list[np.ndarray] = []
         examples_fn: set[int] = set()
+        fetch = fetcher(config, cache, stage, send, summ, offline=offline)
         bar = progress(total=len(plan), desc=f"judge {stage.name}", unit=" calls")
         for sl in _chunks(len(plan), config.chunk_calls):
             part = plan.take(np.arange(sl.start, sl.stop))
@@ -302,30 +303,7 @@ def run_cascade(
             requests = make_requests(stage, prompts, config)
             summ.estimated_cost_usd += sum(r.est_cost for r in requests)
             keys = [r.key for r in requests]
-            uniq: dict[str, Request] = {}
-            for r in requests:
-                uniq.setdefault(r.key, r)
-            summ.unique_requests += len(uniq)
-            found = cache.get_many(list(uniq))
-            # a non-final answer (cut off, empty) is asked again unless nothing may be sent
-            sendable = not offline and stage.backend != "replay"
-            final = {k: a for k, a in found.items() if is_final(a)}
-            summ.cache_hits += len(final if sendable else found)
-            missing = [r for k, r in uniq.items() if k not in (final if sendable else found)]
-            outcomes: dict[str, Outcome] = {}
-            if missing and sendable:
-                stats, outcomes = send(config, cache, stage, missing)
-                summ.sent += stats.answered
-                summ.failed += stats.failed
-                for k, v in asdict(stats).items():
-                    if isinstance(v, int | float) and not isinstance(v, bool):
-                        summ.send[k] = summ.send.get(k, 0) + v
-                found.update(cache.get_many([r.key for r in missing]))
-            failures = (
-                cache.last_failures([k for k in uniq if k not in found])
-                if len(found) < len(uniq)
-                else {}
-            )
+            found, why = fetch(requests)
             rows.append(
                 _judge_rows(
                     text,
@@ -335,8 +313,7 @@ def run_cascade(
                     part,
                     keys,
                     found,
-                    failures,
-                    outcomes,
+                    why,
                     pointwise,
                     summ,
                     flagged_idx,
@@ -382,7 +359,7 @@ def _arhn_stage(
     """An ARHN stage (:mod:`trueneg.judge.arhn`) over every example, or over the negatives of
     the calls the previous stage passed on. Its false negatives are the relabelled negatives; the
     calls of examples with a relabelled or ambiguous negative go on to the next stage."""
-    from trueneg.judge.arhn import fetcher, run_arhn
+    from trueneg.judge.arhn import run_arhn
 
     plan = (
         plan_stage(text, stage, False)
@@ -605,8 +582,7 @@ def _judge_rows(
     part: CallPlan,
     keys: list[str],
     found: dict[str, Answer],
-    failures: dict[str, tuple[str, int | None, str]],
-    outcomes: dict[str, Outcome],
+    why: dict[str, tuple[str, str]],
     pointwise: bool,
     summ: StageSummary,
     flagged_idx: list[np.ndarray],
@@ -628,12 +604,7 @@ def _judge_rows(
         pids = text.negatives[e][s:t]
         a = found.get(k)
         if a is None:
-            f = failures.get(k)
-            o = outcomes.get(k)
-            status = (o.status if o is not None else None) or (f[0] if f else "missing")
-            reason = (o.message if o is not None and o.message else None) or (
-                f[2] if f else "no answer in the cache"
-            )
+            status, reason = why.get(k, ("missing", "no answer in the cache"))
             labels: list[str | None] = [None] * len(pids)
             flags = [False] * len(pids)
         else:

@@ -11,7 +11,7 @@ import os
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import orjson
@@ -445,3 +445,50 @@ class Sender:
         else:
             delay = min(self.max_backoff, 0.5 * 2**attempt) * (1 - 0.25 * random.random())
         await asyncio.sleep(delay)
+
+
+#: requests -> (answers by key, (status, message) of the last failure of each key left without)
+Fetch = Callable[[list[Request]], tuple[dict[str, Answer], dict[str, tuple[str, str]]]]
+
+
+def fetcher(
+    config: Any,
+    cache: Cache,
+    stage: Any,
+    send: Callable[..., tuple[Any, dict[str, Outcome]]],
+    summ: Any,
+    *,
+    offline: bool,
+) -> Fetch:
+    """Answers for requests: the cache first, then the missing ones sent (unless offline or
+    replay), each stored before it is used; for a request left without one, the status and
+    message of its last failure (``budget``, ``api_error``, ...)."""
+    sendable = not offline and stage.backend != "replay"
+
+    def fetch(requests: list[Request]) -> tuple[dict[str, Answer], dict[str, tuple[str, str]]]:
+        uniq: dict[str, Request] = {}
+        for r in requests:
+            uniq.setdefault(r.key, r)
+        summ.unique_requests += len(uniq)
+        found = cache.get_many(list(uniq))
+        final = {k: a for k, a in found.items() if is_final(a)} if sendable else found
+        summ.cache_hits += len(final)
+        missing = [r for k, r in uniq.items() if k not in final]
+        outcomes: dict[str, Outcome] = {}
+        if missing and sendable:
+            stats, outcomes = send(config, cache, stage, missing)
+            summ.sent += stats.answered
+            summ.failed += stats.failed
+            for k, v in asdict(stats).items():
+                if isinstance(v, int | float) and not isinstance(v, bool):
+                    summ.send[k] = summ.send.get(k, 0) + v
+            found.update(cache.get_many([r.key for r in missing]))
+        lost = [k for k in uniq if k not in found]
+        why = {k: (f[0], f[2]) for k, f in cache.last_failures(lost).items()} if lost else {}
+        for k in lost:  # this run's outcome first (a budget stop is not stored as a failure)
+            o = outcomes.get(k)
+            if o is not None and o.status != "ok":
+                why[k] = (o.status, o.message or o.status)
+        return found, why
+
+    return fetch
