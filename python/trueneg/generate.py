@@ -45,7 +45,6 @@ __all__ = ["GenerateConfig", "GenerateReport", "generate_collection", "parse_gen
 
 PROMPTS_DIR = Path(__file__).parent / "judge" / "prompts"
 _PLACEHOLDER = re.compile(r"\{(domain|query_json|positive_json|num|difficulty|length)\}")
-_THINK = re.compile(r"<think>.*?</think>", re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -156,20 +155,12 @@ def parse_generated(
 ) -> Generated:
     """The JSON answer (``{"reasoning": ..., "hard_negatives": [...]}``; fenced, after a
     <think> block or with text around it): the strings of ``hard_negatives``."""
-    if refusal:
-        return Generated("refusal")
-    if finish_reason == "content_filter":
-        return Generated("content_filter")
-    if finish_reason == "length":
-        return Generated("length")
-    body = _THINK.sub("", content or "").strip()
-    if "</think>" in body:
-        body = body.split("</think>", 1)[1]
-    start, end = body.find("{"), body.rfind("}")
-    try:
-        obj = orjson.loads(body[start : end + 1]) if 0 <= start < end else None
-    except orjson.JSONDecodeError:
-        obj = None
+    from trueneg.judge.parse import call_failure, json_object
+
+    bad = call_failure(content, finish_reason, refusal)
+    if bad is not None:
+        return Generated(bad)
+    obj, _ = json_object(content or "")
     items = obj.get("hard_negatives") if isinstance(obj, dict) else None
     if not isinstance(items, list):
         return Generated("parse_error", notes=['no JSON object with a "hard_negatives" list'])

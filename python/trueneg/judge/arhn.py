@@ -46,6 +46,7 @@ from trueneg import judgments
 from trueneg.exceptions import InputError
 from trueneg.judge.cache import Answer, request_key
 from trueneg.judge.client import Fetch, Request
+from trueneg.judge.parse import call_failure, json_object, strip_thinking
 
 if TYPE_CHECKING:
     from trueneg.judge.cascade import CollectionText
@@ -115,7 +116,6 @@ def response_format(kind: str) -> dict[str, Any]:
     return ANSWER_SCHEMA
 
 
-_THINK = re.compile(r"<think>.*?</think>", re.DOTALL)
 _PLACEHOLDER = re.compile(r"\{(question|num|passages)\}")
 _BRACKETED_NUMBER = re.compile(r"\[(\d+)\]")
 _REFUSAL = re.compile(r"^\s*(i'?m sorry|i am sorry|i can(?:no|')t|sorry, i|as an ai)", re.I)
@@ -185,13 +185,6 @@ def render_ranking(t: Template, query: str, passages: Sequence[str], max_words: 
 # Reading answers
 
 
-def _strip_thinking(content: str) -> str:
-    content = _THINK.sub("", content)
-    if "</think>" in content:  # an opening tag the server left out
-        content = content.split("</think>", 1)[1]
-    return content.strip()
-
-
 def normalise(text: str) -> str:
     return " ".join(text.split())
 
@@ -217,18 +210,6 @@ class AnswerSheet:
         return self.status in ("ok", "incomplete")
 
 
-def _failure(content: str | None, finish_reason: str | None, refusal: str | None) -> str | None:
-    if refusal:
-        return "refusal"
-    if finish_reason == "content_filter":
-        return "content_filter"
-    if finish_reason == "length":
-        return "length"
-    if not content or not content.strip():
-        return "parse_error"
-    return None
-
-
 def parse_answers(
     content: str | None,
     passages: Sequence[str],
@@ -240,16 +221,11 @@ def parse_answers(
     span that is not in its passage is "ungrounded"; a passage with no entry "missing_answer";
     a call whose JSON cannot be read gets an error status and no passage is read."""
     n = len(passages)
-    bad = _failure(content, finish_reason, refusal)
+    bad = call_failure(content, finish_reason, refusal)
     if bad is not None:
         return AnswerSheet(bad, notes=["empty answer"] if bad == "parse_error" else [])
     assert content is not None
-    body = _strip_thinking(content)
-    start, end = body.find("{"), body.rfind("}")
-    try:
-        obj = orjson.loads(body[start : end + 1]) if 0 <= start < end else None
-    except orjson.JSONDecodeError:
-        obj = None
+    obj, body = json_object(content)
     items = obj.get("answers") if isinstance(obj, dict) else None
     if not isinstance(items, list):
         if _REFUSAL.match(body):
@@ -315,11 +291,11 @@ def parse_ranking(
     """RankGPT's reading (``receive_permutation``): every run of digits is an id, repeats and ids
     outside 1..n dropped, missing ids appended in input order. Its status says which of these
     happened; an answer with no id at all is a parse error (RankGPT would keep the input order)."""
-    bad = _failure(content, finish_reason, refusal)
+    bad = call_failure(content, finish_reason, refusal)
     if bad is not None:
         return Ranking(bad)
     assert content is not None
-    body = _strip_thinking(content)
+    body = strip_thinking(content)
     ids = [int(x) - 1 for x in re.findall(r"\d+", body)]
     if not ids:
         if _REFUSAL.match(body):

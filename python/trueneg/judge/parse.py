@@ -162,3 +162,46 @@ def parse_pointwise(
             return Score("refusal")
         return Score("parse_error")
     return Score("ok", int(m.group(1)))
+
+
+# ---------------------------------------------------------------------------------------------
+# JSON answers (ARHN's stages, SyNeg's generation)
+
+_THINK = re.compile(r"<think>.*?</think>", re.DOTALL)
+
+
+def strip_thinking(content: str) -> str:
+    """The answer without a reasoning model's ``<think>`` block (also when the server left
+    out the opening tag)."""
+    content = _THINK.sub("", content)
+    if "</think>" in content:
+        content = content.split("</think>", 1)[1]
+    return content.strip()
+
+
+def call_failure(content: str | None, finish_reason: str | None, refusal: str | None) -> str | None:
+    """The status of an answer that cannot be read at all (refusal, content_filter, length,
+    an empty answer: parse_error), or None."""
+    if refusal:
+        return "refusal"
+    if finish_reason == "content_filter":
+        return "content_filter"
+    if finish_reason == "length":
+        return "length"
+    if not content or not content.strip():
+        return "parse_error"
+    return None
+
+
+def json_object(content: str) -> tuple[object, str]:
+    """(the outermost ``{...}`` of the answer parsed, or None; the answer without thinking):
+    fenced JSON and text around it are read alike."""
+    import orjson
+
+    body = strip_thinking(content)
+    start, end = body.find("{"), body.rfind("}")
+    try:
+        obj = orjson.loads(body[start : end + 1]) if 0 <= start < end else None
+    except orjson.JSONDecodeError:
+        obj = None
+    return obj, body
