@@ -50,8 +50,8 @@ SYNEG_CONDITIONS = ("remove-hn+syneg", "relabel+syneg")
 #: with ``dynamic``: negatives re-mined from the model being trained (trueneg.train.dynamic) over
 #: the zero-shot model's frozen index, ``mine_depth`` candidates deep. ``dynamic``: noisy's
 #: positives, only positives masked (ADORE as published); ``dynamic-filtered``: relabel's
-#: positives, with exact-copy and near-duplicate masking, the 0.05 relative margin, the judge's
-#: cached verdicts and the experiment's judge run in the loop on every new pair
+#: positives, with exact-copy and near-duplicate masking, the judge's cached verdicts and the
+#: experiment's judge run in the loop on every new pair (no margin, as the static mining)
 DYNAMIC_CONDITIONS = ("dynamic", "dynamic-filtered")
 METRICS = ("nDCG@10", "Recall@100", "MRR@10")
 #: the collection each trained condition learns from
@@ -523,15 +523,18 @@ def _judge(cfg: ExperimentConfig, work: Path) -> Any:
 
 
 def dynamic_recipe(cfg: ExperimentConfig, cond: str, work: Path) -> Any:
-    """The recipe of a dynamic condition: ADORE's filtering (positives only) for ``dynamic``,
-    every filter and the experiment's judge in the loop for ``dynamic-filtered``."""
+    """The recipe of a dynamic condition: ADORE's filtering (positives only) for ``dynamic``;
+    for ``dynamic-filtered`` the false-negative filters of the static mining and judging it is
+    compared with (duplicates, verdicts, the experiment's judge in the loop; no margin)."""
     from trueneg.train.dynamic import DynamicConfig
 
     if cond == "dynamic":
         dyn = DynamicConfig.plain(range_max=cfg.mine_depth)
     else:
+        # no margin: the static mining it is compared with has none
         dyn = DynamicConfig(
             range_max=cfg.mine_depth,
+            relative_margin=None,
             judge=_judge(cfg, work),
             judge_cache=str(work / "judge-cache.sqlite"),
         )

@@ -83,8 +83,8 @@ def experiment(
         bool,
         typer.Option(
             help="Add dynamic (negatives re-mined from the model being trained, positives masked: "
-            "ADORE) and dynamic-filtered (relabel's data; duplicates, margin, verdicts and the "
-            "judge in the loop) beside the static conditions."
+            "ADORE) and dynamic-filtered (relabel's data; duplicates, verdicts and the judge in "
+            "the loop, no margin, as the static mining) beside the static conditions."
         ),
     ] = False,
     max_false_negatives: Annotated[

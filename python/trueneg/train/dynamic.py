@@ -394,8 +394,8 @@ class DynamicNegatives:
     def _judge(self, pools: dict[int, list[int]], step: int) -> tuple[int, int, int]:
         """Judge the pools' pairs no verdict covers; remove the flagged ones from the pools.
         Returns (pairs asked, pairs left without a label, pairs removed). A pair left without
-        a label (a failed call, a pair the qrels do not judge) stays in the pool, and is asked
-        again when it comes up in a later refresh (the cache answers what was answered)."""
+        a label by a failed call stays in the pool, and is asked again when it comes up in a
+        later refresh (the cache answers what was answered)."""
         known = self.flagged | self.cleared | self.loop_flagged | self.loop_cleared
         new = {q: [p for p in pool if (q, p) not in known] for q, pool in pools.items()}
         new = {q: ps for q, ps in new.items() if ps}
@@ -487,8 +487,9 @@ def judge_pairs(
     """Judge (query, negatives) pairs with a judge config through the collection machinery: a
     scratch collection (passages and queries linked, one example per query) is judged with the
     answer cache ``cache`` (whose recorded spending the budget counts), then removed. Returns the
-    flagged and the cleared pairs (a pair left unlabelled by a failure is in neither) and the
-    cost of the call."""
+    flagged and the cleared pairs (cleared: judged not a false negative, or deferred on by every
+    stage, as the qrels do for a pair they do not list; a pair left unlabelled by a failure is in
+    neither) and the cost of the call."""
     import pyarrow as pa
 
     from trueneg import judgments
@@ -515,7 +516,8 @@ def judge_pairs(
     tmp = coll.derive(scratch, table, step="dynamic-negatives", link=True)
     try:
         summary = judge_collection(tmp.path, judge, cache_path=cache)
-        t = judgments.final_flags(judgments.load(tmp.path))
+        raw = judgments.load(tmp.path)
+        t = judgments.final_flags(raw)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     flagged, cleared = set(), set()
@@ -529,6 +531,14 @@ def judge_pairs(
         if f:
             flagged.add((int(q), int(p)))
         elif lab is not None:
+            cleared.add((int(q), int(p)))
+    # a pair every stage deferred on (the qrels do not judge it) will be deferred on again:
+    # it counts as cleared, so it is not asked each refresh
+    decided = {
+        (int(q), int(p)) for q, p in zip(t["qid"].to_pylist(), t["pid"].to_pylist(), strict=True)
+    }
+    for q, p in zip(raw["qid"].to_pylist(), raw["pid"].to_pylist(), strict=True):
+        if (int(q), int(p)) not in decided:
             cleared.add((int(q), int(p)))
     return flagged, cleared, float(summary.cost_usd or 0.0)
 
