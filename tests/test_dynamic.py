@@ -8,9 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import signal
 import subprocess
-import time
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +33,7 @@ from trueneg.train.dynamic import (  # noqa: E402
     passage_clusters,
 )
 
+from .test_train import _kill_at_checkpoint  # noqa: E402
 from .test_train import _train_cmd as static_cmd  # noqa: E402
 
 ENV = {**os.environ, "TRUENEG_DISABLE_PROGRESS_BARS": "1", "OMP_NUM_THREADS": "1"}
@@ -252,14 +251,8 @@ def test_killed_dynamic_run_resumes_to_the_same_weights(toy: Collection, tmp_pat
     cmd = _train_cmd(
         toy.path, out, *extra, "--judge-cache", str(tmp_path / "c2"), "--save-steps", "1"
     )
-    p = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _kill_at_checkpoint(toy.path, out, 4, cmd)
     marker = out.with_name(out.name + ".checkpoints") / "checkpoints" / "step-4"
-    deadline = time.time() + 300
-    while time.time() < deadline and not marker.exists() and p.poll() is None:
-        time.sleep(0.05)
-    p.send_signal(signal.SIGKILL)
-    p.wait()
-    assert marker.exists(), "the run ended before its checkpoint"
     state = json.loads((marker / "state.json").read_text())["negatives"]
     assert state["index_step"] == 3 and state["pools"] and state["refreshes"]
     r = subprocess.run(cmd, env=ENV, capture_output=True, text=True, check=False)

@@ -125,10 +125,11 @@ def _train_cmd(coll: Path, out: Path, *extra: str) -> list[str]:
     ]
 
 
-def _kill_at_checkpoint(coll: Path, out: Path, step: int) -> None:
-    """Starts a training run that checkpoints every step; kill -9 once step ``step`` is saved."""
+def _kill_at_checkpoint(coll: Path, out: Path, step: int, cmd: list[str] | None = None) -> None:
+    """Starts a training run (``cmd``, default: :func:`_train_cmd`) that checkpoints every step;
+    kill -9 once step ``step`` is saved."""
     p = subprocess.Popen(
-        _train_cmd(coll, out, "--save-steps", "1"),
+        cmd or _train_cmd(coll, out, "--save-steps", "1"),
         env=ENV,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

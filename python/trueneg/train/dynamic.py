@@ -292,7 +292,13 @@ class DynamicNegatives:
         return out
 
     def _refresh(self, qids: list[int], step: int) -> None:
-        from trueneg.mine import ann_search, exact_topk, positive_scores, select_candidates
+        from trueneg.mine import (
+            ann_search,
+            exact_topk,
+            flat_positives,
+            positive_scores,
+            select_candidates,
+        )
 
         cfg = self.cfg
         index = self.index()
@@ -312,8 +318,7 @@ class DynamicNegatives:
             ids, scores = ann_search(self._ann_index(index), qe, index, k, self._ann_cfg)
         else:
             ids, scores = exact_topk(qe, index, k)
-        pos_off = np.concatenate([[0], np.cumsum([len(p) for p in positives])]).astype(np.int64)
-        flat = np.asarray([p for ps in positives for p in ps], np.int64)
+        pos_off, flat = flat_positives(positives, self.n_passages)
         pos_sc = positive_scores(qe, index, pos_off, flat)
         removed = dict.fromkeys(FILTERS, 0)
         kept_ids = np.full_like(ids, -1)
