@@ -208,9 +208,10 @@ def _judge(side: str) -> tuple[Callable[[], Any], Callable[[Any], dict[str, Any]
 
 def _embed(side: str) -> tuple[Callable[[], Any], Callable[[Any], dict[str, Any]]]:
     """Passages/s of all-MiniLM-L6-v2 on DL19 passages (title + text): trueneg's encoder (auto:
-    bf16 autocast where the CPU has AVX512-BF16/AMX; and forced fp32) vs sentence-transformers'
-    default ``encode`` (fp32, batch 32). Embeddings are saved so the suite reports each side's
-    cosine to sentence-transformers' fp32 ones."""
+    OpenVINO, bf16 where the CPU has AVX512-BF16/AMX; PyTorch with bf16 autocast; and forced fp32,
+    what a CPU without native bf16 runs) vs sentence-transformers' default ``encode`` (fp32,
+    batch 32). Embeddings are saved so the suite reports each side's cosine to
+    sentence-transformers' fp32 ones."""
 
     def setup() -> Any:
         import numpy as np  # noqa: F401
@@ -232,7 +233,13 @@ def _embed(side: str) -> tuple[Callable[[], Any], Callable[[Any], dict[str, Any]
             def fn(x: list[str]) -> Any:
                 return st.encode(x, convert_to_numpy=True, normalize_embeddings=True)
         else:
-            enc = Encoder(EncoderConfig(model=path, dtype="fp32" if "fp32" in side else "auto"))
+            enc = Encoder(
+                EncoderConfig(
+                    model=path,
+                    dtype="fp32" if "fp32" in side else "auto",
+                    backend="torch" if "torch" in side else "auto",
+                )
+            )
 
             def fn(x: list[str]) -> Any:
                 return enc.encode(x)
@@ -295,7 +302,7 @@ CASES: dict[str, tuple[str, list[str], Callable[..., Any]]] = {
     ),
     "embed": (
         f"embed {EMBED_N:,} DL19 passages (all-MiniLM-L6-v2)",
-        ["trueneg", "trueneg fp32", "sentence-transformers"],
+        ["trueneg", "trueneg torch", "trueneg fp32", "sentence-transformers"],
         _embed,
     ),
     "select": (

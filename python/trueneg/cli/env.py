@@ -22,6 +22,7 @@ PACKAGES = (
     "torch",
     "transformers",
     "sentence-transformers",
+    "openvino",
     "usearch",
     "ray",
 )
@@ -29,7 +30,7 @@ PACKAGES = (
 
 def env_info() -> dict[str, object]:
     from trueneg import __version__, _core
-    from trueneg.models import cpu_attention, cpu_has_bf16
+    from trueneg.models import cpu_attention, cpu_has_bf16, openvino_available
     from trueneg.streamed import default_memory_limit, int8_available
 
     versions: dict[str, str | None] = {}
@@ -48,7 +49,9 @@ def env_info() -> dict[str, object]:
         "cpu_features": _core.cpu_features(),
         # what precision=auto / dtype=auto picks for embedding and training on this CPU
         "auto_precision_cpu": "bf16" if cpu_has_bf16() else "fp32",
-        # the attention kernels bf16 embedding uses on this CPU (None = the library's SDPA)
+        # what runs the embedding model on the CPU with backend=auto (OpenVINO where installed)
+        "cpu_embedding_backend": "openvino" if openvino_available() else "torch",
+        # the attention kernels bf16 embedding uses on this CPU with PyTorch (None = SDPA)
         "cpu_embedding_attention": cpu_attention("bf16") or "sdpa",
         # the exact search kernel mining uses here, and its default memory limit
         "mining_kernel": "int8 prefilter (AVX-512 VNNI)" if int8_available() else "f32 gemm",

@@ -48,6 +48,13 @@ def beir(
         ),
     ] = "fp32",
     batch_size: Annotated[int, typer.Option(help="Texts per forward pass.")] = 64,
+    backend: Annotated[
+        str,
+        typer.Option(
+            help="What runs the model: auto (OpenVINO on CPU where installed, else PyTorch), "
+            "torch, openvino."
+        ),
+    ] = "auto",
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Result JSON.")] = None,
 ) -> None:
     """Exact search with the encoder, optional reranking, pytrec_eval metrics; prints the
@@ -66,6 +73,7 @@ def beir(
             passage_prefix=passage_prefix,
             max_length=max_length,
             batch_size=batch_size,
+            backend=backend,
             dtype=precision,
         )
     )

@@ -56,6 +56,13 @@ def mine(
     batch_size: Annotated[
         int, typer.Option(help="Texts per forward pass (sorted by length).")
     ] = 64,
+    backend: Annotated[
+        str,
+        typer.Option(
+            help="What runs the model: auto (OpenVINO on CPU where installed, else PyTorch), "
+            "torch, openvino."
+        ),
+    ] = "auto",
     embed_cache: Annotated[
         Path | None,
         typer.Option(
@@ -177,6 +184,7 @@ def mine(
                 passage_prefix=passage_prefix,
                 max_length=max_length,
                 batch_size=batch_size,
+                backend=backend,
                 cache_dir=str(embed_cache) if embed_cache else None,
             ),
         )
