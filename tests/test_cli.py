@@ -95,6 +95,10 @@ def test_env_json() -> None:
     info = json.loads(r.stdout)
     assert info["rust_threads"] == 1  # TRUENEG_NUM_THREADS=1
     assert info["packages"]["pyarrow"]
+    # what embeds on this CPU: OpenVINO exactly where the package is installed
+    assert info["cpu_embedding_backend"] == (
+        "openvino" if info["packages"]["openvino"] else "torch"
+    )
 
 
 def test_help_lists_verbs() -> None:

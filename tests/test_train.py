@@ -334,7 +334,7 @@ def test_max_steps_runs_across_epochs_and_the_summary_is_true(
 def test_checkpointing_turns_on_when_a_step_would_not_fit(toy: Collection, tmp_path: Path) -> None:
     from trueneg.train._loop import activation_gb
 
-    small = Encoder(EncoderConfig()).model.config
+    small = Encoder(EncoderConfig()).model_config
     assert activation_gb(small, 128, 256) > 2 * activation_gb(small, 128, 128) > 0
     # MiniLM, 16 rows x 8 passages x 256 tokens: far over 4 GB without checkpointing
     assert activation_gb(small, 128, 256) > 4

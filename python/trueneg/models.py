@@ -186,8 +186,9 @@ def _last_hidden_module(model: Any) -> Any:
 
 class OpenVINORunner:
     """The encoder converted to OpenVINO and compiled for this CPU (``INFERENCE_PRECISION_HINT``
-    from the precision: bf16 runs natively on AVX512-BF16 / AMX CPUs) with the THROUGHPUT hint:
-    several streams (one per core on small machines), batches in flight at once through an
+    from the precision: bf16 runs natively on AVX512-BF16 / AMX CPUs) with the THROUGHPUT hint
+    on ``torch.get_num_threads()`` threads: several streams (one per core on small machines),
+    batches in flight at once through an
     ``AsyncInferQueue``. Each batch is computed by one stream whatever else runs, so the rows do
     not depend on scheduling (a resumed embedding gives the same bytes). Token states come back
     as float32; pooling and normalisation are the PyTorch path's, in float32."""
@@ -212,8 +213,16 @@ class OpenVINORunner:
         finally:
             hf_logging.set_verbosity(level)
         hint = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}[precision]
+        # as many threads as PyTorch is given (default: the physical cores; a Ray worker or a
+        # test sets fewer with torch.set_num_threads), so the two never oversubscribe the CPU
         self.compiled = ov.Core().compile_model(
-            converted, "CPU", {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "THROUGHPUT"}
+            converted,
+            "CPU",
+            {
+                "INFERENCE_PRECISION_HINT": hint,
+                "PERFORMANCE_HINT": "THROUGHPUT",
+                "INFERENCE_NUM_THREADS": torch.get_num_threads(),
+            },
         )
         jobs = int(self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
         self.queue = ov.AsyncInferQueue(self.compiled, max(1, jobs))
@@ -334,7 +343,9 @@ class Encoder:
         if self.dtype != torch.float32 and self.device.type == "cuda":
             self.model = self.model.to(self.dtype)  # on CPU: fp32 weights, bf16 autocast
         self.model.eval()
-        self._dim = int(self.model.config.hidden_size)
+        #: the transformers config of the model (``model`` is None once OpenVINO holds it)
+        self.model_config = self.model.config
+        self._dim = int(self.model_config.hidden_size)
         self._torch = torch
         self._openvino: OpenVINORunner | None = None
         if self.backend == "openvino":
