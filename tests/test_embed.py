@@ -142,6 +142,52 @@ def test_openvino_and_torch_give_the_same_embeddings(encoder: Encoder, texts: li
     assert resolve_backend(torch.device("cuda"), "auto") == "torch"
 
 
+def test_openvino_graph_cache(
+    texts: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The converted graph is cached by the model's bytes: a second Encoder reads it (and never
+    loads the transformers model) and embeds the same bytes; a model with other weights gets
+    another entry; a damaged entry is converted again; TRUENEG_OPENVINO_CACHE=0 keeps none."""
+    pytest.importorskip("openvino")
+    import shutil
+
+    import trueneg.models as models
+
+    monkeypatch.setenv("TRUENEG_CACHE_DIR", str(tmp_path / "cache"))
+    first = Encoder(EncoderConfig(dtype="fp32"))
+    entries = list((tmp_path / "cache" / "openvino").iterdir())
+    assert len(entries) == 1 and (entries[0] / "model.xml").is_file()
+    ref = first.encode(texts)
+    loads: list[Path] = []
+    real_load = models.load_model
+    monkeypatch.setattr(
+        models, "load_model", lambda p, *a, **k: loads.append(p) or real_load(p, *a, **k)
+    )
+    second = Encoder(EncoderConfig(dtype="fp32"))
+    assert loads == [] and second.model is None and second.dim == 384
+    assert np.array_equal(second.encode(texts), ref)
+    # another model (same files, one weight changed): another key, converted from its own bytes
+    other = tmp_path / "other"
+    shutil.copytree(first.path, other)
+    from safetensors.torch import load_file, save_file
+
+    w = load_file(other / "model.safetensors")
+    name = next(k for k in w if k.endswith("embeddings.word_embeddings.weight"))
+    w[name] = w[name] * 0.5
+    save_file(w, other / "model.safetensors", metadata={"format": "pt"})
+    changed = Encoder(EncoderConfig(model=str(other), dtype="fp32")).encode(texts)
+    assert loads == [other] and len(list((tmp_path / "cache" / "openvino").iterdir())) == 2
+    assert not np.allclose(changed, ref, atol=1e-3)
+    # a damaged entry is converted again (and rewritten)
+    (entries[0] / "model.xml").write_text("not xml")
+    assert np.array_equal(Encoder(EncoderConfig(dtype="fp32")).encode(texts), ref)
+    assert loads[-1] == first.path and (entries[0] / "model.xml").read_text() != "not xml"
+    monkeypatch.setenv("TRUENEG_OPENVINO_CACHE", "0")
+    monkeypatch.setenv("TRUENEG_CACHE_DIR", str(tmp_path / "none"))
+    Encoder(EncoderConfig(dtype="fp32"))
+    assert not (tmp_path / "none").exists()
+
+
 def test_order_pooling_and_prefix(encoder: Encoder, texts: list[str]) -> None:
     one_by_one = Encoder(EncoderConfig(batch_size=1, dtype="fp32")).encode(texts[:6])
     np.testing.assert_allclose(

@@ -445,3 +445,12 @@ def type_name(v: Any) -> str:
         list: "a list",
         dict: "an object",
     }.get(type(v), type(v).__name__)
+
+
+def cache_root() -> Path:
+    """trueneg's cache folder: ``TRUENEG_CACHE_DIR``, else ``$XDG_CACHE_HOME/trueneg`` (default
+    ``~/.cache/trueneg``)."""
+    root = os.environ.get("TRUENEG_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "trueneg"
+    )
+    return Path(root)

@@ -736,10 +736,9 @@ def _judge_config(judge: Any) -> JudgeConfig:
 
 def default_judge_cache() -> Path:
     """Where ``mine_hard_negatives(judge=...)`` keeps the judge's answers by default."""
-    root = os.environ.get("TRUENEG_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "trueneg"
-    )
-    return Path(root) / "judge-cache.sqlite"
+    from trueneg._io import cache_root
+
+    return cache_root() / "judge-cache.sqlite"
 
 
 def _judge_candidates(

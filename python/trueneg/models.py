@@ -23,6 +23,7 @@ import importlib.util
 import json
 import logging
 import os
+import shutil
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -184,6 +185,69 @@ def _last_hidden_module(model: Any) -> Any:
     return LastHidden()
 
 
+def _convert(model: Any) -> Any:
+    """The transformers model as an OpenVINO graph of (input_ids, attention_mask) ->
+    last_hidden_state, traced with padding in the example so the mask is part of the graph."""
+    import openvino as ov
+    import torch
+    from transformers.utils import logging as hf_logging
+
+    ids = torch.tensor([[101, 7592, 2088, 102], [101, 7592, 102, 0]], dtype=torch.int64)
+    mask = (ids != 0).to(torch.int64)
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]  # tracing notes, not news
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tracer warnings of transformers and torch.jit
+            return ov.convert_model(
+                _last_hidden_module(model), example_input={"input_ids": ids, "attention_mask": mask}
+            )
+    finally:
+        hf_logging.set_verbosity(level)
+
+
+def _save_converted(ov: Any, converted: Any, cache: Path) -> None:
+    """Writes the graph into ``cache`` as one atomic folder rename (a concurrent writer of the
+    same entry wins or loses whole); a cache that cannot be written is skipped."""
+    import tempfile
+
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=cache.parent))
+        try:
+            ov.save_model(converted, tmp / "model.xml", compress_to_fp16=False)
+            os.replace(tmp, cache)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    except OSError as e:
+        log.debug("OpenVINO cache %s not written: %s", cache, e)
+
+
+def openvino_cache(path: Path, attention: str | None) -> Path | None:
+    """The cache folder of ``path``'s converted graph: keyed by the SHA-256 of the model's
+    config and weights (their bytes), the attention kernels and the openvino / torch /
+    transformers versions, under :func:`trueneg._io.cache_root` ``/openvino``. None when
+    ``TRUENEG_OPENVINO_CACHE=0``."""
+    if os.environ.get("TRUENEG_OPENVINO_CACHE", "1") == "0":
+        return None
+    from importlib import metadata
+
+    from trueneg._io import cache_root
+
+    h = hashlib.sha256()
+    for pkg in ("openvino", "torch", "transformers"):
+        h.update(f"{pkg}={metadata.version(pkg)};".encode())
+    h.update(f"attention={attention};".encode())
+    files = [path / "config.json", *sorted(path.glob("*.safetensors")), *sorted(path.glob("*.bin"))]
+    for f in files:
+        if f.is_file():
+            h.update(f.name.encode() + b"\0")
+            with open(f, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 24), b""):
+                    h.update(block)
+    return cache_root() / "openvino" / h.hexdigest()[:32]
+
+
 class OpenVINORunner:
     """The encoder converted to OpenVINO and compiled for this CPU (``INFERENCE_PRECISION_HINT``
     from the precision: bf16 runs natively on AVX512-BF16 / AMX CPUs) with the THROUGHPUT hint
@@ -193,29 +257,28 @@ class OpenVINORunner:
     not depend on scheduling (a resumed embedding gives the same bytes). Token states come back
     as float32; pooling and normalisation are the PyTorch path's, in float32."""
 
-    def __init__(self, model: Any, precision: str) -> None:
+    def __init__(self, load: Callable[[], Any], precision: str, cache: Path | None = None) -> None:
+        """``load()`` gives the transformers model, called only when ``cache`` (a folder for
+        this model's converted graph, see :func:`openvino_cache`) does not hold it yet."""
         import openvino as ov
         import torch
-        from transformers.utils import logging as hf_logging
 
-        # traced with padding in the example, so the attention mask is part of the graph
-        ids = torch.tensor([[101, 7592, 2088, 102], [101, 7592, 102, 0]], dtype=torch.int64)
-        mask = (ids != 0).to(torch.int64)
-        level = hf_logging.get_verbosity()
-        hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]  # tracing notes, not news
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # tracer warnings of transformers and torch.jit
-                converted = ov.convert_model(
-                    _last_hidden_module(model),
-                    example_input={"input_ids": ids, "attention_mask": mask},
-                )
-        finally:
-            hf_logging.set_verbosity(level)
+        core = ov.Core()
+        converted = None
+        if cache is not None and (cache / "model.xml").is_file():
+            try:
+                converted = core.read_model(cache / "model.xml")
+            except Exception as e:  # a damaged entry: removed, converted and written again
+                log.warning("OpenVINO cache %s unreadable (%s); converting again", cache, e)
+                shutil.rmtree(cache, ignore_errors=True)
+        if converted is None:
+            converted = _convert(load())
+            if cache is not None:
+                _save_converted(ov, converted, cache)
         hint = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}[precision]
         # as many threads as PyTorch is given (default: the physical cores; a Ray worker or a
         # test sets fewer with torch.set_num_threads), so the two never oversubscribe the CPU
-        self.compiled = ov.Core().compile_model(
+        self.compiled = core.compile_model(
             converted,
             "CPU",
             {
@@ -326,7 +389,7 @@ class Encoder:
 
     def __init__(self, config: EncoderConfig | None = None) -> None:
         torch = _require_torch("embedding", "embed")
-        from transformers import AutoTokenizer
+        from transformers import AutoConfig, AutoTokenizer
 
         self.config = cfg = config or EncoderConfig()
         self.path = Path(cfg.model or default_model_path())
@@ -339,29 +402,38 @@ class Encoder:
         self.backend = resolve_backend(self.device, cfg.backend)
         self.tokenizer = AutoTokenizer.from_pretrained(self.path, local_files_only=True)
         self.max_length = resolve_max_length(self.path, self.tokenizer, cfg.max_length)
-        self.model = load_model(self.path, self.device, dtype).to(self.device)
-        if self.dtype != torch.float32 and self.device.type == "cuda":
-            self.model = self.model.to(self.dtype)  # on CPU: fp32 weights, bf16 autocast
-        self.model.eval()
-        #: the transformers config of the model (``model`` is None once OpenVINO holds it)
-        self.model_config = self.model.config
-        self._dim = int(self.model_config.hidden_size)
+        self.model: Any = None
         self._torch = torch
         self._openvino: OpenVINORunner | None = None
         if self.backend == "openvino":
-            try:
-                self._openvino = OpenVINORunner(self.model, dtype)
-            except Exception as e:
-                if cfg.backend == "openvino":
-                    raise TruenegError(
-                        f"OpenVINO cannot run {self.path.name}: {type(e).__name__}: {e}"
-                    ) from None
-                log.warning(
-                    "OpenVINO cannot run %s (%s); embedding with PyTorch", self.path.name, e
-                )
-                self.backend = "torch"
-            else:
-                self.model = None  # the compiled model holds its own weights
+            self._openvino = self._compile_openvino(dtype)
+        if self._openvino is None:
+            self.model = load_model(self.path, self.device, dtype).to(self.device)
+            if self.dtype != torch.float32 and self.device.type == "cuda":
+                self.model = self.model.to(self.dtype)  # on CPU: fp32 weights, bf16 autocast
+            self.model.eval()
+        #: the transformers config of the model (``model`` is None when OpenVINO runs it)
+        self.model_config = AutoConfig.from_pretrained(self.path, local_files_only=True)
+        self._dim = int(self.model_config.hidden_size)
+
+    def _compile_openvino(self, precision: str) -> OpenVINORunner | None:
+        """The OpenVINO runner (the converted graph from the cache when it is there); with
+        ``backend="auto"`` a model OpenVINO cannot take falls back to PyTorch (None)."""
+        attention = cpu_attention(precision)
+        try:
+            return OpenVINORunner(
+                lambda: load_model(self.path, self.device, precision).eval(),
+                precision,
+                openvino_cache(self.path, attention),
+            )
+        except Exception as e:
+            if self.config.backend == "openvino":
+                raise TruenegError(
+                    f"OpenVINO cannot run {self.path.name}: {type(e).__name__}: {e}"
+                ) from None
+            log.warning("OpenVINO cannot run %s (%s); embedding with PyTorch", self.path.name, e)
+            self.backend = "torch"
+            return None
 
     def fingerprint(self) -> str:
         h = hashlib.sha256()
