@@ -255,11 +255,20 @@ class OpenVINORunner:
     batches in flight at once through an
     ``AsyncInferQueue``. Each batch is computed by one stream whatever else runs, so the rows do
     not depend on scheduling (a resumed embedding gives the same bytes). Token states come back
-    as float32; pooling and normalisation are the PyTorch path's, in float32."""
+    as float32 and are pooled and normalised (:func:`pool_hidden_numpy`, float32) in the
+    callback, on the stream's own thread: nothing else competes for the cores."""
 
-    def __init__(self, load: Callable[[], Any], precision: str, cache: Path | None = None) -> None:
+    def __init__(
+        self,
+        load: Callable[[], Any],
+        precision: str,
+        cache: Path | None = None,
+        pooling: str = "mean",
+        normalize: bool = True,
+    ) -> None:
         """``load()`` gives the transformers model, called only when ``cache`` (a folder for
         this model's converted graph, see :func:`openvino_cache`) does not hold it yet."""
+        self.pooling, self.normalize = pooling, normalize
         import openvino as ov
         import torch
 
@@ -295,15 +304,18 @@ class OpenVINORunner:
 
     def _done(self, request: Any, userdata: Any) -> None:
         try:
-            self._finished.append((userdata, request.get_output_tensor(0).data.copy()))
+            rows, mask = userdata
+            hidden = request.get_output_tensor(0).data
+            vectors = pool_hidden_numpy(hidden, mask, self.pooling, self.normalize)
+            self._finished.append((rows, vectors))
         except BaseException as e:  # raised in the caller's thread by finished()
             self._error = e
 
-    def submit(self, tok: np.ndarray, mask: np.ndarray, userdata: Any) -> None:
-        self.queue.start_async({"input_ids": tok, "attention_mask": mask}, userdata)
+    def submit(self, tok: np.ndarray, mask: np.ndarray, rows: Any) -> None:
+        self.queue.start_async({"input_ids": tok, "attention_mask": mask}, (rows, mask))
 
     def finished(self, wait: bool = False) -> list[tuple[Any, np.ndarray]]:
-        """(userdata, token states) of the batches done so far (all of them with ``wait``)."""
+        """(rows, sentence vectors) of the batches done so far (all of them with ``wait``)."""
         if wait:
             self.queue.wait_all()
         if self._error is not None:
@@ -347,6 +359,24 @@ def pool_hidden(hidden: Any, mask: Any, pooling: str) -> Any:
         return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
     m = mask.unsqueeze(-1).to(hidden.dtype)
     return (hidden * m).sum(dim=1) / m.sum(dim=1).clamp(min=1e-9)
+
+
+def pool_hidden_numpy(
+    hidden: np.ndarray, mask: np.ndarray, pooling: str, normalize: bool
+) -> np.ndarray:
+    """:func:`pool_hidden` (and ``F.normalize``) in NumPy, float32: the OpenVINO path pools
+    without PyTorch, whose thread pool would compete with OpenVINO's streams."""
+    if pooling == "cls":
+        emb = hidden[:, 0].astype(np.float32)
+    elif pooling == "last":
+        emb = hidden[np.arange(hidden.shape[0]), mask.sum(axis=1) - 1].astype(np.float32)
+    else:
+        m = mask.astype(np.float32)
+        emb = np.einsum("btd,bt->bd", hidden, m, dtype=np.float32)
+        emb /= np.maximum(m.sum(axis=1, keepdims=True), 1e-9)
+    if normalize:
+        emb /= np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+    return emb
 
 
 def resolve_pooling(path: Path, pooling: str) -> str:
@@ -425,6 +455,8 @@ class Encoder:
                 lambda: load_model(self.path, self.device, precision).eval(),
                 precision,
                 openvino_cache(self.path, attention),
+                self.pooling,
+                self.config.normalize,
             )
         except Exception as e:
             if self.config.backend == "openvino":
@@ -536,13 +568,13 @@ class Encoder:
                         out[c0 + idx] = rows
                         bar.update(len(idx))
                         continue
-                    self._openvino.submit(tok, mask, (c0 + idx, mask))
-                    for (at, m), hidden in self._openvino.finished():
-                        out[at] = self._pool(torch.from_numpy(hidden), torch.from_numpy(m))
+                    self._openvino.submit(tok, mask, c0 + idx)
+                    for at, vectors in self._openvino.finished():
+                        out[at] = vectors
                         bar.update(len(at))
                 if self._openvino is not None:
-                    for (at, m), hidden in self._openvino.finished(wait=True):
-                        out[at] = self._pool(torch.from_numpy(hidden), torch.from_numpy(m))
+                    for at, vectors in self._openvino.finished(wait=True):
+                        out[at] = vectors
                         bar.update(len(at))
                 if on_chunk is not None:
                     on_chunk(c0 + len(chunk))
