@@ -142,6 +142,25 @@ def test_openvino_and_torch_give_the_same_embeddings(encoder: Encoder, texts: li
     assert resolve_backend(torch.device("cuda"), "auto") == "torch"
 
 
+def test_numpy_pooling_equals_pytorchs() -> None:
+    """The OpenVINO path pools in NumPy: mean / CLS / last-token pooling and normalisation give
+    PyTorch's vectors on right-padded token states."""
+    from trueneg.models import pool_hidden, pool_hidden_numpy
+
+    rng = np.random.default_rng(0)
+    hidden = rng.standard_normal((5, 9, 16)).astype(np.float32)
+    lens = np.array([9, 1, 4, 7, 2])
+    mask = (np.arange(9)[None, :] < lens[:, None]).astype(np.int64)
+    for pooling in ("mean", "cls", "last"):
+        ref = pool_hidden(torch.from_numpy(hidden), torch.from_numpy(mask), pooling)
+        for normalize in (False, True):
+            want = torch.nn.functional.normalize(ref, dim=-1) if normalize else ref
+            got = pool_hidden_numpy(hidden, mask, pooling, normalize)
+            np.testing.assert_allclose(got, want.numpy(), rtol=1e-5, atol=1e-6)
+    # the last pooling reads the last real token, not the padding
+    assert np.array_equal(pool_hidden_numpy(hidden, mask, "last", False)[1], hidden[1, 0])
+
+
 def test_openvino_graph_cache(
     texts: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
