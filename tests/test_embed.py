@@ -270,6 +270,18 @@ def test_mine_with_the_default_model(data_dir: Path, tmp_path: Path) -> None:
     assert all(0 < len(n) <= 3 and not set(n) & set(p) for n, p in zip(negs, pos, strict=True))
     scores = m.examples["neg_scores"].to_pylist()
     assert all(all(a >= b for a, b in itertools.pairwise(s)) for s in scores)  # hardest first
+    # --backend: (nearly) the same negatives with PyTorch; an unknown backend is one line (exit 1)
+    base = [sys.executable, "-m", "trueneg", "mine", str(coll.path), "--num-negatives", "3"]
+    args = [*base, "--relative-margin", "0", "-o", str(tmp_path / "t"), "--backend", "torch"]
+    r = subprocess.run(args, capture_output=True, text=True, env=env, check=False, timeout=600)
+    assert r.returncode == 0, r.stderr
+    torch_negs = Collection.load(tmp_path / "t").examples["negatives"].to_pylist()
+    same = sum(len(set(a) & set(b)) for a, b in zip(torch_negs, negs, strict=True))
+    assert same >= 0.9 * sum(map(len, negs))  # bf16 on both sides: a near tie may flip
+    args = [*base, "-o", str(tmp_path / "x"), "--backend", "onnx"]
+    r = subprocess.run(args, capture_output=True, text=True, env=env, check=False, timeout=600)
+    assert r.returncode == 1 and "backend must be one of" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr and not (tmp_path / "x").exists()
 
 
 def test_pipeline_with_a_mine_stage(tmp_path: Path, data_dir: Path) -> None:

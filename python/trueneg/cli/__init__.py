@@ -6,6 +6,7 @@ import logging
 import os
 import re
 import sys
+from typing import Annotated
 
 import typer
 
@@ -16,7 +17,8 @@ app = typer.Typer(
     help="Find and fix false negatives in retrieval training data.\n\n"
     "Environment: TRUENEG_DEBUG=1 shows tracebacks; TRUENEG_DISABLE_PROGRESS_BARS=1 hides progress "
     "bars; TRUENEG_NUM_THREADS sets the Rust thread count (default: all cores); TRUENEG_VERBOSITY "
-    "sets the log level (warning, info, debug).",
+    "sets the log level (warning, info, debug); TRUENEG_CACHE_DIR holds trueneg's cache (default "
+    "~/.cache/trueneg: OpenVINO graphs of embedding models); TRUENEG_OPENVINO_CACHE=0 keeps none.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -24,6 +26,15 @@ app = typer.Typer(
     # written, not read as rich markup
     rich_markup_mode=None,
 )
+
+#: ``--backend`` of the commands that embed (mine, eval beir): EncoderConfig.backend
+BackendOpt = Annotated[
+    str,
+    typer.Option(
+        help="What runs the embedding model: auto (OpenVINO on CPU where installed, else "
+        "PyTorch), torch, openvino."
+    ),
+]
 
 from trueneg.cli import dedup as _dedup  # noqa: E402,F401
 from trueneg.cli import env as _env  # noqa: E402,F401

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from trueneg.cli import app
+from trueneg.cli import BackendOpt, app
 
 eval_app = typer.Typer(
     help="Evaluate: nDCG@10 / Recall@100 / MRR@10 on BEIR-format sets, judge agreement.",
@@ -48,13 +48,7 @@ def beir(
         ),
     ] = "fp32",
     batch_size: Annotated[int, typer.Option(help="Texts per forward pass.")] = 64,
-    backend: Annotated[
-        str,
-        typer.Option(
-            help="What runs the model: auto (OpenVINO on CPU where installed, else PyTorch), "
-            "torch, openvino."
-        ),
-    ] = "auto",
+    backend: BackendOpt = "auto",
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Result JSON.")] = None,
 ) -> None:
     """Exact search with the encoder, optional reranking, pytrec_eval metrics; prints the

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from trueneg.cli import app
+from trueneg.cli import BackendOpt, app
 from trueneg.mine import MineConfig
 from trueneg.models import EncoderConfig
 
@@ -56,13 +56,7 @@ def mine(
     batch_size: Annotated[
         int, typer.Option(help="Texts per forward pass (sorted by length).")
     ] = 64,
-    backend: Annotated[
-        str,
-        typer.Option(
-            help="What runs the model: auto (OpenVINO on CPU where installed, else PyTorch), "
-            "torch, openvino."
-        ),
-    ] = "auto",
+    backend: BackendOpt = "auto",
     embed_cache: Annotated[
         Path | None,
         typer.Option(
