@@ -161,6 +161,30 @@ def test_numpy_pooling_equals_pytorchs() -> None:
     assert np.array_equal(pool_hidden_numpy(hidden, mask, "last", False)[1], hidden[1, 0])
 
 
+def test_openvino_sends_no_telemetry(tmp_path: Path) -> None:
+    """OpenVINO's conversion tool starts a telemetry client on import (on unless the user opted
+    out; off in CI) that first writes ~/intel: a fresh process that converts and embeds leaves
+    no such folder and never imports the client."""
+    pytest.importorskip("openvino")
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("CI", "TF_BUILD", "JENKINS_URL")}
+    env |= {"HOME": str(home), "TRUENEG_CACHE_DIR": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+    code = (
+        "import sys\n"
+        "from trueneg.models import Encoder, EncoderConfig\n"
+        "e = Encoder(EncoderConfig())\n"
+        "assert e.backend == 'openvino' and e.encode(['a cat']).shape == (1, 384)\n"
+        "print('openvino_telemetry' in sys.modules)\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "False" and not (home / "intel").exists()
+    assert list((tmp_path / "cache" / "openvino").iterdir())  # it did convert
+
+
 def test_openvino_graph_cache(
     texts: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

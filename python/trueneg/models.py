@@ -18,6 +18,7 @@ Needs the ``embed`` extra (torch, transformers, openvino).
 from __future__ import annotations
 
 import collections
+import contextlib
 import hashlib
 import importlib.util
 import json
@@ -25,7 +26,7 @@ import logging
 import os
 import shutil
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -185,6 +186,40 @@ def _last_hidden_module(model: Any) -> Any:
     return LastHidden()
 
 
+@contextlib.contextmanager
+def _no_openvino_telemetry() -> Iterator[None]:
+    """OpenVINO's conversion tool starts a usage-telemetry client (Google Analytics, on unless the
+    user opted out; it writes ``~/intel``) when it is imported and sends events as it converts.
+    trueneg imports it with ``openvino_telemetry`` hidden, so it takes its own built-in no-op
+    stub (as when the package is absent), and, should it have been imported before, swaps the
+    stub in for the conversion: converting an embedding model sends and writes nothing."""
+    import importlib
+    import sys
+
+    modules = ("main", "convert_impl", "telemetry_utils", "utils")
+    hidden = "openvino_telemetry" not in sys.modules and "openvino.tools.ovc" not in sys.modules
+    if hidden:
+        sys.modules["openvino_telemetry"] = None  # type: ignore[assignment]  # import -> ImportError
+    swapped = []
+    try:
+        stub = importlib.import_module("openvino.tools.ovc.telemetry_stub")
+        for name in modules:
+            mod = importlib.import_module(f"openvino.tools.ovc.{name}")
+            if hasattr(mod, "tm"):
+                swapped.append((mod, getattr(mod, "tm")))  # noqa: B009
+                setattr(mod, "tm", stub)  # noqa: B010
+    except ImportError:  # another layout: nothing to swap
+        pass
+    finally:
+        if hidden:
+            del sys.modules["openvino_telemetry"]
+    try:
+        yield
+    finally:
+        for mod, tm in swapped:
+            setattr(mod, "tm", tm)  # noqa: B010
+
+
 def _convert(model: Any) -> Any:
     """The transformers model as an OpenVINO graph of (input_ids, attention_mask) ->
     last_hidden_state, traced with padding in the example so the mask is part of the graph."""
@@ -197,7 +232,7 @@ def _convert(model: Any) -> Any:
     level = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]  # tracing notes, not news
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _no_openvino_telemetry():
             warnings.simplefilter("ignore")  # tracer warnings of transformers and torch.jit
             return ov.convert_model(
                 _last_hidden_module(model), example_input={"input_ids": ids, "attention_mask": mask}
@@ -269,7 +304,8 @@ class OpenVINORunner:
         """``load()`` gives the transformers model, called only when ``cache`` (a folder for
         this model's converted graph, see :func:`openvino_cache`) does not hold it yet."""
         self.pooling, self.normalize = pooling, normalize
-        import openvino as ov
+        with _no_openvino_telemetry():  # the first import starts the client
+            import openvino as ov
         import torch
 
         core = ov.Core()
