@@ -2,13 +2,19 @@
 //! with one scale per row, `vpdpbusd` computes 64 multiply-adds per instruction (4x the f32 FMA
 //! rate), and every approximate score carries a rigorous error bound. A corpus row can be in the
 //! true top-k only if its upper bound reaches the k-th largest lower bound seen so far; those
-//! candidates are re-scored exactly in f32 at the end. The answer is the exact top-k (ties by the
-//! lower index), the scores exact f32 inner products.
+//! candidates are re-scored exactly in f32 at the end, largest upper bound first, until the next
+//! upper bound is below the k-th exact score. The answer is the exact top-k (ties by the lower
+//! index), the scores exact f32 inner products.
 //!
 //! Bound: with `q = t*qq + eq` and `c = s*cc + ec` (`t`, `s` the row scales, `qq`, `cc` the int8
 //! rows), `q.c - (t*qq).(s*cc) = eq.(s*cc) + q.ec`, so by Cauchy-Schwarz the error is at most
 //! `|eq|*|s*cc| + |q|*|ec|`, four norms computed exactly per row when quantising (plus a margin
 //! for the f32 rounding of the approximate score).
+//!
+//! The kernel's cost is the 8 x 32 tile of `vpdpbusd` (at the instruction's throughput on Zen 4);
+//! after each tile one multiply and one compare per 16 rows and query test against the query's
+//! threshold with the widest error bound of any row, and only the rows that pass get their own
+//! bounds, vectorised and compressed into the candidate list.
 
 #![allow(clippy::many_single_char_names)] // the notation of the bound above
 
@@ -42,34 +48,80 @@ pub fn available() -> bool {
     }
 }
 
-/// Quantises a row into `out`; returns (scale, sum of the int8 values, norms).
+/// Quantises a row into `out`; returns (scale, sum of the int8 values, norms). Only called where
+/// the CPU has AVX-512 (the int8 path), compiled for it: the lanes below become registers.
 fn quantise_row(x: &[f32], out: &mut [i8]) -> (f32, i32, RowNorms) {
-    let m = x.iter().fold(0f32, |a, v| a.max(v.abs()));
+    #[cfg(target_arch = "x86_64")]
+    if available() {
+        // SAFETY: the CPU has AVX-512 F and BW (checked by `available`)
+        return unsafe { quantise_row_avx512(x, out) };
+    }
+    quantise_row_lanes(x, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn quantise_row_avx512(x: &[f32], out: &mut [i8]) -> (f32, i32, RowNorms) {
+    quantise_row_lanes(x, out)
+}
+
+/// [`quantise_row`] in 16 independent lanes (each an exact f64 sum of squares; the lanes are
+/// added at the end).
+#[allow(clippy::inline_always)] // so the AVX-512 copy above is compiled with its features
+#[inline(always)]
+fn quantise_row_lanes(x: &[f32], out: &mut [i8]) -> (f32, i32, RowNorms) {
+    const L: usize = 16;
+    let mut mx = [0f32; L];
+    let (xc, xr) = (x.chunks_exact(L), x.chunks_exact(L).remainder());
+    for ch in xc {
+        for l in 0..L {
+            let a = ch[l].abs();
+            mx[l] = if a > mx[l] { a } else { mx[l] };
+        }
+    }
+    let m = xr.iter().chain(&mx).fold(0f32, |a, v| a.max(v.abs()));
     if m == 0.0 {
         out.fill(0);
         return (0.0, 0, RowNorms::default());
     }
     let scale = m / 127.0;
     let inv = 127.0 / m;
-    let mut sum = 0i32;
-    let (mut hat2, mut err2, mut x2) = (0f64, 0f64, 0f64);
-    for (o, &v) in out.iter_mut().zip(x) {
-        let r = (v * inv).round().clamp(-127.0, 127.0) as i32;
-        *o = r as i8;
-        sum += r;
+    let mut sum = [0i32; L];
+    let (mut hat2, mut err2, mut x2) = ([0f64; L], [0f64; L], [0f64; L]);
+    let one = |l: usize,
+               v: f32,
+               o: &mut i8,
+               sum: &mut [i32; L],
+               h: &mut [f64; L],
+               e: &mut [f64; L],
+               s: &mut [f64; L]| {
+        let r = (v * inv).round().clamp(-127.0, 127.0);
+        *o = r as i32 as i8;
+        sum[l] += r as i32;
         let hat = f64::from(scale) * f64::from(r);
-        hat2 += hat * hat;
-        err2 += (f64::from(v) - hat) * (f64::from(v) - hat);
-        x2 += f64::from(v) * f64::from(v);
+        h[l] += hat * hat;
+        e[l] += (f64::from(v) - hat) * (f64::from(v) - hat);
+        s[l] += f64::from(v) * f64::from(v);
+    };
+    let n = x.len() / L * L;
+    for (ch, oc) in x[..n].chunks_exact(L).zip(out[..n].chunks_exact_mut(L)) {
+        for l in 0..L {
+            one(
+                l, ch[l], &mut oc[l], &mut sum, &mut hat2, &mut err2, &mut x2,
+            );
+        }
     }
-    let up = |v: f64| (v.sqrt() * (1.0 + 1e-6)) as f32; // rounded up, never under
+    for (i, (&v, o)) in x[n..].iter().zip(&mut out[n..x.len()]).enumerate() {
+        one(i, v, o, &mut sum, &mut hat2, &mut err2, &mut x2);
+    }
+    let up = |v: &[f64; L]| (v.iter().sum::<f64>().sqrt() * (1.0 + 1e-6)) as f32; // never under
     (
         scale,
-        sum,
+        sum.iter().sum(),
         RowNorms {
-            hat: up(hat2),
-            err: up(err2),
-            norm: up(x2),
+            hat: up(&hat2),
+            err: up(&err2),
+            norm: up(&x2),
         },
     )
 }
@@ -89,12 +141,15 @@ struct PackedCorpus {
     n: usize,
     data: Vec<u8>,
     /// per row (padded): scale, `-128 * sum` of the int8 values (the u8 offset of the queries),
-    /// norms of the quantised row and of its error, and the largest row norm
+    /// norms of the quantised row and of its error; the largest norms of the rows, of their
+    /// quantised versions and of their errors
     scale: Vec<f32>,
-    neg128sum: Vec<f32>,
+    neg128sum: Vec<i32>,
     hat: Vec<f32>,
     err: Vec<f32>,
     max_norm: f32,
+    max_hat: f32,
+    max_err: f32,
 }
 
 fn pack_corpus(c: Rows<'_>, d: usize) -> PackedCorpus {
@@ -136,10 +191,12 @@ fn pack_corpus(c: Rows<'_>, d: usize) -> PackedCorpus {
         n,
         data,
         scale,
-        neg128sum: sums.iter().map(|&s| -128.0 * s as f32).collect(),
+        neg128sum: sums.iter().map(|&s| -128 * s).collect(),
         hat: norms.iter().map(|r| r.hat).collect(),
         err: norms.iter().map(|r| r.err).collect(),
         max_norm: norms.iter().fold(0f32, |a, r| a.max(r.norm)),
+        max_hat: norms.iter().fold(0f32, |a, r| a.max(r.hat)),
+        max_err: norms.iter().fold(0f32, |a, r| a.max(r.err)),
     }
 }
 
@@ -163,45 +220,142 @@ impl Ord for Ord32 {
     }
 }
 
-/// One query's running state: the k largest lower bounds (min-heap) and the candidates whose
-/// upper bound reached the k-th lower bound when they were seen.
+/// A candidate row and its upper bound (laid out as two 32-bit lanes, written by the kernel).
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct Cand {
+    row: u32,
+    ub: f32,
+}
+
+/// One query's running state: a lower bound on its k-th largest score (`threshold`: the k-th
+/// largest of the lower bounds kept in `lbs`, recomputed each time `lbs` doubles, so it may lag
+/// behind the running k-th lower bound but never exceeds it) and the candidates whose upper
+/// bound reached the threshold when they were seen.
 struct QueryState {
     k: usize,
-    lower: BinaryHeap<std::cmp::Reverse<Ord32>>,
+    lbs: Vec<f32>,
     threshold: f32,
-    cands: Vec<(u32, f32)>,
+    /// `threshold` in the kernel's units: a row whose `scale * (int8 dot - 128 * sum)` is below
+    /// `lim` has an upper bound below `threshold` (+inf for a query of zeros or a padding row)
+    lim: f32,
+    cands: Vec<Cand>,
     prune_at: usize,
+    /// the query's scale, norms, f32 rounding slack and widest error bound over the corpus
+    scale: f32,
+    norms: RowNorms,
+    slack: f32,
+    wmax: f32,
 }
 
 impl QueryState {
-    fn new(k: usize) -> Self {
-        Self {
+    fn new(k: usize, scale: f32, norms: RowNorms, pc: &PackedCorpus) -> Self {
+        // f32 rounding of the approximate score: a few ulps of |q| * max|c|
+        let slack = 1e-6 * norms.norm * pc.max_norm;
+        let mut st = Self {
             k,
-            lower: BinaryHeap::with_capacity(k + 1),
+            lbs: Vec::with_capacity(k + (k / 8).max(4)),
             threshold: f32::NEG_INFINITY,
+            lim: f32::INFINITY,
             cands: Vec::new(),
             prune_at: 8 * k.max(128),
+            scale,
+            norms,
+            slack,
+            // the widest bound any row can have, with room for the rounding of the kernel's
+            // own test (two more slacks)
+            wmax: pc.max_hat * norms.err + pc.max_err * norms.norm + 3.0 * slack,
+        };
+        st.set_lim();
+        st
+    }
+
+    fn set_lim(&mut self) {
+        let t = self.scale;
+        self.lim = if t == 0.0 {
+            f32::INFINITY
+        } else if self.threshold == f32::NEG_INFINITY {
+            f32::NEG_INFINITY
+        } else {
+            // ub = t * v + w >= threshold needs v >= (threshold - w) / t >= lim (rounded down)
+            let x = (self.threshold - self.wmax) / t;
+            x - (self.threshold.abs() + self.wmax) / t * 1e-6
+        };
+    }
+
+    /// Offers 16 rows `j..j + 16` (the lanes of `valid`) by their approximate scores and error
+    /// widths: lower bounds above the threshold join `lbs`, rows whose upper bound reaches it
+    /// join the candidates (compressed in registers, stored 16 lanes at a time).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn offer16(
+        &mut self,
+        j: usize,
+        approx: std::arch::x86_64::__m512,
+        width: std::arch::x86_64::__m512,
+        valid: u16,
+    ) {
+        use std::arch::x86_64::{
+            _mm512_add_epi32, _mm512_add_ps, _mm512_castps_si512, _mm512_castsi512_ps,
+            _mm512_mask_cmp_ps_mask, _mm512_maskz_compress_epi32, _mm512_maskz_compress_ps,
+            _mm512_permutex2var_epi32, _mm512_set1_epi32, _mm512_set1_ps, _mm512_setr_epi32,
+            _mm512_storeu_ps, _mm512_storeu_si512, _mm512_sub_ps, _CMP_GE_OQ, _CMP_GT_OQ,
+        };
+        let thr = _mm512_set1_ps(self.threshold);
+        let ub = _mm512_add_ps(approx, width);
+        let take = _mm512_mask_cmp_ps_mask(valid, ub, thr, _CMP_GE_OQ);
+        if take == 0 {
+            return;
+        }
+        let lb = _mm512_sub_ps(approx, width);
+        let up = _mm512_mask_cmp_ps_mask(take, lb, thr, _CMP_GT_OQ);
+        if up != 0 {
+            let len = self.lbs.len();
+            self.lbs.reserve(16);
+            _mm512_storeu_ps(
+                self.lbs.as_mut_ptr().add(len),
+                _mm512_maskz_compress_ps(up, lb),
+            );
+            self.lbs.set_len(len + up.count_ones() as usize);
+            if self.lbs.len() >= self.k + (self.k / 8).max(4) {
+                self.settle();
+            }
+        }
+        let rows = _mm512_add_epi32(
+            _mm512_set1_epi32(j as i32),
+            _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+        );
+        let rows = _mm512_maskz_compress_epi32(take, rows);
+        let ubs = _mm512_castps_si512(_mm512_maskz_compress_ps(take, ub));
+        // (row, ub) pairs: lanes 0..8 then 8..16 of the two compressed registers, interleaved
+        let lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+        let hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+        let len = self.cands.len();
+        self.cands.reserve(16);
+        let out = self.cands.as_mut_ptr().add(len).cast::<f32>();
+        _mm512_storeu_si512(out.cast(), _mm512_permutex2var_epi32(rows, lo, ubs));
+        _mm512_storeu_ps(
+            out.add(16),
+            _mm512_castsi512_ps(_mm512_permutex2var_epi32(rows, hi, ubs)),
+        );
+        self.cands.set_len(len + take.count_ones() as usize);
+        if self.cands.len() >= self.prune_at {
+            let t = self.threshold;
+            self.cands.retain(|c| c.ub >= t);
+            self.prune_at = (2 * self.cands.len()).max(8 * self.k.max(128));
         }
     }
 
-    #[inline]
-    fn offer(&mut self, j: u32, lb: f32, ub: f32) {
-        if self.lower.len() < self.k {
-            self.lower.push(std::cmp::Reverse(Ord32(lb)));
-        } else if lb > self.threshold {
-            self.lower.pop();
-            self.lower.push(std::cmp::Reverse(Ord32(lb)));
-        }
-        if self.lower.len() == self.k {
-            self.threshold = self.lower.peek().map_or(f32::NEG_INFINITY, |r| r.0 .0);
-        }
-        if ub >= self.threshold {
-            self.cands.push((j, ub));
-            if self.cands.len() >= self.prune_at {
-                let t = self.threshold;
-                self.cands.retain(|c| c.1 >= t);
-                self.prune_at = (2 * self.cands.len()).max(8 * self.k.max(128));
-            }
+    /// Keeps the k largest lower bounds; the threshold becomes the k-th of them.
+    fn settle(&mut self) {
+        let k = self.k;
+        if self.lbs.len() >= k {
+            self.lbs
+                .select_nth_unstable_by(k - 1, |a, b| b.total_cmp(a));
+            self.lbs.truncate(k);
+            self.threshold = self.lbs.iter().copied().fold(f32::INFINITY, f32::min);
+            self.set_lim();
         }
     }
 }
@@ -239,47 +393,41 @@ pub(crate) fn topk_int8(
                 let mp = m.div_ceil(MR) * MR;
                 // queries as u8 (int8 + 128), padded rows of zeros
                 let mut qd = vec![128u8; mp * d4 * 4];
-                let mut qs = vec![0f32; mp];
-                let mut qn = vec![RowNorms::default(); mp];
-                let mut slack = vec![0f32; mp];
                 let mut row = vec![0i8; d4 * 4];
                 let (mut qwide, mut cwide) = (Vec::new(), Vec::new());
-                for i in 0..m {
+                let mut states = Vec::with_capacity(mp);
+                for i in 0..mp {
+                    if i >= m {
+                        states.push(QueryState::new(k, 0.0, RowNorms::default(), &pc));
+                        continue;
+                    }
                     let x = queries.widen((q0 + i) * d, (q0 + i + 1) * d, &mut qwide);
                     let (s, _, norms) = quantise_row(x, &mut row[..d]);
                     for (o, &v) in qd[i * d4 * 4..(i + 1) * d4 * 4].iter_mut().zip(&row) {
                         *o = (i32::from(v) + 128) as u8;
                     }
-                    qs[i] = s;
-                    qn[i] = norms;
-                    // f32 rounding of the approximate score: a few ulps of |q| * max|c|
-                    slack[i] = 1e-6 * norms.norm * pc.max_norm;
+                    states.push(QueryState::new(k, s, norms, &pc));
                 }
-                let mut states: Vec<QueryState> = (0..m).map(|_| QueryState::new(k)).collect();
                 let n_pad = pc.data.len() / (d4 * 4);
                 for j0 in (0..n_pad).step_by(NR) {
                     for i0 in (0..mp).step_by(MR) {
                         // SAFETY: the CPU has the features (checked above); the pointers
-                        // cover MR query rows of d4*4 bytes and 2 blocks of 16*d4*4 bytes.
+                        // cover MR query rows of d4*4 bytes and 2 blocks of 16*d4*4 bytes,
+                        // `states` has a state for each of the MR rows (padding included).
                         unsafe {
                             tile(
                                 qd.as_ptr().add(i0 * d4 * 4),
                                 pc.data.as_ptr().add(j0 * d4 * 4),
                                 d4,
-                                &mut states,
-                                i0,
-                                m,
+                                &mut states[i0..i0 + MR],
                                 j0,
                                 &pc,
-                                &qs,
-                                &qn,
-                                &slack,
                             );
                         }
                     }
                 }
-                for (r, st) in states.into_iter().enumerate() {
-                    if qs[r] == 0.0 {
+                for (r, mut st) in states.into_iter().take(m).enumerate() {
+                    if st.scale == 0.0 {
                         // every score is exactly 0: the first k rows by index
                         for o in 0..k {
                             idx[r * k + o] = o as i64;
@@ -288,18 +436,8 @@ pub(crate) fn topk_int8(
                         continue;
                     }
                     let q = queries.widen((q0 + r) * d, (q0 + r + 1) * d, &mut qwide);
-                    let t = st.threshold;
-                    let mut exact: Vec<(f32, u32)> = st
-                        .cands
-                        .into_iter()
-                        .filter(|c| c.1 >= t && (c.0 as usize) < nc)
-                        .map(|(j, _)| {
-                            let (a, b) = (j as usize * d, (j as usize + 1) * d);
-                            (dot(q, corpus.widen(a, b, &mut cwide)), j)
-                        })
-                        .collect();
-                    exact.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-                    exact.dedup_by_key(|x| x.1);
+                    st.settle();
+                    let exact = rescore(q, corpus, d, nc, k, st.threshold, st.cands, &mut cwide);
                     for (o, (s, j)) in exact.into_iter().take(k).enumerate() {
                         idx[r * k + o] = i64::from(j);
                         sc[r * k + o] = s;
@@ -310,8 +448,103 @@ pub(crate) fn topk_int8(
     Ok(TopK { indices, scores })
 }
 
+/// The exact top-k of a query among its candidates `(row, upper bound)`: the candidates whose
+/// upper bound reaches `threshold` (at most the k-th largest score) are scored exactly in the
+/// order of their upper bounds, largest first, until the next upper bound is below the k-th best
+/// exact score found (no later candidate can enter, not even by a tie). Sorted by score, ties
+/// by the lower row.
+#[allow(clippy::too_many_arguments)]
+fn rescore(
+    q: &[f32],
+    corpus: Rows<'_>,
+    d: usize,
+    nc: usize,
+    k: usize,
+    threshold: f32,
+    mut cands: Vec<Cand>,
+    scratch: &mut Vec<f32>,
+) -> Vec<(f32, u32)> {
+    cands.retain(|c| c.ub >= threshold && (c.row as usize) < nc);
+    let order = |a: &Cand, b: &Cand| b.ub.total_cmp(&a.ub).then(a.row.cmp(&b.row));
+    // usually about 2.5 k candidates are scored: the largest 3 k upper bounds are sorted
+    // first, the rest only if the scoring gets that far
+    let mut sorted = cands.len().min(3 * k.max(16));
+    if sorted < cands.len() {
+        cands.select_nth_unstable_by(sorted - 1, order);
+    }
+    cands[..sorted].sort_unstable_by(order);
+    // min-heap of the k best so far: the root is the worst (lowest score, then highest row)
+    let mut best: BinaryHeap<std::cmp::Reverse<(Ord32, std::cmp::Reverse<u32>)>> =
+        BinaryHeap::with_capacity(k + 1);
+    for n in 0..cands.len() {
+        if n == sorted {
+            cands[sorted..].sort_unstable_by(order);
+            sorted = cands.len();
+        }
+        let Cand { row: j, ub } = cands[n];
+        if best.len() == k {
+            let worst = best.peek().map_or(f32::NEG_INFINITY, |w| w.0 .0 .0);
+            if ub < worst {
+                break;
+            }
+        }
+        if let Some(next) = cands.get(n + 2).filter(|_| n + 2 < sorted) {
+            prefetch_row(corpus, next.row as usize * d, d);
+        }
+        let (a, b) = (j as usize * d, (j as usize + 1) * d);
+        let s = dot(q, corpus.widen(a, b, scratch));
+        let item = std::cmp::Reverse((Ord32(s), std::cmp::Reverse(j)));
+        if best.len() < k {
+            best.push(item);
+        } else if best.peek().is_some_and(|w| item < *w) {
+            best.pop();
+            best.push(item);
+        }
+    }
+    let mut exact: Vec<(f32, u32)> = best.into_iter().map(|r| (r.0 .0 .0, r.0 .1 .0)).collect();
+    exact.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    exact
+}
+
+/// Asks the CPU to start loading a corpus row (the next candidates are scattered in memory).
 #[inline]
+fn prefetch_row(corpus: Rows<'_>, start: usize, d: usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        let (ptr, bytes) = match corpus {
+            Rows::F32(x) => (x[start..start + d].as_ptr().cast::<i8>(), d * 4),
+            Rows::F16(x) => (x[start..start + d].as_ptr().cast::<i8>(), d * 2),
+        };
+        for off in (0..bytes).step_by(64) {
+            // SAFETY: prefetching is a hint that never faults; the address is inside the row
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(ptr.add(off)) };
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (corpus, start, d);
+}
+
+/// The exact f32 score: the same operations in the same order on every CPU (16 lanes, then
+/// their sum), compiled for AVX-512 where the CPU has it.
 fn dot(a: &[f32], b: &[f32]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if available() {
+        // SAFETY: the CPU has AVX-512 F (checked by `available`)
+        return unsafe { dot_avx512(a, b) };
+    }
+    dot_lanes(a, b)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn dot_avx512(a: &[f32], b: &[f32]) -> f32 {
+    dot_lanes(a, b)
+}
+
+#[allow(clippy::inline_always)] // so the AVX-512 copy above is compiled with its features
+#[inline(always)]
+fn dot_lanes(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0f32; 16];
     let (ca, cb) = (a.chunks_exact(16), b.chunks_exact(16));
     let (ra, rb) = (ca.remainder(), cb.remainder());
@@ -328,31 +561,31 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     s
 }
 
-/// MR queries x 32 corpus rows: int8 dot products, then the bound check; the rare rows whose
-/// upper bound reaches a query's threshold are offered to its state.
+/// MR queries x 32 corpus rows: int8 dot products (the accumulators start at the rows'
+/// `-128 * sum`, so they end at the int8 dot of the signed rows), then the bound check against
+/// each query's `lim`; the rare rows that pass are checked with their own bound and offered to
+/// the query's state.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-#[allow(clippy::too_many_arguments)]
 unsafe fn tile(
     q: *const u8,
     c: *const u8,
     d4: usize,
     states: &mut [QueryState],
-    i0: usize,
-    m: usize,
     j0: usize,
     pc: &PackedCorpus,
-    qs: &[f32],
-    qn: &[RowNorms],
-    slack: &[f32],
 ) {
-    use std::arch::x86_64::_mm512_fmadd_ps;
     use std::arch::x86_64::{
-        __m512i, _mm512_add_ps, _mm512_cmp_ps_mask, _mm512_cvtepi32_ps, _mm512_dpbusd_epi32,
+        __m512i, _mm512_cmp_ps_mask, _mm512_cvtepi32_ps, _mm512_dpbusd_epi32, _mm512_fmadd_ps,
         _mm512_loadu_ps, _mm512_loadu_si512, _mm512_mul_ps, _mm512_set1_epi32, _mm512_set1_ps,
-        _mm512_setzero_si512, _mm512_storeu_si512, _CMP_GE_OQ,
+        _CMP_GE_OQ,
     };
-    let mut acc: [__m512i; 2 * MR] = [_mm512_setzero_si512(); 2 * MR];
+    let o0 = _mm512_loadu_si512(pc.neg128sum.as_ptr().add(j0).cast());
+    let o1 = _mm512_loadu_si512(pc.neg128sum.as_ptr().add(j0 + 16).cast());
+    let mut acc: [__m512i; 2 * MR] = [o0; 2 * MR];
+    for i in 0..MR {
+        acc[2 * i + 1] = o1;
+    }
     let c1 = c.add(16 * d4 * 4);
     for k4 in 0..d4 {
         let b0 = _mm512_loadu_si512(c.add(k4 * 64).cast());
@@ -363,50 +596,37 @@ unsafe fn tile(
             acc[2 * i + 1] = _mm512_dpbusd_epi32(acc[2 * i + 1], a, b1);
         }
     }
-    // approximate score t*s*(acc - 128*sum(cc)); its error is at most
-    // |eq|*|s*cc| + |q|*|ec| (+ slack): upper bound = approx + that, tested 16 rows at a time
-    let mut lanes = [0i32; 16];
+    // |acc| <= 127 * 127 * d < 2^24: converted to f32 exactly. approx = t * s * acc, error at
+    // most |eq|*|s*cc| + |q|*|ec| (+ slack); s * acc >= lim is necessary for an upper bound
+    // that reaches the threshold (lim uses the widest error of any row), tested 16 rows at a
+    // time; the rare rows that pass get their own bounds
     for half in 0..2 {
         let j = j0 + 16 * half;
+        let valid: u16 = if j + 16 <= pc.n {
+            u16::MAX
+        } else if j < pc.n {
+            (1u16 << (pc.n - j)) - 1
+        } else {
+            0
+        };
         let sv = _mm512_loadu_ps(pc.scale.as_ptr().add(j));
-        let ov = _mm512_loadu_ps(pc.neg128sum.as_ptr().add(j));
-        let hv = _mm512_loadu_ps(pc.hat.as_ptr().add(j));
-        let ev = _mm512_loadu_ps(pc.err.as_ptr().add(j));
-        for i in 0..MR {
-            let r = i0 + i;
-            if r >= m {
-                break;
-            }
-            let t = qs[r];
-            if t == 0.0 {
-                continue; // an all-zero query: answered without the prefilter
-            }
-            let st = &mut states[r];
-            let n = qn[r];
-            let approx = _mm512_mul_ps(
-                _mm512_mul_ps(_mm512_add_ps(_mm512_cvtepi32_ps(acc[2 * i + half]), ov), sv),
-                _mm512_set1_ps(t),
-            );
-            let width = _mm512_fmadd_ps(
-                hv,
-                _mm512_set1_ps(n.err),
-                _mm512_fmadd_ps(ev, _mm512_set1_ps(n.norm), _mm512_set1_ps(slack[r])),
-            );
-            let ub = _mm512_add_ps(approx, width);
-            let mask = _mm512_cmp_ps_mask(ub, _mm512_set1_ps(st.threshold), _CMP_GE_OQ);
-            if mask == 0 {
+        for (i, st) in states.iter_mut().enumerate().take(MR) {
+            let v = _mm512_mul_ps(_mm512_cvtepi32_ps(acc[2 * i + half]), sv);
+            if _mm512_cmp_ps_mask(v, _mm512_set1_ps(st.lim), _CMP_GE_OQ) & valid == 0 {
                 continue;
             }
-            _mm512_storeu_si512(lanes.as_mut_ptr().cast(), acc[2 * i + half]);
-            for (l, &raw_dot) in lanes.iter().enumerate() {
-                if mask & (1 << l) == 0 || j + l >= pc.n {
-                    continue;
-                }
-                let jj = j + l;
-                let a = t * pc.scale[jj] * (raw_dot as f32 + pc.neg128sum[jj]);
-                let w = pc.hat[jj] * n.err + pc.err[jj] * n.norm + slack[r];
-                st.offer(jj as u32, a - w, a + w);
-            }
+            let n = st.norms;
+            let approx = _mm512_mul_ps(v, _mm512_set1_ps(st.scale));
+            let width = _mm512_fmadd_ps(
+                _mm512_loadu_ps(pc.hat.as_ptr().add(j)),
+                _mm512_set1_ps(n.err),
+                _mm512_fmadd_ps(
+                    _mm512_loadu_ps(pc.err.as_ptr().add(j)),
+                    _mm512_set1_ps(n.norm),
+                    _mm512_set1_ps(st.slack),
+                ),
+            );
+            st.offer16(j, approx, width, valid);
         }
     }
 }

@@ -395,6 +395,30 @@ mod tests {
     }
 
     #[test]
+    fn int8_ties_go_to_the_lower_rows() {
+        // 100 copies of the first query among random rows: the same exact score, above every
+        // other row; the int8 path (bounds, early-stopped re-scoring) keeps the first k copies
+        if !crate::search::quant::available() {
+            return;
+        }
+        let (nq, nc, d, k) = (16, 20_000, 64, 40);
+        let q = data(nq, d, 3);
+        let mut c = data(nc, d, 4);
+        let rows: Vec<usize> = (0..100).map(|i| 7 + 199 * i).collect();
+        for &r in &rows {
+            c[r * d..(r + 1) * d].copy_from_slice(&q[..d]);
+        }
+        let b = topk_rows(Rows::F32(&q), Rows::F32(&c), d, k, Method::Int8).unwrap();
+        let want: Vec<i64> = rows[..k].iter().map(|&r| r as i64).collect();
+        assert_eq!(&b.indices[..k], &want[..]);
+        assert!(b.scores[..k]
+            .windows(2)
+            .all(|w| w[0].to_bits() == w[1].to_bits()));
+        let g = topk_rows(Rows::F32(&q), Rows::F32(&c), d, k, Method::Gemm).unwrap();
+        assert_eq!(&g.indices[..k], &want[..]);
+    }
+
+    #[test]
     fn int8_on_f16_rows_equals_int8_on_their_widened_rows() {
         if !crate::search::quant::available() {
             return;
