@@ -578,7 +578,7 @@ unsafe fn tile(
     use std::arch::x86_64::{
         __m512i, _mm512_cmp_ps_mask, _mm512_cvtepi32_ps, _mm512_dpbusd_epi32, _mm512_fmadd_ps,
         _mm512_loadu_ps, _mm512_loadu_si512, _mm512_mul_ps, _mm512_set1_epi32, _mm512_set1_ps,
-        _CMP_GE_OQ,
+        _mm512_setzero_ps, _CMP_GE_OQ,
     };
     let o0 = _mm512_loadu_si512(pc.neg128sum.as_ptr().add(j0).cast());
     let o1 = _mm512_loadu_si512(pc.neg128sum.as_ptr().add(j0 + 16).cast());
@@ -600,33 +600,46 @@ unsafe fn tile(
     // most |eq|*|s*cc| + |q|*|ec| (+ slack); s * acc >= lim is necessary for an upper bound
     // that reaches the threshold (lim uses the widest error of any row), tested 16 rows at a
     // time; the rare rows that pass get their own bounds
-    for half in 0..2 {
-        let j = j0 + 16 * half;
-        let valid: u16 = if j + 16 <= pc.n {
+    let valid = |j: usize| -> u16 {
+        if j + 16 <= pc.n {
             u16::MAX
         } else if j < pc.n {
             (1u16 << (pc.n - j)) - 1
         } else {
             0
-        };
-        let sv = _mm512_loadu_ps(pc.scale.as_ptr().add(j));
-        for (i, st) in states.iter_mut().enumerate().take(MR) {
-            let v = _mm512_mul_ps(_mm512_cvtepi32_ps(acc[2 * i + half]), sv);
-            if _mm512_cmp_ps_mask(v, _mm512_set1_ps(st.lim), _CMP_GE_OQ) & valid == 0 {
-                continue;
-            }
-            let n = st.norms;
-            let approx = _mm512_mul_ps(v, _mm512_set1_ps(st.scale));
-            let width = _mm512_fmadd_ps(
-                _mm512_loadu_ps(pc.hat.as_ptr().add(j)),
-                _mm512_set1_ps(n.err),
-                _mm512_fmadd_ps(
-                    _mm512_loadu_ps(pc.err.as_ptr().add(j)),
-                    _mm512_set1_ps(n.norm),
-                    _mm512_set1_ps(st.slack),
-                ),
-            );
-            st.offer16(j, approx, width, valid);
         }
+    };
+    let (valid0, valid1) = (valid(j0), valid(j0 + 16));
+    let sv0 = _mm512_loadu_ps(pc.scale.as_ptr().add(j0));
+    let sv1 = _mm512_loadu_ps(pc.scale.as_ptr().add(j0 + 16));
+    // every (query, half) tested without a branch; bit 2i+half of `pass` set where any lane passed
+    let mut pass = 0u32;
+    let mut v = [_mm512_setzero_ps(); 2 * MR];
+    for (i, st) in states.iter().enumerate().take(MR) {
+        let lim = _mm512_set1_ps(st.lim);
+        v[2 * i] = _mm512_mul_ps(_mm512_cvtepi32_ps(acc[2 * i]), sv0);
+        v[2 * i + 1] = _mm512_mul_ps(_mm512_cvtepi32_ps(acc[2 * i + 1]), sv1);
+        let m0 = _mm512_cmp_ps_mask(v[2 * i], lim, _CMP_GE_OQ) & valid0;
+        let m1 = _mm512_cmp_ps_mask(v[2 * i + 1], lim, _CMP_GE_OQ) & valid1;
+        pass |= (u32::from(m0 != 0) | (u32::from(m1 != 0) << 1)) << (2 * i);
+    }
+    while pass != 0 {
+        let b = pass.trailing_zeros() as usize;
+        pass &= pass - 1;
+        let (i, half) = (b / 2, b % 2);
+        let j = j0 + 16 * half;
+        let st = &mut states[i];
+        let n = st.norms;
+        let approx = _mm512_mul_ps(v[b], _mm512_set1_ps(st.scale));
+        let width = _mm512_fmadd_ps(
+            _mm512_loadu_ps(pc.hat.as_ptr().add(j)),
+            _mm512_set1_ps(n.err),
+            _mm512_fmadd_ps(
+                _mm512_loadu_ps(pc.err.as_ptr().add(j)),
+                _mm512_set1_ps(n.norm),
+                _mm512_set1_ps(st.slack),
+            ),
+        );
+        st.offer16(j, approx, width, if half == 0 { valid0 } else { valid1 });
     }
 }
