@@ -25,6 +25,7 @@ import json
 import logging
 import os
 import shutil
+import tempfile
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -244,8 +245,6 @@ def _convert(model: Any) -> Any:
 def _save_converted(ov: Any, converted: Any, cache: Path) -> None:
     """Writes the graph into ``cache`` as one atomic folder rename (a concurrent writer of the
     same entry wins or loses whole); a cache that cannot be written is skipped."""
-    import tempfile
-
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=cache.parent))
@@ -668,11 +667,7 @@ class Encoder:
             self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32
         ):
             hidden = self.model(input_ids=tok, attention_mask=mask).last_hidden_state
-        return self._pool(hidden, mask)
-
-    def _pool(self, hidden: Any, mask: Any) -> np.ndarray:
-        """float32 sentence vectors from token states (pooled, normalised if configured)."""
-        torch = self._torch
+        # float32 sentence vectors (pooled, normalised if configured)
         emb = pool_hidden(hidden, mask, self.pooling).float()
         if self.config.normalize:
             emb = torch.nn.functional.normalize(emb, dim=-1)
