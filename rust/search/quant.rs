@@ -134,12 +134,52 @@ struct RowNorms {
     norm: f32,
 }
 
+/// Zeroed memory for the packed corpus: an anonymous map that asks for transparent huge pages
+/// (fewer page faults when it is written, fewer TLB misses each time a task streams it), or a
+/// `Vec` where no map can be made.
+enum Bytes {
+    Map(memmap2::MmapMut),
+    Heap(Vec<u8>),
+}
+
+impl Bytes {
+    fn zeroed(len: usize) -> Self {
+        if len >= 1 << 21 {
+            if let Ok(map) = memmap2::MmapMut::map_anon(len) {
+                #[cfg(target_os = "linux")]
+                let _ = map.advise(memmap2::Advice::HugePage); // a hint: refused is fine
+                return Self::Map(map);
+            }
+        }
+        Self::Heap(vec![0u8; len])
+    }
+}
+
+impl std::ops::Deref for Bytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Self::Map(m) => m,
+            Self::Heap(v) => v,
+        }
+    }
+}
+
+impl std::ops::DerefMut for Bytes {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        match self {
+            Self::Map(m) => m,
+            Self::Heap(v) => v,
+        }
+    }
+}
+
 /// The corpus packed for the kernel: blocks of 16 rows, within a block `d4` groups of 16 rows x 4
 /// bytes (one 64-byte register each). Rows are padded to a multiple of `NR` with zeros.
 struct PackedCorpus {
     d4: usize,
     n: usize,
-    data: Vec<u8>,
+    data: Bytes,
     /// per row (padded): scale, `-128 * sum` of the int8 values (the u8 offset of the queries),
     /// norms of the quantised row and of its error; the largest norms of the rows, of their
     /// quantised versions and of their errors
@@ -156,7 +196,7 @@ fn pack_corpus(c: Rows<'_>, d: usize) -> PackedCorpus {
     let n = c.len() / d;
     let d4 = d.div_ceil(4);
     let n_pad = n.div_ceil(NR) * NR;
-    let mut data = vec![0u8; n_pad * d4 * 4];
+    let mut data = Bytes::zeroed(n_pad * d4 * 4);
     let mut scale = vec![0f32; n_pad];
     let mut sums = vec![0i32; n_pad];
     let mut norms = vec![RowNorms::default(); n_pad];
@@ -179,10 +219,11 @@ fn pack_corpus(c: Rows<'_>, d: usize) -> PackedCorpus {
                 sc[lane] = s;
                 su[lane] = t;
                 no[lane] = r;
-                for k4 in 0..d4 {
-                    for r in 0..4 {
-                        blk[(k4 * 16 + lane) * 4 + r] = row[k4 * 4 + r] as u8;
-                    }
+                for (k4, four) in row.chunks_exact(4).enumerate() {
+                    // 4 consecutive values of the row: one 32-bit lane of a register
+                    let at = (k4 * 16 + lane) * 4;
+                    let four: [i8; 4] = four.try_into().expect("chunks of 4");
+                    blk[at..at + 4].copy_from_slice(&four.map(|v| v as u8));
                 }
             }
         });
