@@ -53,7 +53,8 @@ def exact_topk(
     ``method``: ``gemm`` (f32 gemm blocks with the top-k fused in), ``int8`` (an int8 prefilter
     on AVX-512 VNNI with a rigorous error bound per score, then exact f32 re-scoring of the
     candidates: the same exact answer, ~4x fewer cycles per multiply-add), or ``auto`` (int8 when
-    the CPU has it and the corpus is large; else gemm). float16 rows take either path, widened to
+    the CPU has it and the search is large enough to gain: at least 2048 corpus rows and 32 k,
+    64 queries, 64 dims; else gemm). float16 rows take either path, widened to
     float32 as they are read: the scores are the exact float32 inner products of the widened rows."""
     q, c = _matrix(queries, "queries"), _matrix(corpus, "corpus")
     _same_dim(q, c)

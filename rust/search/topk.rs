@@ -125,7 +125,8 @@ const ROUND: usize = 32 * 1024;
 /// How exact search computes its scores; every method returns the exact top-k.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
-    /// int8 when the CPU has AVX-512 VNNI, the inputs are f32 and the corpus is large; else gemm
+    /// int8 when the CPU has AVX-512 VNNI and the search is large enough to gain (a corpus of at
+    /// least 2048 rows and 32 k, 64 queries, 64 dims); else gemm
     Auto,
     /// f32 (or widened f16) gemm blocks with the fused top-k
     Gemm,
@@ -182,7 +183,9 @@ pub fn topk_rows(
     let int8 = match method {
         Method::Gemm => false,
         Method::Int8 => true,
-        Method::Auto => super::quant::available() && nc >= 8192 && d >= 64 && nq >= 64,
+        Method::Auto => {
+            super::quant::available() && nc >= 2048 && nc >= 32 * k && d >= 64 && nq >= 64
+        }
     };
     if int8 {
         return super::quant::topk_int8(queries, corpus, d, k);
