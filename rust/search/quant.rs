@@ -269,10 +269,15 @@ struct Cand {
     ub: f32,
 }
 
+/// Lower bounds kept before the k largest are selected again: k/8 more than k (at least 4).
+fn settle_len(k: usize) -> usize {
+    k + (k / 8).max(4)
+}
+
 /// One query's running state: a lower bound on its k-th largest score (`threshold`: the k-th
-/// largest of the lower bounds kept in `lbs`, recomputed each time `lbs` doubles, so it may lag
-/// behind the running k-th lower bound but never exceeds it) and the candidates whose upper
-/// bound reached the threshold when they were seen.
+/// largest of the lower bounds kept in `lbs`, recomputed each time `lbs` reaches
+/// [`settle_len`], so it may lag behind the running k-th lower bound but never exceeds it) and
+/// the candidates whose upper bound reached the threshold when they were seen.
 struct QueryState {
     k: usize,
     lbs: Vec<f32>,
@@ -295,7 +300,7 @@ impl QueryState {
         let slack = 1e-6 * norms.norm * pc.max_norm;
         let mut st = Self {
             k,
-            lbs: Vec::with_capacity(k + (k / 8).max(4)),
+            lbs: Vec::with_capacity(settle_len(k)),
             threshold: f32::NEG_INFINITY,
             lim: f32::INFINITY,
             cands: Vec::new(),
@@ -359,7 +364,7 @@ impl QueryState {
                 _mm512_maskz_compress_ps(up, lb),
             );
             self.lbs.set_len(len + up.count_ones() as usize);
-            if self.lbs.len() >= self.k + (self.k / 8).max(4) {
+            if self.lbs.len() >= settle_len(self.k) {
                 self.settle();
             }
         }
@@ -507,7 +512,7 @@ fn rescore(
 ) -> Vec<(f32, u32)> {
     cands.retain(|c| c.ub >= threshold && (c.row as usize) < nc);
     let order = |a: &Cand, b: &Cand| b.ub.total_cmp(&a.ub).then(a.row.cmp(&b.row));
-    // usually about 2.5 k candidates are scored: the largest 3 k upper bounds are sorted
+    // usually about 2.7 k candidates are scored: the largest 3 k upper bounds are sorted
     // first, the rest only if the scoring gets that far
     let mut sorted = cands.len().min(3 * k.max(16));
     if sorted < cands.len() {
