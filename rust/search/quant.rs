@@ -269,15 +269,10 @@ struct Cand {
     ub: f32,
 }
 
-/// Lower bounds kept before the k largest are selected again: k/8 more than k (at least 4).
-fn settle_len(k: usize) -> usize {
-    k + (k / 8).max(4)
-}
-
 /// One query's running state: a lower bound on its k-th largest score (`threshold`: the k-th
-/// largest of the lower bounds kept in `lbs`, recomputed each time `lbs` reaches
-/// [`settle_len`], so it may lag behind the running k-th lower bound but never exceeds it) and
-/// the candidates whose upper bound reached the threshold when they were seen.
+/// largest of the lower bounds seen so far, the root of the min-heap `lbs`, updated with each
+/// lower bound that enters) and the candidates whose upper bound reached the threshold when they
+/// were seen.
 struct QueryState {
     k: usize,
     lbs: Vec<f32>,
@@ -300,7 +295,7 @@ impl QueryState {
         let slack = 1e-6 * norms.norm * pc.max_norm;
         let mut st = Self {
             k,
-            lbs: Vec::with_capacity(settle_len(k)),
+            lbs: Vec::with_capacity(k),
             threshold: f32::NEG_INFINITY,
             lim: f32::INFINITY,
             cands: Vec::new(),
@@ -357,15 +352,15 @@ impl QueryState {
         let lb = _mm512_sub_ps(approx, width);
         let up = _mm512_mask_cmp_ps_mask(take, lb, thr, _CMP_GT_OQ);
         if up != 0 {
-            let len = self.lbs.len();
-            self.lbs.reserve(16);
-            _mm512_storeu_ps(
-                self.lbs.as_mut_ptr().add(len),
-                _mm512_maskz_compress_ps(up, lb),
-            );
-            self.lbs.set_len(len + up.count_ones() as usize);
-            if self.lbs.len() >= settle_len(self.k) {
-                self.settle();
+            let mut lanes = [0f32; 16];
+            _mm512_storeu_ps(lanes.as_mut_ptr(), lb);
+            let mut bits = up;
+            while bits != 0 {
+                let x = lanes[bits.trailing_zeros() as usize];
+                bits &= bits - 1;
+                if x > self.threshold {
+                    self.push_lb(x);
+                }
             }
         }
         let rows = _mm512_add_epi32(
@@ -393,16 +388,51 @@ impl QueryState {
         }
     }
 
-    /// Keeps the k largest lower bounds; the threshold becomes the k-th of them.
-    fn settle(&mut self) {
+    /// Adds a lower bound above the threshold to `lbs`, a min-heap of the k largest so far;
+    /// once it holds k, the threshold is its root (the k-th largest).
+    #[inline]
+    fn push_lb(&mut self, x: f32) {
         let k = self.k;
-        if self.lbs.len() >= k {
-            self.lbs
-                .select_nth_unstable_by(k - 1, |a, b| b.total_cmp(a));
-            self.lbs.truncate(k);
-            self.threshold = self.lbs.iter().copied().fold(f32::INFINITY, f32::min);
-            self.set_lim();
+        let h = &mut self.lbs;
+        if h.len() < k {
+            // sift up
+            let mut i = h.len();
+            h.push(x);
+            while i > 0 {
+                let p = (i - 1) / 2;
+                if h[p] <= x {
+                    break;
+                }
+                h[i] = h[p];
+                i = p;
+            }
+            h[i] = x;
+            if h.len() < k {
+                return;
+            }
+        } else {
+            // replace the root (x is above it) and sift down
+            let mut i = 0;
+            loop {
+                let l = 2 * i + 1;
+                if l >= k {
+                    break;
+                }
+                let c = if l + 1 < k && h[l + 1] < h[l] {
+                    l + 1
+                } else {
+                    l
+                };
+                if h[c] >= x {
+                    break;
+                }
+                h[i] = h[c];
+                i = c;
+            }
+            h[i] = x;
         }
+        self.threshold = h[0];
+        self.set_lim();
     }
 }
 
@@ -472,7 +502,7 @@ pub(crate) fn topk_int8(
                         }
                     }
                 }
-                for (r, mut st) in states.into_iter().take(m).enumerate() {
+                for (r, st) in states.into_iter().take(m).enumerate() {
                     if st.scale == 0.0 {
                         // every score is exactly 0: the first k rows by index
                         for o in 0..k {
@@ -482,7 +512,6 @@ pub(crate) fn topk_int8(
                         continue;
                     }
                     let q = queries.widen((q0 + r) * d, (q0 + r + 1) * d, &mut qwide);
-                    st.settle();
                     let exact = rescore(q, corpus, d, nc, k, st.threshold, st.cands, &mut cwide);
                     for (o, (s, j)) in exact.into_iter().take(k).enumerate() {
                         idx[r * k + o] = i64::from(j);
