@@ -206,6 +206,16 @@ def _judge(side: str) -> tuple[Callable[[], Any], Callable[[Any], dict[str, Any]
     return setup, run
 
 
+def dl19_passages(n: int) -> list[str]:
+    """The first ``n`` DL19 passages of tests/data as "title text"."""
+    rows = []
+    with open(ROOT / "tests/data/beir-msmarco-dl19-5k/corpus.jsonl", encoding="utf-8") as f:
+        for line, _ in zip(f, range(n), strict=False):
+            r = json.loads(line)
+            rows.append((r.get("title", "") + " " + r["text"]).strip())
+    return rows
+
+
 def _embed(side: str) -> tuple[Callable[[], Any], Callable[[Any], dict[str, Any]]]:
     """Passages/s of all-MiniLM-L6-v2 on DL19 passages (title + text): trueneg's encoder (auto:
     OpenVINO, bf16 where the CPU has AVX512-BF16/AMX; PyTorch with bf16 autocast; and forced fp32,
@@ -218,11 +228,7 @@ def _embed(side: str) -> tuple[Callable[[], Any], Callable[[Any], dict[str, Any]
 
         from trueneg.models import Encoder, EncoderConfig, default_model_path
 
-        rows = []
-        with open(ROOT / "tests/data/beir-msmarco-dl19-5k/corpus.jsonl", encoding="utf-8") as f:
-            for line, _ in zip(f, range(EMBED_N + 1000), strict=False):
-                r = json.loads(line)
-                rows.append((r.get("title", "") + " " + r["text"]).strip())
+        rows = dl19_passages(EMBED_N + 1000)
         texts, warm = rows[:EMBED_N], rows[EMBED_N:]
         path = default_model_path()
         if side == "sentence-transformers":

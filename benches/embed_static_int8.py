@@ -13,7 +13,6 @@ agreement measures of issue 15). Not a dependency of trueneg: needs ``pip instal
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections.abc import Iterator
@@ -51,14 +50,10 @@ def main() -> None:
     from sentence_transformers import SentenceTransformer
 
     sys.path.insert(0, str(ROOT / "benches"))
-    from compare import _same_negatives
+    from compare import _same_negatives, dl19_passages
     from trueneg.models import Encoder, EncoderConfig, default_model_path
 
-    rows = []
-    with open(ROOT / "tests/data/beir-msmarco-dl19-5k/corpus.jsonl", encoding="utf-8") as f:
-        for line, _ in zip(f, range(N + 1000), strict=False):
-            r = json.loads(line)
-            rows.append((r.get("title", "") + " " + r["text"]).strip())
+    rows = dl19_passages(N + 1000)
     texts, other = rows[:N], rows[N:]
     path = default_model_path()
     ref = SentenceTransformer(str(path), device="cpu").encode(texts, normalize_embeddings=True)
