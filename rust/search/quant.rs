@@ -275,7 +275,7 @@ struct Cand {
 /// were seen.
 struct QueryState {
     k: usize,
-    lbs: Vec<f32>,
+    lbs: BinaryHeap<std::cmp::Reverse<Ord32>>,
     threshold: f32,
     /// `threshold` in the kernel's units: a row whose `scale * (int8 dot - 128 * sum)` is below
     /// `lim` has an upper bound below `threshold` (+inf for a query of zeros or a padding row)
@@ -295,7 +295,7 @@ impl QueryState {
         let slack = 1e-6 * norms.norm * pc.max_norm;
         let mut st = Self {
             k,
-            lbs: Vec::with_capacity(k),
+            lbs: BinaryHeap::with_capacity(k),
             threshold: f32::NEG_INFINITY,
             lim: f32::INFINITY,
             cands: Vec::new(),
@@ -392,46 +392,16 @@ impl QueryState {
     /// once it holds k, the threshold is its root (the k-th largest).
     #[inline]
     fn push_lb(&mut self, x: f32) {
-        let k = self.k;
-        let h = &mut self.lbs;
-        if h.len() < k {
-            // sift up
-            let mut i = h.len();
-            h.push(x);
-            while i > 0 {
-                let p = (i - 1) / 2;
-                if h[p] <= x {
-                    break;
-                }
-                h[i] = h[p];
-                i = p;
-            }
-            h[i] = x;
-            if h.len() < k {
+        let x = std::cmp::Reverse(Ord32(x));
+        if self.lbs.len() < self.k {
+            self.lbs.push(x);
+            if self.lbs.len() < self.k {
                 return;
             }
-        } else {
-            // replace the root (x is above it) and sift down
-            let mut i = 0;
-            loop {
-                let l = 2 * i + 1;
-                if l >= k {
-                    break;
-                }
-                let c = if l + 1 < k && h[l + 1] < h[l] {
-                    l + 1
-                } else {
-                    l
-                };
-                if h[c] >= x {
-                    break;
-                }
-                h[i] = h[c];
-                i = c;
-            }
-            h[i] = x;
+        } else if let Some(mut root) = self.lbs.peek_mut() {
+            *root = x;
         }
-        self.threshold = h[0];
+        self.threshold = self.lbs.peek().map_or(f32::NEG_INFINITY, |r| r.0 .0);
         self.set_lim();
     }
 }
