@@ -94,6 +94,32 @@ def _digest(path: Path) -> tuple[str, int]:
     return hashlib.sha256(path.read_bytes()).hexdigest(), path.stat().st_mtime_ns
 
 
+def test_dynamic_selection_settings_are_mines() -> None:
+    """One selection schema: the same fields, defaults and checks as ``trueneg mine`` (only
+    ``sampling`` defaults to random, as STAR)."""
+    import dataclasses
+
+    from trueneg.mine import MineConfig, SelectionConfig
+
+    shared = [f.name for f in dataclasses.fields(SelectionConfig)]
+    dyn, mine = DynamicConfig(), MineConfig()
+    assert [f.name for f in dataclasses.fields(DynamicConfig)][: len(shared)] == shared
+    assert {n: getattr(dyn, n) for n in shared if n != "sampling"} == {
+        n: getattr(mine, n) for n in shared if n != "sampling"
+    }
+    assert (dyn.sampling, mine.sampling) == ("random", "top")
+    for bad, match in (
+        ({"range_min": 5, "range_max": 5}, "range_min"),
+        ({"relative_margin": -0.1}, "relative_margin"),
+        ({"sampling": "best"}, "sampling"),
+        ({"search": "faiss"}, "search"),
+        ({"ann": {"conectivity": 8}}, "connectivity"),
+    ):
+        for cls in (DynamicConfig, MineConfig):
+            with pytest.raises(InputError, match=match):
+                cls(**bad)  # type: ignore[arg-type]
+
+
 def test_the_frozen_index_is_never_written(toy: Collection, tmp_path: Path) -> None:
     enc = Encoder(EncoderConfig(max_length=64, dtype="fp32"))
     index = tmp_path / "index.npy"

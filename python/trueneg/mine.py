@@ -204,30 +204,13 @@ class Selection:
         return np.flatnonzero(self.eligible < num_negatives)
 
 
-def check_selection(cfg: Any) -> None:
-    """The checks of the selection settings a config shares with :class:`MineConfig`
-    (range_min, range_max, the margins, sampling)."""
-    from trueneg.config import at_least, one_of
-
-    at_least("range_min", cfg.range_min, 0)
-    at_least("range_max", cfg.range_max, 1)
-    if cfg.range_min >= cfg.range_max:
-        raise InputError(f"range_min ({cfg.range_min}) must be below range_max ({cfg.range_max})")
-    at_least("absolute_margin", cfg.absolute_margin, 0.0, optional=True)
-    at_least("relative_margin", cfg.relative_margin, 0.0, optional=True)
-    one_of("sampling", cfg.sampling, ("top", "random"))
-
-
 @dataclasses.dataclass(frozen=True)
-class MineConfig:
-    """The selection settings of mining (sentence-transformers' ``mine_hard_negatives`` names and
-    defaults; see :func:`select_negatives`), checked on construction. ``ann`` applies with
-    ``search = "ann"``; ``keep_old`` appends the mined negatives after the old ones;
-    ``memory_limit`` bounds the run's memory (a size such as ``"8GB"``; ``None``: half of the
-    machine's memory): queries are mined in blocks and the corpus searched in shards sized to it
-    (:mod:`trueneg.streamed`), with the same output for any limit."""
+class SelectionConfig:
+    """The candidate search and selection settings static mining (:class:`MineConfig`) and
+    dynamic negatives (:class:`trueneg.train.DynamicConfig`) share, with sentence-transformers'
+    ``mine_hard_negatives`` names and defaults (see :func:`select_negatives`), checked on
+    construction."""
 
-    num_negatives: int = 7
     range_min: int = 0
     range_max: int = 100
     max_score: float | None = None
@@ -236,26 +219,50 @@ class MineConfig:
     #: NV-Retriever's TopK-PercPos: keep a negative only 5% of the positive score below it (the
     #: false-negative guard; None turns it off)
     relative_margin: float | None = 0.05
+    #: top (the highest-scoring survivors) or random (a seeded sample of them)
     sampling: str = "top"
-    seed: int = 0
+    #: exact (the Rust kernel) or ann (usearch HNSW, candidates re-scored exactly)
     search: str = "exact"
+    #: usearch settings with search = "ann" (:class:`AnnConfig` fields)
     ann: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        from trueneg.config import at_least, from_table, one_of
+
+        at_least("range_min", self.range_min, 0)
+        at_least("range_max", self.range_max, 1)
+        if self.range_min >= self.range_max:
+            raise InputError(
+                f"range_min ({self.range_min}) must be below range_max ({self.range_max})"
+            )
+        at_least("absolute_margin", self.absolute_margin, 0.0, optional=True)
+        at_least("relative_margin", self.relative_margin, 0.0, optional=True)
+        one_of("sampling", self.sampling, ("top", "random"))
+        one_of("search", self.search, ("exact", "ann"))
+        if self.ann is not None:
+            from_table(AnnConfig, self.ann, "ann")
+
+
+@dataclasses.dataclass(frozen=True)
+class MineConfig(SelectionConfig):
+    """The settings of mining: the selection (:class:`SelectionConfig`) plus the number of
+    negatives and the sampling seed. ``keep_old`` appends the mined negatives after the old ones;
+    ``memory_limit`` bounds the run's memory (a size such as ``"8GB"``; ``None``: half of the
+    machine's memory): queries are mined in blocks and the corpus searched in shards sized to it
+    (:mod:`trueneg.streamed`), with the same output for any limit."""
+
+    num_negatives: int = 7
+    seed: int = 0
     keep_old: bool = False
     memory_limit: str | None = None
 
     def __post_init__(self) -> None:
-        from trueneg.config import at_least, one_of
+        from trueneg.config import at_least
         from trueneg.streamed import parse_memory
 
         parse_memory(self.memory_limit)
-
         at_least("num_negatives", self.num_negatives, 1)
-        check_selection(self)
-        one_of("search", self.search, ("exact", "ann"))
-        if self.ann is not None:
-            from trueneg.config import from_table
-
-            from_table(AnnConfig, self.ann, "ann")
+        super().__post_init__()
 
     def selection(self) -> dict[str, Any]:
         """Keyword arguments of :func:`select_negatives`."""

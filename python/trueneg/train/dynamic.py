@@ -37,16 +37,21 @@ from typing import Any
 import numpy as np
 
 from trueneg.exceptions import InputError
+from trueneg.mine import SelectionConfig
 
 #: the filters, in the order they apply; counts are kept per refresh under these names
 FILTERS = ("positive", "duplicate", "verdict", "margin", "judge")
 
 
 @dataclass(frozen=True)
-class DynamicConfig:
+class DynamicConfig(SelectionConfig):
     """Settings of ``negatives = "dynamic"`` (see the module doc). The selection settings are
-    ``trueneg mine``'s (:class:`trueneg.mine.MineConfig`), with the same defaults."""
+    ``trueneg mine``'s (:class:`trueneg.mine.SelectionConfig`, same names and defaults) but for
+    ``sampling``, random here (a seeded sample of the pool for each row, as STAR); ``range_max``
+    is the number of candidates kept per query after the filters (ADORE: 200); ``search = "ann"``
+    builds the usearch HNSW once per index, in memory."""
 
+    sampling: str = "random"
     #: a query's negatives are re-mined when it comes up and its last mining is this many
     #: optimiser steps old (1: every time, as ADORE)
     refresh_steps: int = 1
@@ -55,20 +60,6 @@ class DynamicConfig:
     #: a ``.npy`` of passage embeddings in pid order to search (memory-mapped read-only, never
     #: written); None: the starting model's, embedded once into the work folder
     index: str | None = None
-    range_min: int = 0
-    #: candidates kept per query after the filters (ADORE: 200; trueneg mine: 100)
-    range_max: int = 100
-    max_score: float | None = None
-    min_score: float | None = None
-    absolute_margin: float | None = None
-    relative_margin: float | None = 0.05
-    #: random (a seeded sample of the pool for each row, as STAR) or top
-    sampling: str = "random"
-    #: exact (the Rust kernel; a resumed run is identical) or ann (usearch HNSW over the
-    #: index, built once per index in memory, candidates re-scored exactly: for large corpora)
-    search: str = "exact"
-    #: usearch settings with search = "ann" (:class:`trueneg.mine.AnnConfig` fields)
-    ann: dict[str, Any] | None = None
     #: positives' near duplicates masked: near (MinHash clusters), exact (same text), off
     duplicates: str = "near"
     #: drop the pairs the collection's judgments flag as false negatives
@@ -80,18 +71,11 @@ class DynamicConfig:
 
     def __post_init__(self) -> None:
         from trueneg.config import at_least, one_of
-        from trueneg.mine import check_selection
 
+        super().__post_init__()
         at_least("refresh_steps", self.refresh_steps, 1)
         at_least("index_refresh_steps", self.index_refresh_steps, 0)
-        check_selection(self)
         one_of("duplicates", self.duplicates, ("near", "exact", "off"))
-        one_of("search", self.search, ("exact", "ann"))
-        if self.ann is not None:
-            from trueneg.config import from_table
-            from trueneg.mine import AnnConfig
-
-            from_table(AnnConfig, self.ann, "ann")
         if self.index_refresh_steps and self.index is not None:
             raise InputError("a given index is frozen: index_refresh_steps needs index = None")
 
