@@ -96,6 +96,37 @@ def test_max_length_is_the_models_unless_given(encoder: Encoder, texts: list[str
     assert encoder.fingerprint() != short.fingerprint()
 
 
+def test_batches_are_bounded_by_padded_tokens(
+    encoder: Encoder, texts: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Longest texts first, each batch at most ``batch_tokens`` padded tokens (a single text
+    longer than that goes alone) and ``batch_size`` texts; the rows do not depend on how they
+    were batched. On the CPU the default budget is CPU_BATCH_TOKENS."""
+    from trueneg import models
+
+    assert encoder.batch_tokens == models.CPU_BATCH_TOKENS
+    enc = Encoder(EncoderConfig(batch_size=16, batch_tokens=300, dtype="fp32"))
+    assert enc._openvino is not None
+    shapes: list[tuple[int, int]] = []
+    submit = enc._openvino.submit
+
+    def spy(tok: np.ndarray, mask: np.ndarray, rows: object) -> None:
+        shapes.append(tok.shape)
+        submit(tok, mask, rows)
+
+    monkeypatch.setattr(enc._openvino, "submit", spy)
+    out = enc.encode(texts)
+    assert sum(b for b, _ in shapes) == len(texts)
+    widths = [w for _, w in shapes]
+    assert widths == sorted(widths, reverse=True)
+    assert all(b * w <= 300 or b == 1 for b, w in shapes)
+    assert all(b <= 16 for b, _ in shapes)
+    assert max(b for b, _ in shapes) > 1 and len(shapes) > len(texts) / 16
+    np.testing.assert_allclose(out, encoder.encode(texts), atol=2e-5)
+    with pytest.raises(InputError, match="batch_tokens"):
+        EncoderConfig(batch_tokens=0)
+
+
 def test_bf16_where_the_cpu_has_it(encoder: Encoder, texts: list[str]) -> None:
     """auto = bf16 autocast on a CPU with AVX512-BF16 (fp32 elsewhere), within cosine 0.999 of
     fp32 on real passages; each path is checked on the machine it runs on."""

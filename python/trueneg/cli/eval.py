@@ -48,6 +48,12 @@ def beir(
         ),
     ] = "fp32",
     batch_size: Annotated[int, typer.Option(help="Texts per forward pass.")] = 64,
+    batch_tokens: Annotated[
+        int | None,
+        typer.Option(
+            help="Padded tokens per forward pass at most (default: 2048 on the CPU, no limit on a GPU)."
+        ),
+    ] = None,
     backend: BackendOpt = "auto",
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Result JSON.")] = None,
 ) -> None:
@@ -67,6 +73,7 @@ def beir(
             passage_prefix=passage_prefix,
             max_length=max_length,
             batch_size=batch_size,
+            batch_tokens=batch_tokens,
             backend=backend,
             dtype=precision,
         )

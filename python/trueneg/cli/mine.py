@@ -56,6 +56,12 @@ def mine(
     batch_size: Annotated[
         int, typer.Option(help="Texts per forward pass (sorted by length).")
     ] = 64,
+    batch_tokens: Annotated[
+        int | None,
+        typer.Option(
+            help="Padded tokens per forward pass at most (default: 2048 on the CPU, no limit on a GPU)."
+        ),
+    ] = None,
     backend: BackendOpt = "auto",
     embed_cache: Annotated[
         Path | None,
@@ -178,6 +184,7 @@ def mine(
                 passage_prefix=passage_prefix,
                 max_length=max_length,
                 batch_size=batch_size,
+                batch_tokens=batch_tokens,
                 backend=backend,
                 cache_dir=str(embed_cache) if embed_cache else None,
             ),
