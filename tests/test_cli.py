@@ -99,6 +99,9 @@ def test_env_json() -> None:
     assert info["cpu_embedding_backend"] == (
         "openvino" if info["packages"]["openvino"] else "torch"
     )
+    from trueneg.models import CPU_BATCH_TOKENS
+
+    assert info["cpu_embedding_batch_tokens"] == CPU_BATCH_TOKENS
 
 
 def test_help_lists_verbs() -> None:

@@ -30,7 +30,12 @@ PACKAGES = (
 
 def env_info() -> dict[str, object]:
     from trueneg import __version__, _core
-    from trueneg.models import cpu_attention, cpu_has_bf16, openvino_available
+    from trueneg.models import (
+        CPU_BATCH_TOKENS,
+        cpu_attention,
+        cpu_has_bf16,
+        openvino_available,
+    )
     from trueneg.streamed import default_memory_limit, int8_available
 
     versions: dict[str, str | None] = {}
@@ -53,6 +58,8 @@ def env_info() -> dict[str, object]:
         "cpu_embedding_backend": "openvino" if openvino_available() else "torch",
         # the attention kernels bf16 embedding uses on this CPU with PyTorch (None = SDPA)
         "cpu_embedding_attention": cpu_attention("bf16") or "sdpa",
+        # padded tokens per embedding batch on the CPU (EncoderConfig.batch_tokens' default)
+        "cpu_embedding_batch_tokens": CPU_BATCH_TOKENS,
         # the exact search kernel mining uses here, and its default memory limit
         "mining_kernel": "int8 prefilter (AVX-512 VNNI)" if int8_available() else "f32 gemm",
         "mining_memory_limit_gb": round(default_memory_limit() / 2**30, 1),
