@@ -62,19 +62,14 @@ def main() -> None:
     import onnxruntime as ort
     import torch
     from onnxruntime.quantization import QuantType, quantize_dynamic
-    from sentence_transformers import SentenceTransformer
 
     sys.path.insert(0, str(ROOT / "benches"))
-    from compare import _same_negatives, dl19_passages
-    from embed_static_int8 import batches
-    from trueneg.models import Encoder, EncoderConfig, default_model_path
+    from compare import _same_negatives
+    from embed_static_int8 import batches, reference
+    from trueneg.models import Encoder, EncoderConfig
 
     n = args.n
-    rows = dl19_passages(n + 200)
-    texts, warm = rows[:n], rows[n:]
-    path = default_model_path()
-    ref = SentenceTransformer(str(path), device="cpu").encode(texts, normalize_embeddings=True)
-    torch_enc = Encoder(EncoderConfig(model=path, dtype="fp32", backend="torch"))
+    texts, warm, path, ref, torch_enc = reference(n, 200)
     tok = torch_enc.tokenizer
     work = Path(tempfile.mkdtemp(prefix="trueneg-ort-"))
     fp32, int8 = work / "model.onnx", work / "model-int8.onnx"

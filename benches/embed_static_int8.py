@@ -41,23 +41,33 @@ def batches(tok: Any, texts: list[str], bs: int) -> Iterator[tuple[np.ndarray, d
         yield idx, {"input_ids": t, "attention_mask": m}
 
 
+def reference(n: int, extra: int) -> tuple[list[str], list[str], str, np.ndarray, Any]:
+    """``n`` DL19 passages to time, ``extra`` others, the model folder, sentence-transformers'
+    fp32 embeddings of the ``n`` (the reference) and trueneg's fp32 PyTorch ``Encoder`` (its
+    tokenizer and transformers model are what the other backends are built from)."""
+    from sentence_transformers import SentenceTransformer
+
+    sys.path.insert(0, str(ROOT / "benches"))
+    from compare import dl19_passages
+    from trueneg.models import Encoder, EncoderConfig, default_model_path
+
+    rows = dl19_passages(n + extra)
+    path = default_model_path()
+    ref = SentenceTransformer(str(path), device="cpu").encode(rows[:n], normalize_embeddings=True)
+    enc = Encoder(EncoderConfig(model=path, dtype="fp32", backend="torch"))
+    return rows[:n], rows[n:], path, ref, enc
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--keep-bf16", nargs="*", default=[], help="layer name patterns kept in bf16")
     args = ap.parse_args()
     import nncf
     import openvino as ov
-    from sentence_transformers import SentenceTransformer
 
-    sys.path.insert(0, str(ROOT / "benches"))
-    from compare import _same_negatives, dl19_passages
-    from trueneg.models import Encoder, EncoderConfig, default_model_path
+    texts, other, _, ref, enc = reference(N, 1000)
+    from compare import _same_negatives
 
-    rows = dl19_passages(N + 1000)
-    texts, other = rows[:N], rows[N:]
-    path = default_model_path()
-    ref = SentenceTransformer(str(path), device="cpu").encode(texts, normalize_embeddings=True)
-    enc = Encoder(EncoderConfig(model=path, dtype="fp32", backend="torch"))
     tok = enc.tokenizer
     ex = tok(["hello world"] * 2, return_tensors="pt", padding=True)
     fp32 = ov.convert_model(
