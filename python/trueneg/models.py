@@ -615,7 +615,7 @@ class Encoder:
                 while s < len(chunk):
                     # up to batch_size texts and batch_tokens padded tokens (at least one text)
                     width = int(lens[order[s]])
-                    idx = order[s : s + max(1, min(bs, budget // width))]
+                    idx = order[s : s + max(1, min(bs, budget // max(width, 1)))]
                     s += len(idx)
                     tok = np.full((len(idx), width), pad, np.int64)
                     mask = np.zeros((len(idx), width), np.int64)
