@@ -143,6 +143,27 @@ def test_bf16_where_the_cpu_has_it(encoder: Encoder, texts: list[str]) -> None:
     assert cos.min() > 0.999
 
 
+def test_auto_precision_obeys_an_isa_cap(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A process held below native bf16 by ONEDNN_MAX_CPU_ISA (what OpenVINO's and PyTorch's
+    kernels obey) runs fp32 under auto, as a CPU without bf16 does; a cap at or above bf16 (or
+    none) leaves the CPU's own answer."""
+    from trueneg import _core
+    from trueneg.models import cpu_has_amx, cpu_has_bf16, resolve_precision
+
+    cpu = torch.device("cpu")
+    native = "avx512bf16" in _core.cpu_features()
+    for cap, bf16 in (("avx2", False), ("AVX512_CORE_VNNI", False), ("AVX512_CORE_BF16", native)):
+        monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cap)
+        assert cpu_has_bf16() is bf16
+        assert resolve_precision(cpu, "auto") == ("bf16" if bf16 else "fp32")
+    assert not cpu_has_amx()  # held at AVX512_CORE_BF16: below AMX
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")
+    monkeypatch.setenv("DNNL_MAX_CPU_ISA", "AVX2")  # oneDNN's older name
+    assert not cpu_has_bf16()
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA")
+    assert cpu_has_bf16() is native
+
+
 def test_openvino_and_torch_give_the_same_embeddings(encoder: Encoder, texts: list[str]) -> None:
     """On the CPU, auto = OpenVINO where it is installed; at fp32 it matches PyTorch fp32 on real
     passages, its bf16 is within cosine 0.9999 of it, a short text padded in a batch with a

@@ -130,18 +130,35 @@ def resolve_max_length(path: Path, tokenizer: Any, max_length: int | None) -> in
     return int(min(limit, 512))
 
 
+#: oneDNN instruction-set caps (``ONEDNN_MAX_CPU_ISA``, which OpenVINO's and PyTorch's CPU
+#: kernels obey) below native bf16, and below AMX: a process held to one of them computes bf16
+#: in slow emulation (5x slower than fp32 measured under AVX2), so ``auto`` treats it as a CPU
+#: without
+ISA_CAPS_BELOW_BF16 = frozenset(
+    {"SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI"}
+)
+ISA_CAPS_BELOW_AMX = ISA_CAPS_BELOW_BF16 | {"AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX10_1_512"}
+
+
+def _isa_cap() -> str:
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or ""
+    return cap.strip().upper()
+
+
 def cpu_has_bf16() -> bool:
-    """Whether this CPU computes bf16 natively (AVX512-BF16, which every AMX CPU has too)."""
+    """Whether this CPU computes bf16 natively (AVX512-BF16, which every AMX CPU has too), and
+    the process is not held below it by ``ONEDNN_MAX_CPU_ISA``."""
     from trueneg import _core
 
-    return "avx512bf16" in _core.cpu_features()
+    return "avx512bf16" in _core.cpu_features() and _isa_cap() not in ISA_CAPS_BELOW_BF16
 
 
 def cpu_has_amx() -> bool:
-    """Whether this CPU has AMX bf16 tiles, enabled by the OS (Sapphire Rapids and later)."""
+    """Whether this CPU has AMX bf16 tiles, enabled by the OS (Sapphire Rapids and later), and
+    the process is not held below them by ``ONEDNN_MAX_CPU_ISA``."""
     from trueneg import _core
 
-    return "amx-bf16" in _core.cpu_features()
+    return "amx-bf16" in _core.cpu_features() and _isa_cap() not in ISA_CAPS_BELOW_AMX
 
 
 def cpu_attention(precision: str, *, training: bool = False) -> str | None:
