@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from trueneg.exceptions import TruenegError
+from trueneg.models import CPU_BATCH_TOKENS
 
 app = typer.Typer(
     name="trueneg",
@@ -33,6 +34,15 @@ BackendOpt = Annotated[
     typer.Option(
         help="What runs the embedding model: auto (OpenVINO on CPU where installed, else "
         "PyTorch), torch, openvino."
+    ),
+]
+
+#: ``--batch-tokens`` of the commands that embed: EncoderConfig.batch_tokens
+BatchTokensOpt = Annotated[
+    int | None,
+    typer.Option(
+        help="Padded tokens per forward pass at most (default: "
+        f"{CPU_BATCH_TOKENS} on the CPU, no limit on a GPU)."
     ),
 ]
 

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from trueneg.cli import BackendOpt, app
+from trueneg.cli import BackendOpt, BatchTokensOpt, app
 
 eval_app = typer.Typer(
     help="Evaluate: nDCG@10 / Recall@100 / MRR@10 on BEIR-format sets, judge agreement.",
@@ -48,12 +48,7 @@ def beir(
         ),
     ] = "fp32",
     batch_size: Annotated[int, typer.Option(help="Texts per forward pass.")] = 64,
-    batch_tokens: Annotated[
-        int | None,
-        typer.Option(
-            help="Padded tokens per forward pass at most (default: 2048 on the CPU, no limit on a GPU)."
-        ),
-    ] = None,
+    batch_tokens: BatchTokensOpt = None,
     backend: BackendOpt = "auto",
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Result JSON.")] = None,
 ) -> None:

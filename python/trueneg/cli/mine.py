@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from trueneg.cli import BackendOpt, app
+from trueneg.cli import BackendOpt, BatchTokensOpt, app
 from trueneg.mine import MineConfig
 from trueneg.models import EncoderConfig
 
@@ -56,12 +56,7 @@ def mine(
     batch_size: Annotated[
         int, typer.Option(help="Texts per forward pass (sorted by length).")
     ] = 64,
-    batch_tokens: Annotated[
-        int | None,
-        typer.Option(
-            help="Padded tokens per forward pass at most (default: 2048 on the CPU, no limit on a GPU)."
-        ),
-    ] = None,
+    batch_tokens: BatchTokensOpt = None,
     backend: BackendOpt = "auto",
     embed_cache: Annotated[
         Path | None,
