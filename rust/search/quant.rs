@@ -59,10 +59,90 @@ fn quantise_row(x: &[f32], out: &mut [i8]) -> (f32, i32, RowNorms) {
     quantise_row_lanes(x, out)
 }
 
+/// [`quantise_row_lanes`] in AVX-512 registers: the same scale and bounds (sums of squares in
+/// f64, 16 lanes), values rounded to nearest (ties to even, where the portable copy rounds them
+/// away from zero: either is a valid quantisation, the bounds are of the values written). The
+/// compiler's version of the portable copy left 17 cycles per value on a Xeon, 8% of a search.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw")]
 unsafe fn quantise_row_avx512(x: &[f32], out: &mut [i8]) -> (f32, i32, RowNorms) {
-    quantise_row_lanes(x, out)
+    use std::arch::x86_64::{
+        _mm256_castpd_ps, _mm512_abs_ps, _mm512_add_epi32, _mm512_castps512_ps256,
+        _mm512_castps_pd, _mm512_castsi512_si256, _mm512_cvt_roundps_epi32, _mm512_cvtepi32_pd,
+        _mm512_cvtps_pd, _mm512_extractf64x4_pd, _mm512_extracti64x4_epi64, _mm512_fmadd_pd,
+        _mm512_mask_cvtepi32_storeu_epi8, _mm512_maskz_loadu_ps, _mm512_max_epi32, _mm512_max_ps,
+        _mm512_min_epi32, _mm512_mul_pd, _mm512_mul_ps, _mm512_reduce_add_epi32,
+        _mm512_reduce_add_pd, _mm512_reduce_max_ps, _mm512_set1_epi32, _mm512_set1_pd,
+        _mm512_set1_ps, _mm512_setzero_pd, _mm512_setzero_ps, _mm512_setzero_si512, _mm512_sub_pd,
+        _MM_FROUND_NO_EXC, _MM_FROUND_TO_NEAREST_INT,
+    };
+    let n = x.len();
+    let lanes = |i: usize| -> u16 {
+        if i + 16 <= n {
+            u16::MAX
+        } else {
+            ((1u32 << (n - i)) - 1) as u16
+        }
+    };
+    let mut mx = _mm512_setzero_ps();
+    for i in (0..n).step_by(16) {
+        let v = _mm512_maskz_loadu_ps(lanes(i), x.as_ptr().add(i));
+        mx = _mm512_max_ps(mx, _mm512_abs_ps(v));
+    }
+    let m = _mm512_reduce_max_ps(mx);
+    if m == 0.0 {
+        out.fill(0);
+        return (0.0, 0, RowNorms::default());
+    }
+    let scale = m / 127.0;
+    let (vinv, vscale) = (_mm512_set1_ps(127.0 / m), _mm512_set1_pd(f64::from(scale)));
+    let (lo, hi) = (_mm512_set1_epi32(-127), _mm512_set1_epi32(127));
+    let mut sum = _mm512_setzero_si512();
+    let (mut hat2, mut err2, mut x2) = (
+        _mm512_setzero_pd(),
+        _mm512_setzero_pd(),
+        _mm512_setzero_pd(),
+    );
+    for i in (0..n).step_by(16) {
+        let mask = lanes(i);
+        // lanes past the row load as 0 and quantise to 0: they add nothing
+        let v = _mm512_maskz_loadu_ps(mask, x.as_ptr().add(i));
+        let r = _mm512_cvt_roundps_epi32::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
+            _mm512_mul_ps(v, vinv),
+        );
+        let r = _mm512_max_epi32(_mm512_min_epi32(r, hi), lo);
+        _mm512_mask_cvtepi32_storeu_epi8(out.as_mut_ptr().add(i).cast(), mask, r);
+        sum = _mm512_add_epi32(sum, r);
+        let halves = [
+            (
+                _mm512_cvtps_pd(_mm512_castps512_ps256(v)),
+                _mm512_cvtepi32_pd(_mm512_castsi512_si256(r)),
+            ),
+            (
+                _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(
+                    _mm512_castps_pd(v),
+                ))),
+                _mm512_cvtepi32_pd(_mm512_extracti64x4_epi64::<1>(r)),
+            ),
+        ];
+        for (vd, rd) in halves {
+            let hat = _mm512_mul_pd(vscale, rd);
+            let e = _mm512_sub_pd(vd, hat);
+            hat2 = _mm512_fmadd_pd(hat, hat, hat2);
+            err2 = _mm512_fmadd_pd(e, e, err2);
+            x2 = _mm512_fmadd_pd(vd, vd, x2);
+        }
+    }
+    let up = |v| (_mm512_reduce_add_pd(v).sqrt() * (1.0 + 1e-6)) as f32; // never under
+    (
+        scale,
+        _mm512_reduce_add_epi32(sum),
+        RowNorms {
+            hat: up(hat2),
+            err: up(err2),
+            norm: up(x2),
+        },
+    )
 }
 
 /// [`quantise_row`] in 16 independent lanes (each an exact f64 sum of squares; the lanes are
