@@ -420,6 +420,8 @@ struct QueryState {
     prune_at: usize,
     /// the query's scale, norms, f32 rounding slack and widest error bound over the corpus
     scale: f32,
+    /// `1 / scale` (0 for a query of zeros), so that each threshold update multiplies
+    inv_scale: f32,
     norms: RowNorms,
     slack: f32,
     wmax: f32,
@@ -437,6 +439,7 @@ impl QueryState {
             cands: Vec::new(),
             prune_at: 8 * k.max(128),
             scale,
+            inv_scale: if scale == 0.0 { 0.0 } else { 1.0 / scale },
             norms,
             slack,
             // the widest bound any row can have, with room for the rounding of the kernel's
@@ -454,9 +457,11 @@ impl QueryState {
         } else if self.threshold == f32::NEG_INFINITY {
             f32::NEG_INFINITY
         } else {
-            // ub = t * v + w >= threshold needs v >= (threshold - w) / t >= lim (rounded down)
-            let x = (self.threshold - self.wmax) / t;
-            x - (self.threshold.abs() + self.wmax) / t * 1e-6
+            // ub = t * v + w >= threshold needs v >= (threshold - w) / t >= lim (rounded down:
+            // the reciprocal and the products err by a few 1e-8 relative, inside the margin)
+            let inv = self.inv_scale;
+            let x = (self.threshold - self.wmax) * inv;
+            x - (self.threshold.abs() + self.wmax) * inv * 1e-6
         };
     }
 
