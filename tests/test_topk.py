@@ -153,7 +153,7 @@ def test_random_sampling_in_blocks_equals_one_call() -> None:
     pos_sc = sc[:, 0].copy()
 
     def select(a: int, b: int, offset: int) -> np.ndarray:
-        (_, chosen, _), _, _ = _core.select_negatives(
+        (_, chosen, _), _, _, _ = _core.select_negatives(
             np.ascontiguousarray(ids[a:b]),
             np.ascontiguousarray(sc[a:b]),
             pos_off[a : b + 1] - a,

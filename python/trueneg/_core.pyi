@@ -173,8 +173,10 @@ def select_negatives(
     tuple[NDArray[np.int64], NDArray[np.uint32], NDArray[np.float32]],
     NDArray[np.uint32],
     tuple[NDArray[np.int64], NDArray[np.uint32], NDArray[np.float32]],
+    NDArray[np.uint32],
 ]:
-    """Positive-aware negative selection: ((offsets, ids, scores), eligible, band).
+    """Positive-aware negative selection: ((offsets, ids, scores), eligible, band,
+    out_of_bounds: candidates per query the score bounds or margins dropped, over all k).
     ``query_offset``: the global number of the first query (random sampling draws per global
     query, so blocks of queries draw what one call draws)."""
 

@@ -194,6 +194,9 @@ class Selection:
     band_offsets: NDArray[np.int64]
     band_ids: NDArray[np.uint32]
     band_scores: NDArray[np.float32]
+    #: candidates per query that the score bounds or the margins dropped (positives and their
+    #: duplicates not counted), over all the candidates; None where blocks were assembled
+    out_of_bounds: NDArray[np.uint32] | None = None
 
     def negatives(self, q: int) -> list[int]:
         ids: list[int] = self.ids[self.offsets[q] : self.offsets[q + 1]].tolist()
@@ -379,7 +382,7 @@ def select_candidates(
     step :func:`select_negatives` and each block of :func:`trueneg.streamed.select_streamed`
     share. ``selection``: range_min, range_max, max_score, min_score, absolute_margin,
     relative_margin, sampling, seed."""
-    (off, ids, sc), eligible, (boff, bids, bsc) = _core.select_negatives(
+    (off, ids, sc), eligible, (boff, bids, bsc), dropped = _core.select_negatives(
         cand_ids,
         cand_scores,
         pos_off,
@@ -390,7 +393,7 @@ def select_candidates(
         query_offset=query_offset,
         **selection,
     )
-    return Selection(off, ids, sc, eligible, boff, bids, bsc)
+    return Selection(off, ids, sc, eligible, boff, bids, bsc, dropped)
 
 
 def query_positives(qids: Any, positives: list[list[int]]) -> list[list[int]]:

@@ -47,6 +47,10 @@ pub struct Selected {
     pub band_offsets: Vec<i64>,
     pub band_ids: Vec<u32>,
     pub band_scores: Vec<f32>,
+    /// Candidates per query that the score bounds or the margins dropped (masked ones not
+    /// counted), over all `k` candidates, past `range_max` too: what a refresh reports as
+    /// removed by the margin.
+    pub out_of_bounds: Vec<u32>,
 }
 
 fn splitmix(state: &mut u64) -> u64 {
@@ -132,10 +136,10 @@ pub fn select_negatives(
             b
         };
         pool.clear();
-        let mut rank = 0usize;
+        let (mut rank, mut dropped) = (0usize, 0u32);
         for j in 0..k {
             let id = cand_ids[q * k + j];
-            if id < 0 || rank >= params.range_max {
+            if id < 0 {
                 break;
             }
             let id = id as u32;
@@ -144,21 +148,26 @@ pub fn select_negatives(
             }
             let s = cand_scores[q * k + j];
             if params.max_score.is_some_and(|m| s > m) || params.min_score.is_some_and(|m| s < m) {
+                dropped += 1;
                 continue;
             }
             if s > bound {
-                if s <= reference {
+                dropped += 1;
+                if s <= reference && rank < params.range_max {
                     out.band_ids.push(id);
                     out.band_scores.push(s);
                 }
                 continue;
             }
-            let r = rank;
-            rank += 1;
-            if r >= params.range_min {
-                pool.push((id, s));
+            // past the window only the count goes on
+            if rank < params.range_max {
+                if rank >= params.range_min {
+                    pool.push((id, s));
+                }
+                rank += 1;
             }
         }
+        out.out_of_bounds.push(dropped);
         out.eligible.push(pool.len() as u32);
         if let Sampling::Random { seed, first_query } = params.sampling {
             // seeded partial Fisher-Yates per query: the same seed gives the same choice
@@ -210,6 +219,25 @@ mod tests {
         let r = select_negatives(&IDS, &SC, 5, &[0, 1], &[5], &[0.9], None, &params()).unwrap();
         assert_eq!(r.ids, vec![7, 8]);
         assert_eq!(r.eligible, vec![4]);
+    }
+
+    #[test]
+    fn counts_what_bounds_and_margins_drop_over_all_candidates() {
+        // positive 5 masked (not counted); relative margin 0.15 of 0.9 drops 7 (0.8), min_score
+        // 0.55 drops 3 (0.5), which lies past range_max = 1: the count goes on to the end
+        let mut p = params();
+        p.relative_margin = Some(0.15);
+        p.min_score = Some(0.55);
+        p.range_max = 1;
+        let r = select_negatives(&IDS, &SC, 5, &[0, 1], &[5], &[0.9], None, &p).unwrap();
+        assert_eq!((r.ids.clone(), r.band_ids.clone()), (vec![8], vec![7]));
+        assert_eq!(r.out_of_bounds, vec![2]);
+        assert_eq!(
+            select_negatives(&IDS, &SC, 5, &[0, 1], &[5], &[0.9], None, &params())
+                .unwrap()
+                .out_of_bounds,
+            vec![0]
+        );
     }
 
     #[test]

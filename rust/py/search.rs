@@ -95,10 +95,12 @@ type SelectPy<'py> = (
         Bound<'py, PyArray1<u32>>,
         Bound<'py, PyArray1<f32>>,
     ),
+    Bound<'py, PyArray1<u32>>,
 );
 
 /// Positive-aware negative selection over top-k candidates. Returns ((offsets, ids, scores) of
-/// the chosen negatives, eligible count per query, (offsets, ids, scores) of the ambiguous band).
+/// the chosen negatives, eligible count per query, (offsets, ids, scores) of the ambiguous band,
+/// candidates per query dropped by the score bounds or margins).
 #[pyfunction]
 #[pyo3(signature = (cand_ids, cand_scores, pos_offsets, pos_ids, pos_scores, num_negatives, range_min = 0, range_max = usize::MAX, max_score = None, min_score = None, absolute_margin = None, relative_margin = None, sampling = "top", seed = 0, cluster = None, query_offset = 0))]
 #[allow(clippy::too_many_arguments)]
@@ -171,6 +173,7 @@ pub(super) fn select_negatives<'py>(
             r.band_ids.into_pyarray(py),
             r.band_scores.into_pyarray(py),
         ),
+        r.out_of_bounds.into_pyarray(py),
     ))
 }
 

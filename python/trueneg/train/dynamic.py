@@ -280,7 +280,6 @@ class DynamicNegatives:
             ann_search,
             exact_topk,
             flat_positives,
-            positive_scores,
             select_candidates,
         )
 
@@ -303,7 +302,6 @@ class DynamicNegatives:
         else:
             ids, scores = exact_topk(qe, index, k)
         pos_off, flat = flat_positives(positives, self.n_passages)
-        pos_sc = positive_scores(qe, index, pos_off, flat)
         removed = dict.fromkeys(FILTERS, 0)
         kept_ids = np.full_like(ids, -1)
         kept_sc = np.zeros_like(scores)
@@ -320,9 +318,6 @@ class DynamicNegatives:
             removed["positive"] += int(is_pos.sum())
             removed["duplicate"] += int(is_dup.sum())
             removed["verdict"] += int(is_judged.sum())
-            ref = float(pos_sc[pos_off[r] : pos_off[r + 1]].min()) if len(positives[r]) else None
-            out_of_bounds = self._outside_bounds(sc, ref) & ~is_pos & ~is_dup & ~is_judged & valid
-            removed["margin"] += int(out_of_bounds.sum())
             keep = ~is_judged
             kept_ids[r, : keep.sum()] = row[keep]
             kept_sc[r, : keep.sum()] = sc[keep]
@@ -344,6 +339,10 @@ class DynamicNegatives:
             sampling="top",
             seed=0,
         )
+        # what the score bounds and margins dropped, counted by the selection itself (over all
+        # the candidates the verdicts left, positives and their duplicates aside)
+        assert sel.out_of_bounds is not None
+        removed["margin"] = int(sel.out_of_bounds.sum())
         pools = {q: sel.negatives(r) for r, q in enumerate(qids)}
         asked = unlabelled = 0
         if cfg.judge is not None:
@@ -363,22 +362,6 @@ class DynamicNegatives:
                 "short_queries": sum(len(p) < self.num_negatives for p in pools.values()),
             }
         )
-
-    def _outside_bounds(self, sc: np.ndarray, ref: float | None) -> np.ndarray:
-        cfg = self.cfg
-        out = np.zeros(len(sc), bool)
-        if cfg.max_score is not None:
-            out |= sc > cfg.max_score
-        if cfg.min_score is not None:
-            out |= sc < cfg.min_score
-        if ref is not None:
-            bound = np.inf
-            if cfg.absolute_margin is not None:
-                bound = min(bound, ref - cfg.absolute_margin)
-            if cfg.relative_margin is not None:
-                bound = min(bound, ref - abs(ref) * cfg.relative_margin)
-            out |= sc > bound
-        return out
 
     def _judge(self, pools: dict[int, list[int]], step: int) -> tuple[int, int, int]:
         """Judge the pools' pairs no verdict covers; remove the flagged ones from the pools.
