@@ -455,13 +455,13 @@ def _line(r: dict[str, Any]) -> str:
 
 def markdown(rows: list[dict[str, Any]], peak: float, scaling: str = "", rounds: int = 1) -> str:
     best = (
-        f"each side's best of {rounds} rounds, the sides alternating, a run under 5 s best of 2; "
+        f"each side's best of {rounds} rounds, the sides alternating, a run under 5 s best of 2"
         if rounds > 1
-        else "best of 2 when under 5 s; "
+        else "best of 2 when under 5 s"
     )
     out = [
         f"Machine: {machine()}; measured sgemm peak (numpy, best over sizes) {peak:.0f} GFLOP/s. "
-        f"Time of the timed part in a fresh process ({best}"
+        f"Time of the timed part in a fresh process ({best}); "
         "\"x trueneg\" = the side's time / trueneg's; "
         "peak MB = growth of peak RSS during the timed part.",
         "",
