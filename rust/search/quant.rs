@@ -49,8 +49,9 @@ pub fn available() -> bool {
     }
 }
 
-/// Quantises a row into `out`; returns (scale, sum of the int8 values, norms). Only called where
-/// the CPU has AVX-512 (the int8 path), compiled for it: the lanes below become registers.
+/// Quantises a row into `out`; returns (scale, sum of the int8 values, norms). Only called on
+/// the int8 path, where the CPU has AVX-512: the intrinsics copy runs; the portable one is the
+/// reference for other targets.
 fn quantise_row(x: &[f32], out: &mut [i8]) -> (f32, i32, RowNorms) {
     #[cfg(target_arch = "x86_64")]
     if available() {
@@ -148,8 +149,6 @@ unsafe fn quantise_row_avx512(x: &[f32], out: &mut [i8]) -> (f32, i32, RowNorms)
 
 /// [`quantise_row`] in 16 independent lanes (each an exact f64 sum of squares; the lanes are
 /// added at the end).
-#[allow(clippy::inline_always)] // so the AVX-512 copy above is compiled with its features
-#[inline(always)]
 fn quantise_row_lanes(x: &[f32], out: &mut [i8]) -> (f32, i32, RowNorms) {
     const L: usize = 16;
     let mut mx = [0f32; L];
