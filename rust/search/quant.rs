@@ -588,8 +588,14 @@ pub(crate) fn topk_int8(
                     }
                     let x = queries.widen((q0 + i) * d, (q0 + i + 1) * d, &mut qwide);
                     let (s, _, norms) = quantise_row(x, &mut row[..d]);
-                    for (o, &v) in qd[i * d4 * 4..(i + 1) * d4 * 4].iter_mut().zip(&row) {
-                        *o = (i32::from(v) + 128) as u8;
+                    // interleaved by groups of MR queries: [group][k4][query][4 bytes], so the
+                    // kernel's broadcasts are one pointer plus constant offsets
+                    let group = (i / MR) * MR * d4 * 4 + (i % MR) * 4;
+                    for (k4, four) in row.chunks_exact(4).enumerate() {
+                        let at = group + k4 * MR * 4;
+                        for (o, &v) in qd[at..at + 4].iter_mut().zip(four) {
+                            *o = (i32::from(v) + 128) as u8;
+                        }
                     }
                     states.push(QueryState::new(k, s, norms, &pc));
                 }
@@ -599,6 +605,13 @@ pub(crate) fn topk_int8(
                         // SAFETY: the CPU has the features (checked above); the pointers
                         // cover MR query rows of d4*4 bytes and 2 blocks of 16*d4*4 bytes,
                         // `states` has a state for each of the MR rows (padding included).
+                        // each query group asks for its share of the next corpus tile (one
+                        // line per 8 steps: with 16 groups the whole tile), so the tile is in
+                        // L2 when the first group reaches it instead of in memory
+                        let next = pc
+                            .data
+                            .as_ptr()
+                            .wrapping_add((j0 + NR) * d4 * 4 + (i0 / MR) * d4.div_ceil(8) * 64);
                         unsafe {
                             tile(
                                 qd.as_ptr().add(i0 * d4 * 4),
@@ -607,6 +620,7 @@ pub(crate) fn topk_int8(
                                 &mut states[i0..i0 + MR],
                                 j0,
                                 &pc,
+                                next,
                             );
                         }
                     }
@@ -758,11 +772,12 @@ unsafe fn tile(
     states: &mut [QueryState],
     j0: usize,
     pc: &PackedCorpus,
+    next: *const u8,
 ) {
     use std::arch::x86_64::{
         __m512i, _mm512_cmp_ps_mask, _mm512_cvtepi32_ps, _mm512_dpbusd_epi32, _mm512_fmadd_ps,
         _mm512_loadu_ps, _mm512_loadu_si512, _mm512_mul_ps, _mm512_set1_epi32, _mm512_set1_ps,
-        _mm512_setzero_ps, _CMP_GE_OQ,
+        _mm512_setzero_ps, _mm_prefetch, _CMP_GE_OQ, _MM_HINT_T1,
     };
     let o0 = _mm512_loadu_si512(pc.neg128sum.as_ptr().add(j0).cast());
     let o1 = _mm512_loadu_si512(pc.neg128sum.as_ptr().add(j0 + 16).cast());
@@ -772,10 +787,14 @@ unsafe fn tile(
     }
     let c1 = c.add(16 * d4 * 4);
     for k4 in 0..d4 {
+        if k4 % 8 == 0 {
+            // a hint: never faults, past the corpus included
+            _mm_prefetch::<_MM_HINT_T1>(next.wrapping_add(k4 / 8 * 64).cast());
+        }
         let b0 = _mm512_loadu_si512(c.add(k4 * 64).cast());
         let b1 = _mm512_loadu_si512(c1.add(k4 * 64).cast());
         for i in 0..MR {
-            let a = _mm512_set1_epi32(q.add(i * d4 * 4 + k4 * 4).cast::<i32>().read_unaligned());
+            let a = _mm512_set1_epi32(q.add(k4 * MR * 4 + i * 4).cast::<i32>().read_unaligned());
             acc[2 * i] = _mm512_dpbusd_epi32(acc[2 * i], a, b0);
             acc[2 * i + 1] = _mm512_dpbusd_epi32(acc[2 * i + 1], a, b1);
         }
