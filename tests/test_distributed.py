@@ -93,7 +93,16 @@ def test_judge_send_hook_equals_local(cluster: Path, tmp_path: Path) -> None:
     )
 
 
-FIELDS = ("offsets", "ids", "scores", "eligible", "band_offsets", "band_ids", "band_scores")
+FIELDS = (
+    "offsets",
+    "ids",
+    "scores",
+    "eligible",
+    "band_offsets",
+    "band_ids",
+    "band_scores",
+    "out_of_bounds",
+)
 
 
 def test_mining_and_embedding_on_ray_equal_local(cluster: Path, tmp_path: Path) -> None:

@@ -26,7 +26,16 @@ from trueneg.streamed import (
     select_streamed,
 )
 
-FIELDS = ("offsets", "ids", "scores", "eligible", "band_offsets", "band_ids", "band_scores")
+FIELDS = (
+    "offsets",
+    "ids",
+    "scores",
+    "eligible",
+    "band_offsets",
+    "band_ids",
+    "band_scores",
+    "out_of_bounds",
+)
 
 
 def _bag_of_words(texts: list[str], dim: int = 256) -> np.ndarray:

@@ -79,7 +79,7 @@ def embed_shard(encoder: Any, batch: Batch, kind: str = "passage") -> np.ndarray
 def mine_shard(batch: Batch, *, corpus: Any, params: dict[str, Any]) -> Batch:
     """Negatives for a shard of examples: ``query_embedding`` (one row per example) and
     ``positives`` (lists of corpus rows) in; ``negatives``, ``scores``, ``eligible``, ``band_ids``,
-    ``band_scores`` out, by the same :func:`trueneg.mine.select_negatives` as the local engine.
+    ``band_scores``, ``out_of_bounds`` out, by the same :func:`trueneg.mine.select_negatives` as the local engine.
     ``corpus`` may be a Ray object ref."""
     from trueneg.mine import select_negatives
 
@@ -92,7 +92,7 @@ def mine_shard(batch: Batch, *, corpus: Any, params: dict[str, Any]) -> Batch:
     # with its first example as the offset (a shard is one run unless Ray reordered rows)
     cuts = np.flatnonzero(np.diff(ex) != 1) + 1
     out: dict[str, list[Any]] = {k: [] for k in ("negatives", "scores", "band_ids", "band_scores")}
-    eligible = []
+    eligible, dropped = [], []
     for a, b in zip(np.r_[0, cuts], np.r_[cuts, len(ex)], strict=True):
         sel = select_negatives(q[a:b], corpus, pos[a:b], query_offset=int(ex[a]), **params)
         for i in range(b - a):
@@ -105,10 +105,13 @@ def mine_shard(batch: Batch, *, corpus: Any, params: dict[str, Any]) -> Batch:
             out["band_ids"].append(sel.band_ids[bo])
             out["band_scores"].append(sel.band_scores[bo])
         eligible.append(sel.eligible.astype(np.int64))
+        assert sel.out_of_bounds is not None  # one call: filled
+        dropped.append(sel.out_of_bounds.astype(np.int64))
     return {
         "example": batch["example"],
         **{k: _objects(v) for k, v in out.items()},
         "eligible": np.concatenate(eligible) if eligible else np.zeros(0, np.int64),
+        "out_of_bounds": np.concatenate(dropped) if dropped else np.zeros(0, np.int64),
     }
 
 
@@ -393,6 +396,7 @@ class RayEngine:
         band: list[Any] = [None] * n_q
         band_scores: list[Any] = [None] * n_q
         eligible = np.zeros(n_q, np.uint32)
+        dropped = np.zeros(n_q, np.uint32)
         for b in out.iter_batches(batch_format="numpy", batch_size=None):
             for j, e in enumerate(b["example"].tolist()):
                 negs[e] = np.asarray(b["negatives"][j], np.uint32)
@@ -400,6 +404,7 @@ class RayEngine:
                 band[e] = np.asarray(b["band_ids"][j], np.uint32)
                 band_scores[e] = np.asarray(b["band_scores"][j], np.float32)
                 eligible[e] = b["eligible"][j]
+                dropped[e] = b["out_of_bounds"][j]
         return Selection(
             _offsets(negs),
             _cat(negs, np.uint32),
@@ -408,6 +413,7 @@ class RayEngine:
             _offsets(band),
             _cat(band, np.uint32),
             _cat(band_scores, np.float32),
+            dropped,
         )
 
     def send(

@@ -195,7 +195,8 @@ class Selection:
     band_ids: NDArray[np.uint32]
     band_scores: NDArray[np.float32]
     #: candidates per query that the score bounds or the margins dropped (positives and their
-    #: duplicates not counted), over all the candidates; None where blocks were assembled
+    #: duplicates not counted), over all the candidates (every trueneg path fills it, streamed
+    #: blocks and Ray shards included; None only in a Selection built by hand without it)
     out_of_bounds: NDArray[np.uint32] | None = None
 
     def negatives(self, q: int) -> list[int]:

@@ -231,7 +231,18 @@ def _block_path(work: Path, i: int) -> Path:
     return work / f"block-{i:06d}.npz"
 
 
-_BLOCK_FIELDS = ("offsets", "ids", "scores", "eligible", "band_offsets", "band_ids", "band_scores")
+#: what a block's checkpoint holds: the :class:`~trueneg.mine.Selection` arrays (a block saved
+#: before ``out_of_bounds`` was one of them reads as unreadable and is computed again)
+_BLOCK_FIELDS = (
+    "offsets",
+    "ids",
+    "scores",
+    "eligible",
+    "band_offsets",
+    "band_ids",
+    "band_scores",
+    "out_of_bounds",
+)
 
 
 def _save_block(path: Path, sel: tuple[np.ndarray, ...]) -> None:
@@ -339,6 +350,7 @@ def _concat(blocks: Sequence[tuple[np.ndarray, ...]], n: int) -> Selection:
         offsets(4),
         cat(5, np.uint32),
         cat(6, np.float32),
+        cat(7, np.uint32),
     )
     if len(sel.eligible) != n:
         raise RuntimeError(f"the blocks hold {len(sel.eligible)} queries, expected {n}")
