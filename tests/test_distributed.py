@@ -4,6 +4,7 @@ retries its batch."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from trueneg import ingest  # noqa: E402
 from trueneg.data import RLHN_SAMPLE_DIR, rlhn_sample_stage1  # noqa: E402
 from trueneg.judge import JudgeConfig, judge_collection  # noqa: E402
 from trueneg.judge.render import PROMPTS_DIR  # noqa: E402
+from trueneg.mine import Selection  # noqa: E402
 
 from .fake_openai import FakeOpenAI, State, load_rlhn  # noqa: E402
 
@@ -93,16 +95,8 @@ def test_judge_send_hook_equals_local(cluster: Path, tmp_path: Path) -> None:
     )
 
 
-FIELDS = (
-    "offsets",
-    "ids",
-    "scores",
-    "eligible",
-    "band_offsets",
-    "band_ids",
-    "band_scores",
-    "out_of_bounds",
-)
+#: every array of a Selection, out_of_bounds included
+FIELDS = tuple(f.name for f in dataclasses.fields(Selection))
 
 
 def test_mining_and_embedding_on_ray_equal_local(cluster: Path, tmp_path: Path) -> None:

@@ -3,6 +3,7 @@ one call's selection; checkpoints resume a killed run to byte-identical output; 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import signal
@@ -16,7 +17,7 @@ import numpy as np
 import pytest
 
 from trueneg.exceptions import InputError
-from trueneg.mine import select_negatives
+from trueneg.mine import Selection, select_negatives
 from trueneg.streamed import (
     BlockPlan,
     int8_available,
@@ -26,16 +27,8 @@ from trueneg.streamed import (
     select_streamed,
 )
 
-FIELDS = (
-    "offsets",
-    "ids",
-    "scores",
-    "eligible",
-    "band_offsets",
-    "band_ids",
-    "band_scores",
-    "out_of_bounds",
-)
+#: every array of a Selection, out_of_bounds included
+FIELDS = tuple(f.name for f in dataclasses.fields(Selection))
 
 
 def _bag_of_words(texts: list[str], dim: int = 256) -> np.ndarray:

@@ -231,18 +231,9 @@ def _block_path(work: Path, i: int) -> Path:
     return work / f"block-{i:06d}.npz"
 
 
-#: what a block's checkpoint holds: the :class:`~trueneg.mine.Selection` arrays (a block saved
-#: before ``out_of_bounds`` was one of them reads as unreadable and is computed again)
-_BLOCK_FIELDS = (
-    "offsets",
-    "ids",
-    "scores",
-    "eligible",
-    "band_offsets",
-    "band_ids",
-    "band_scores",
-    "out_of_bounds",
-)
+#: what a block's checkpoint holds: the :class:`~trueneg.mine.Selection` arrays, by name (a block
+#: saved before ``out_of_bounds`` was one of them reads as unreadable and is computed again)
+_BLOCK_FIELDS = tuple(f.name for f in dataclasses.fields(Selection))
 
 
 def _save_block(path: Path, sel: tuple[np.ndarray, ...]) -> None:
