@@ -79,8 +79,8 @@ def embed_shard(encoder: Any, batch: Batch, kind: str = "passage") -> np.ndarray
 def mine_shard(batch: Batch, *, corpus: Any, params: dict[str, Any]) -> Batch:
     """Negatives for a shard of examples: ``query_embedding`` (one row per example) and
     ``positives`` (lists of corpus rows) in; ``negatives``, ``scores``, ``eligible``, ``band_ids``,
-    ``band_scores``, ``out_of_bounds`` out, by the same :func:`trueneg.mine.select_negatives` as the local engine.
-    ``corpus`` may be a Ray object ref."""
+    ``band_scores``, ``out_of_bounds`` out, by the same :func:`trueneg.mine.select_negatives` as
+    the local engine. ``corpus`` may be a Ray object ref."""
     from trueneg.mine import select_negatives
 
     if not isinstance(corpus, np.ndarray):

@@ -605,9 +605,6 @@ pub(crate) fn topk_int8(
                 let n_pad = pc.data.len() / (d4 * 4);
                 for j0 in (0..n_pad).step_by(NR) {
                     for i0 in (0..mp).step_by(MR) {
-                        // SAFETY: the CPU has the features (checked above); the pointers
-                        // cover MR query rows of d4*4 bytes and 2 blocks of 16*d4*4 bytes,
-                        // `states` has a state for each of the MR rows (padding included).
                         // each query group asks for its share of the next corpus tile (one
                         // line per 8 steps: with 16 groups the whole tile), so the tile is in
                         // L2 when the first group reaches it instead of in memory
@@ -615,6 +612,10 @@ pub(crate) fn topk_int8(
                             .data
                             .as_ptr()
                             .wrapping_add((j0 + NR) * d4 * 4 + (i0 / MR) * d4.div_ceil(8) * 64);
+                        // SAFETY: the CPU has the features (checked above); the pointers
+                        // cover a group of MR interleaved query rows (MR*d4*4 bytes) and 2
+                        // blocks of 16*d4*4 bytes, `states` has a state for each of the MR
+                        // rows (padding included); `next` is only prefetched, never read.
                         unsafe {
                             tile(
                                 qd.as_ptr().add(i0 * d4 * 4),
@@ -765,7 +766,8 @@ fn dot_lanes(a: &[f32], b: &[f32]) -> f32 {
 /// MR queries x 32 corpus rows: int8 dot products (the accumulators start at the rows'
 /// `-128 * sum`, so they end at the int8 dot of the signed rows), then the bound check against
 /// each query's `lim`; the rare rows that pass are checked with their own bound and offered to
-/// the query's state.
+/// the query's state. `q` holds the MR queries interleaved (`[k4][query][4 bytes]`); one line
+/// from `next` on is prefetched every 8 steps.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,popcnt")]
 unsafe fn tile(
