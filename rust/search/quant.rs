@@ -894,9 +894,9 @@ fn dot_lanes(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// MR queries x 32 corpus rows: int8 dot products (the accumulators start at the rows'
-/// `-128 * sum`, so they end at the int8 dot of the signed rows), then the bound check against
-/// each query's `lim`; the rare rows that pass are checked with their own bound and offered to
-/// the query's state. `q` holds the MR queries interleaved (`[k4][query][4 bytes]`); one line
+/// `-128 * sum`, so they end at the int8 dot of the signed rows), then each row's own upper
+/// bound tested against each query's threshold (in the kernel's units: `lim`, `lim_hat`,
+/// `lim_err`); the rare rows that pass are offered to the query's state. `q` holds the MR queries interleaved (`[k4][query][4 bytes]`); one line
 /// from `next` on is prefetched every 8 steps.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,popcnt")]
@@ -983,14 +983,15 @@ unsafe fn tile(
         let st = &mut states[i];
         let n = st.norms;
         let approx = _mm512_mul_ps(v[b], _mm512_set1_ps(st.scale));
+        let (hat, err) = if half == 0 {
+            (hat0, err0)
+        } else {
+            (hat1, err1)
+        };
         let width = _mm512_fmadd_ps(
-            _mm512_loadu_ps(pc.hat.as_ptr().add(j)),
+            hat,
             _mm512_set1_ps(n.err),
-            _mm512_fmadd_ps(
-                _mm512_loadu_ps(pc.err.as_ptr().add(j)),
-                _mm512_set1_ps(n.norm),
-                _mm512_set1_ps(st.slack),
-            ),
+            _mm512_fmadd_ps(err, _mm512_set1_ps(n.norm), _mm512_set1_ps(st.slack)),
         );
         st.offer16(j, approx, width, if half == 0 { valid0 } else { valid1 });
     }
