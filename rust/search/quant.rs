@@ -999,17 +999,8 @@ unsafe fn tile(
 
 #[cfg(test)]
 mod tests {
+    use super::super::topk::tests::data;
     use super::*;
-
-    fn lcg(seed: u64) -> impl FnMut() -> f32 {
-        let mut s = seed;
-        move || {
-            s = s
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            (s >> 40) as f32 / (1u64 << 24) as f32
-        }
-    }
 
     #[test]
     fn lower_bounds_keep_the_kth_largest() {
@@ -1017,12 +1008,11 @@ mod tests {
             return;
         }
         for k in [1, 2, 15, 16, 17, 100, 257] {
-            let mut next = lcg(k as u64);
             let mut heap = LowerBounds::new(k);
             let mut seen = Vec::new();
-            for _ in 0..5000 {
+            for v in data(5000, 1, k as u64) {
                 // few distinct values: ties among children
-                let x = (next() * 300.0).floor();
+                let x = ((v + 0.5) * 300.0).floor();
                 seen.push(x);
                 if heap.len() < k {
                     heap.push(x);
@@ -1059,9 +1049,9 @@ mod tests {
             return;
         }
         let (d, nc, k) = (64, 3000, 10);
-        let mut next = lcg(11);
-        let steps: Vec<Vec<f32>> = (0..nc / 2)
-            .map(|_| (1..d).map(|_| 80.0 + (next() * 2.0).floor()).collect())
+        let steps: Vec<Vec<f32>> = data(nc / 2, d - 1, 11)
+            .chunks_exact(d - 1)
+            .map(|r| r.iter().map(|v| 80.0 + ((v + 0.5) * 2.0).floor()).collect())
             .collect();
         let mut c = Vec::with_capacity(nc * d);
         for m in &steps {
@@ -1077,12 +1067,8 @@ mod tests {
             );
         }
         let nq = 24;
-        let mut q = Vec::with_capacity(nq * d);
-        for i in 0..nq {
-            for _ in 0..d {
-                q.push(if i < 8 { 0.125 } else { next() - 0.5 });
-            }
-        }
+        let mut q = vec![0.125; 8 * d];
+        q.extend(data(nq - 8, d, 12));
         let (q_rows, c_rows) = (&q[..], &c[..]);
         let (q, c) = (Rows::F32(&q), Rows::F32(&c));
         let (fast, again) = topk_int8_share(q, c, d, k, optimistic_share(d)).unwrap();

@@ -279,7 +279,7 @@ thread_local! {
 
 #[cfg(test)]
 #[allow(clippy::many_single_char_names)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     fn brute(q: &[f32], c: &[f32], d: usize, k: usize) -> Vec<i64> {
@@ -303,7 +303,8 @@ mod tests {
         out
     }
 
-    fn data(n: usize, d: usize, seed: u64) -> Vec<f32> {
+    /// `n` rows of `d` values in [-0.5, 0.5), a fixed sequence per seed.
+    pub(crate) fn data(n: usize, d: usize, seed: u64) -> Vec<f32> {
         let mut s = seed;
         (0..n * d)
             .map(|_| {
