@@ -12,9 +12,14 @@
 //! for the f32 rounding of the approximate score).
 //!
 //! The threshold is first raised with optimistic lower bounds (the approximate score less a
-//! share of its bound): a query whose k-th exact score reaches that threshold is proven exact
-//! (every row scoring that much had an upper bound above it all along), the rare other one is
-//! searched again with the rigorous bounds.
+//! share of its bound) and, on corpora of 8,192 rows or more, scanned in a fixed pseudo-random
+//! order, with a schedule: over the first 1/64, 1/16 and 1/4 of the rows the threshold is a
+//! higher-ranked lower bound (the 9th, 18th, 43rd largest at k = 100): a random sample of that
+//! share of the rows holds that many of the k - 1 rows scoring above the k-th only by rare
+//! chance (1e-4), so the threshold stays below the k-th score. A query whose k-th exact
+//! score reaches its final threshold is proven exact (every row scoring that much had an upper
+//! bound above the threshold all along), the rare other one is searched again with the rigorous
+//! bounds and no schedule.
 //!
 //! The kernel's cost is the 8 x 32 tile of `vpdpbusd` (at the instruction's throughput on Zen 4);
 //! after each tile a multiply, two multiply-adds and a compare per 16 rows and query test each
@@ -41,6 +46,13 @@ const NR: usize = 32;
 /// Xeon the first group otherwise waited on memory for every tile (the loop ran at ~60% of the
 /// `vpdpbusd` throughput instead of ~80%; 256 queries per task are no faster).
 const QT: usize = 128;
+/// The scan's schedule ([`schedule`]): its parts end at a quarter, a sixteenth, ... of the
+/// corpus, the first after at least `FIRST_PART` rows; each part's count of lower bounds is
+/// exceeded by chance with probability `SCHEDULE_EPS`. Corpora of fewer than `SCHEDULE_FROM`
+/// rows have no schedule (and are scanned in their own order).
+const FIRST_PART: usize = 2048;
+const SCHEDULE_FROM: usize = 4 * FIRST_PART;
+const SCHEDULE_EPS: f64 = 1e-4;
 
 /// Whether this CPU runs the int8 kernel.
 pub fn available() -> bool {
@@ -268,6 +280,10 @@ struct PackedCorpus {
     d: usize,
     d4: usize,
     n: usize,
+    /// the corpus row in each slot (the scan's order): a fixed pseudo-random permutation from
+    /// [`SCHEDULE_FROM`] rows on, so that any prefix of the scan is a random sample of the corpus
+    /// whatever the corpus's order (empty: slot = row)
+    order: Vec<u32>,
     data: Bytes,
     /// per row (padded): scale, `-128 * sum` of the int8 values (the u8 offset of the queries),
     /// norms of the quantised row and of its error; the largest norms of the rows, of their
@@ -289,6 +305,11 @@ fn pack_corpus(c: Rows<'_>, d: usize) -> PackedCorpus {
     let mut scale = vec![0f32; n_pad];
     let mut sums = vec![0i32; n_pad];
     let mut norms = vec![RowNorms::default(); n_pad];
+    let order = if n >= SCHEDULE_FROM {
+        scan_order(n)
+    } else {
+        Vec::new()
+    };
     let block_bytes = 16 * d4 * 4;
     data.par_chunks_mut(block_bytes)
         .zip(scale.par_chunks_mut(16))
@@ -303,7 +324,8 @@ fn pack_corpus(c: Rows<'_>, d: usize) -> PackedCorpus {
                 if j >= n {
                     break;
                 }
-                let x = c.widen(j * d, (j + 1) * d, &mut wide);
+                let src = order.get(j).map_or(j, |&r| r as usize);
+                let x = c.widen(src * d, (src + 1) * d, &mut wide);
                 let (s, t, r) = quantise_row(x, &mut row[..d]);
                 sc[lane] = s;
                 su[lane] = t;
@@ -320,6 +342,7 @@ fn pack_corpus(c: Rows<'_>, d: usize) -> PackedCorpus {
         d,
         d4,
         n,
+        order,
         data,
         scale,
         neg128sum: sums.iter().map(|&s| -128 * s).collect(),
@@ -329,6 +352,24 @@ fn pack_corpus(c: Rows<'_>, d: usize) -> PackedCorpus {
         max_hat: norms.iter().fold(0f32, |a, r| a.max(r.hat)),
         max_err: norms.iter().fold(0f32, |a, r| a.max(r.err)),
     }
+}
+
+/// A fixed pseudo-random permutation of `0..n` (Fisher-Yates driven by the `SplitMix64` generator from a
+/// constant seed: the same order on every run and machine).
+fn scan_order(n: usize) -> Vec<u32> {
+    let mut order: Vec<u32> = (0..n as u32).collect();
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    for i in (1..n).rev() {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        // (z * (i + 1)) >> 64: uniform in 0..=i up to a bias of (i + 1) / 2^64
+        let j = ((u128::from(z) * (i as u128 + 1)) >> 64) as usize;
+        order.swap(i, j);
+    }
+    order
 }
 
 /// f32 with a total order, for the heap of exact scores in [`rescore`].
@@ -431,7 +472,8 @@ impl LowerBounds {
     }
 }
 
-/// A candidate row and its upper bound (laid out as two 32-bit lanes, written by the kernel).
+/// A candidate and its upper bound (laid out as two 32-bit lanes, written by the kernel): its
+/// slot in the packed corpus during the scan, its corpus row when re-scored.
 #[repr(C)]
 #[derive(Clone, Copy)]
 struct Cand {
@@ -445,6 +487,9 @@ struct Cand {
 /// and the candidates whose upper bound reached the threshold when they were seen.
 struct QueryState {
     k: usize,
+    /// how many lower bounds `lbs` keeps now (the schedule's count for the part of the scan
+    /// reached; `k` at the end)
+    cap: usize,
     lbs: LowerBounds,
     threshold: f32,
     /// `threshold` in the kernel's units: a row whose `v = scale * (int8 dot - 128 * sum)` is
@@ -473,6 +518,7 @@ impl QueryState {
         let slack = 1e-6 * norms.norm * pc.max_norm;
         let mut st = Self {
             k,
+            cap: k,
             lbs: LowerBounds::new(k),
             threshold: f32::NEG_INFINITY,
             lim: f32::INFINITY,
@@ -584,9 +630,9 @@ impl QueryState {
     #[target_feature(enable = "avx512f")]
     #[inline]
     unsafe fn push_lb(&mut self, x: f32) {
-        if self.lbs.len() < self.k {
+        if self.lbs.len() < self.cap {
             self.lbs.push(x);
-            if self.lbs.len() < self.k {
+            if self.lbs.len() < self.cap {
                 return;
             }
         } else {
@@ -603,7 +649,8 @@ impl QueryState {
 ///
 /// Two passes: the first raises each query's threshold with optimistic lower bounds (the
 /// approximate score less a fraction of its error bound, [`optimistic_share`]), which prunes
-/// about half of the rows the rigorous bound lets through; the upper bounds stay rigorous, so a
+/// about half of the rows the rigorous bound lets through, and early in the scan with the
+/// higher-ranked lower bounds of [`schedule`]; the upper bounds stay rigorous, so a
 /// query's answer is exact whenever its k-th exact score reaches the threshold it was searched
 /// with (every row scoring that much had an upper bound above the threshold all along). The
 /// rare query whose answer cannot be proven so is searched again with rigorous lower bounds.
@@ -695,6 +742,68 @@ fn optimistic_share(d: usize) -> f32 {
     (4.0 / (2.0 * d as f32).sqrt()).min(1.0)
 }
 
+/// The first pass's schedule over the scan of `n` slots: `(at, cap)`, from slot `at` on (a
+/// multiple of `NR`) a query's threshold is the `cap`-th largest of its lower bounds (once it has
+/// that many); the last part's `cap` is `k`.
+///
+/// Why: with the k-th largest lower bound from the start, a query raises its threshold ~k (1 +
+/// ln(n / k)) times (860 heap updates a query at k = 100 on 200,000 rows) and takes the rows
+/// within its error bound of each. Where the scan's order is random (the packed corpus is
+/// permuted), the rows of a prefix of share f hold fewer than `cap` of the k - 1 rows scoring
+/// above the k-th except with probability [`SCHEDULE_EPS`] ([`kept_in_prefix`]), so the
+/// `cap`-th largest lower bound over the prefix is still at most the k-th score: ~9 lower
+/// bounds raise the threshold over the first 1/64 of the rows, 18 over the first 1/16, 43 over
+/// the first quarter (k = 100), ~240 heap updates and ~600 rows taken a query instead of 860
+/// and 1,700 (simulated). A threshold that is nonetheless too high cannot go unnoticed: the
+/// query's k-th exact score is then below it and the query is searched again with rigorous
+/// bounds and no schedule.
+fn schedule(k: usize, n: usize) -> Vec<(usize, usize)> {
+    let mut plan = Vec::new();
+    let mut ends = Vec::new();
+    let mut at = n;
+    loop {
+        at /= 4;
+        let at_tile = at / NR * NR;
+        if at_tile < FIRST_PART {
+            break;
+        }
+        ends.push(at_tile);
+    }
+    ends.reverse();
+    let mut start = 0;
+    for end in ends {
+        let cap = kept_in_prefix(k, end as f64 / n as f64, SCHEDULE_EPS);
+        if cap >= k {
+            break;
+        }
+        plan.push((start, cap));
+        start = end;
+    }
+    plan.push((start, k));
+    plan
+}
+
+/// The smallest `j` with P(Binomial(k - 1, f) >= j) <= eps: of the k - 1 rows scoring above the
+/// k-th, placed at random, fewer than j are in a prefix of share f except with probability eps.
+fn kept_in_prefix(k: usize, f: f64, eps: f64) -> usize {
+    let n = (k - 1) as f64;
+    if f >= 1.0 || k <= 1 {
+        return k;
+    }
+    let (lf, lq) = (f.ln(), (1.0 - f).ln());
+    let mut lp = n * lq; // log P(X = 0)
+    let mut below = 0.0; // P(X < j)
+    for j in 0..k {
+        below += lp.exp();
+        if 1.0 - below <= eps {
+            return j + 1;
+        }
+        let i = j as f64;
+        lp += ((n - i) / (i + 1.0)).ln() + lf - lq;
+    }
+    k
+}
+
 /// Searches the queries `ids` through the packed corpus: for each, its top-k (exact scores,
 /// best first) and whether it is proven (always, when `share` is 1: rigorous lower bounds).
 #[allow(clippy::too_many_lines)] // one block: quantise, scan, re-score
@@ -734,7 +843,22 @@ fn search_block(
         states.push(QueryState::new(k, s, norms, pc, share));
     }
     let n_pad = pc.data.len() / (d4 * 4);
+    let plan = if share < 1.0 && !pc.order.is_empty() {
+        schedule(k, pc.n)
+    } else {
+        Vec::new()
+    };
+    let mut next_phase = 0;
     for j0 in (0..n_pad).step_by(NR) {
+        while let Some(&(at, cap)) = plan.get(next_phase) {
+            if at > j0 {
+                break;
+            }
+            for st in &mut states {
+                st.cap = cap;
+            }
+            next_phase += 1;
+        }
         for i0 in (0..mp).step_by(MR) {
             // each query group asks for its share of the next corpus tile (one line per 8
             // steps: with 16 groups the whole tile), so the tile is in L2 when the first group
@@ -770,7 +894,14 @@ fn search_block(
             }
             let x = queries.widen(q * d, (q + 1) * d, &mut qwide);
             let threshold = st.threshold;
-            let exact = rescore(x, corpus, d, nc, k, threshold, st.cands, &mut cwide);
+            let mut cands = st.cands;
+            cands.retain(|c| c.ub >= threshold && (c.row as usize) < nc);
+            if !pc.order.is_empty() {
+                for c in &mut cands {
+                    c.row = pc.order[c.row as usize];
+                }
+            }
+            let exact = rescore(x, corpus, d, k, cands, &mut cwide);
             // every row scoring at least the k-th exact score had an upper bound at least the
             // threshold at any time of the scan: it is a candidate, so the answer is exact
             let proven = threshold == f32::NEG_INFINITY
@@ -780,23 +911,19 @@ fn search_block(
         .collect()
 }
 
-/// The exact top-k of a query among its candidates `(row, upper bound)`: the candidates whose
-/// upper bound reaches `threshold` (at most the k-th largest score) are scored exactly in the
+/// The exact top-k of a query among its candidates `(row, upper bound)` (those whose upper bound
+/// reaches the query's final threshold): they are scored exactly in the
 /// order of their upper bounds, largest first, until the next upper bound is below the k-th best
 /// exact score found (no later candidate can enter, not even by a tie). Sorted by score, ties
 /// by the lower row.
-#[allow(clippy::too_many_arguments)]
 fn rescore(
     q: &[f32],
     corpus: Rows<'_>,
     d: usize,
-    nc: usize,
     k: usize,
-    threshold: f32,
     mut cands: Vec<Cand>,
     scratch: &mut Vec<f32>,
 ) -> Vec<(f32, u32)> {
-    cands.retain(|c| c.ub >= threshold && (c.row as usize) < nc);
     let order = |a: &Cand, b: &Cand| b.ub.total_cmp(&a.ub).then(a.row.cmp(&b.row));
     // usually about 2.7 k candidates are scored: the largest 3 k upper bounds are sorted
     // first, the rest only if the scoring gets that far
@@ -1001,6 +1128,109 @@ unsafe fn tile(
 mod tests {
     use super::super::topk::tests::data;
     use super::*;
+
+    #[test]
+    fn kept_in_prefix_is_the_binomial_quantile() {
+        // P(Binomial(n, f) >= j) summed term by term from the binomial coefficients
+        fn tail(n: usize, f: f64, j: usize) -> f64 {
+            (j..=n)
+                .map(|i| {
+                    let c: f64 = (0..i).map(|t| (n - t) as f64 / (t + 1) as f64).product();
+                    c * f.powi(i as i32) * (1.0 - f).powi((n - i) as i32)
+                })
+                .sum()
+        }
+        for (k, f) in [
+            (100, 1.0 / 64.0),
+            (100, 0.25),
+            (10, 0.25),
+            (1000, 1.0 / 16.0),
+            (40, 0.5),
+        ] {
+            let j = kept_in_prefix(k, f, 1e-4);
+            assert!(tail(k - 1, f, j) <= 1e-4, "k {k} f {f} j {j}");
+            assert!(tail(k - 1, f, j - 1) > 1e-4, "k {k} f {f} j {j}");
+        }
+        assert_eq!(kept_in_prefix(1, 0.25, 1e-4), 1);
+        assert_eq!(kept_in_prefix(100, 1.0, 1e-4), 100);
+    }
+
+    #[test]
+    fn schedule_counts_rise_to_k() {
+        let plan = schedule(100, 200_000);
+        // parts end at 200,000 / 64, / 16, / 4 (in whole tiles); their counts rise to k
+        let at: Vec<usize> = plan.iter().map(|p| p.0).collect();
+        assert_eq!(at, vec![0, 3104, 12_480, 49_984]);
+        let caps: Vec<usize> = plan.iter().map(|p| p.1).collect();
+        assert!(caps.windows(2).all(|w| w[0] < w[1]), "{caps:?}");
+        assert_eq!(caps.last(), Some(&100));
+        assert!(caps[0] < 12, "{caps:?}");
+        // no part where the count would reach k; none on a corpus too small
+        assert_eq!(schedule(100, SCHEDULE_FROM - 1), vec![(0, 100)]);
+        assert_eq!(schedule(100, SCHEDULE_FROM).len(), 2);
+        assert_eq!(schedule(3, 200_000), vec![(0, 3)]);
+    }
+
+    #[test]
+    fn scan_order_is_a_fixed_random_permutation() {
+        let n = 50_000;
+        let order = scan_order(n);
+        assert_eq!(order, scan_order(n));
+        let mut seen = vec![false; n];
+        for &r in &order {
+            assert!(!std::mem::replace(&mut seen[r as usize], true));
+        }
+        // the first quarter of the slots holds about a quarter of any run of rows
+        for run in [0..2000u32, 20_000..22_000, 48_000..50_000] {
+            let inside = order[..n / 4].iter().filter(|r| run.contains(r)).count();
+            assert!((400..600).contains(&inside), "{inside}");
+        }
+    }
+
+    #[test]
+    fn a_corpus_sorted_by_topic_is_still_proven_in_one_pass() {
+        // 100 topics of 200 consecutive rows each, queries near the first 32 topics: each
+        // query's top 50 are rows of its own topic, all in the first quarter of the corpus.
+        // Scanned in the corpus's order, the schedule's first part (a quarter of the rows,
+        // ~26 lower bounds) would hold all 50 and set the threshold above the 50th score, so
+        // every query would be searched again; in the permuted order none is
+        if !available() {
+            return;
+        }
+        let (d, topics, per, k) = (32, 100, 200, 50);
+        let nc = topics * per;
+        let centres = data(topics, d, 21);
+        let noise = data(nc, d, 22);
+        let c: Vec<f32> = (0..nc * d)
+            .map(|i| 4.0 * centres[(i / d / per) * d + i % d] + noise[i])
+            .collect();
+        let nq = 32;
+        let qn = data(nq, d, 23);
+        let q: Vec<f32> = (0..nq * d)
+            .map(|i| 4.0 * centres[i] + 0.5 * qn[i])
+            .collect();
+        let (qr, cr) = (Rows::F32(&q), Rows::F32(&c));
+        let (fast, again) = topk_int8_share(qr, cr, d, k, optimistic_share(d)).unwrap();
+        assert_eq!(again, 0, "every query proven by the first pass");
+        let (slow, _) = topk_int8_share(qr, cr, d, k, 1.0).unwrap();
+        assert_eq!(fast, slow);
+        for i in 0..nq {
+            let mut all: Vec<(f32, u32)> = (0..nc)
+                .map(|j| {
+                    (
+                        dot(&q[i * d..(i + 1) * d], &c[j * d..(j + 1) * d]),
+                        j as u32,
+                    )
+                })
+                .collect();
+            all.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+            for (o, &(s, j)) in all.iter().take(k).enumerate() {
+                assert_eq!(j as usize / per, i, "query {i}: its own topic");
+                assert_eq!(fast.indices[i * k + o], i64::from(j), "query {i}");
+                assert_eq!(fast.scores[i * k + o].to_bits(), s.to_bits(), "query {i}");
+            }
+        }
+    }
 
     #[test]
     fn lower_bounds_keep_the_kth_largest() {
