@@ -83,10 +83,10 @@ fn quantise_row(x: &[f32], out: &mut [i8]) -> (f32, i32, RowNorms) {
 
 /// [`quantise_row_lanes`] in AVX-512 registers: the same scale, values rounded to nearest (ties
 /// to even, where the portable copy rounds them away from zero: either is a valid quantisation,
-/// the bounds are of the values written), the norms summed in f32 (the int8 squares in i32)
-/// with a margin for their rounding instead of in f64: upper bounds all the same, looser by
-/// (n / 16 + 16) * 2^-23 relative (6e-6 at n = 384). The compiler's version of the portable copy left 17 cycles per value
-/// on a Xeon, 8% of a search.
+/// the bounds are of the values written), the norms summed in f32 in units of the scale (the
+/// int8 squares in i32) with a margin for their rounding instead of in f64: upper bounds all
+/// the same, looser by (n / 16 + 16) * 2^-23 relative (6e-6 at n = 384). The compiler's version
+/// of the portable copy left 17 cycles per value on a Xeon, 8% of a search.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw")]
 unsafe fn quantise_row_avx512(x: &[f32], out: &mut [i8]) -> (f32, i32, RowNorms) {
@@ -127,24 +127,27 @@ unsafe fn quantise_row_avx512(x: &[f32], out: &mut [i8]) -> (f32, i32, RowNorms)
         let mask = lanes(i);
         // lanes past the row load as 0 and quantise to 0: they add nothing
         let v = _mm512_maskz_loadu_ps(mask, x.as_ptr().add(i));
-        let r = _mm512_cvt_roundps_epi32::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
-            _mm512_mul_ps(v, vinv),
-        );
+        // the value in units of the scale (|t| <= 127): its square never overflows, and only
+        // values 1e-19 below the row's largest underflow, far inside the kernel's slack
+        let t = _mm512_mul_ps(v, vinv);
+        let r = _mm512_cvt_roundps_epi32::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(t);
         let r = _mm512_max_epi32(_mm512_min_epi32(r, hi), lo);
         _mm512_mask_cvtepi32_storeu_epi8(out.as_mut_ptr().add(i).cast(), mask, r);
         sum = _mm512_add_epi32(sum, r);
         r2 = _mm512_add_epi32(r2, _mm512_mullo_epi32(r, r));
-        // v - scale * r rounded once (the inputs are exact f32 values)
-        let e = _mm512_fnmadd_ps(vscale, _mm512_cvtepi32_ps(r), v);
+        // the error v - scale * r rounded once (its inputs are exact f32 values), then in units
+        // of the scale
+        let e = _mm512_mul_ps(_mm512_fnmadd_ps(vscale, _mm512_cvtepi32_ps(r), v), vinv);
         err2 = _mm512_fmadd_ps(e, e, err2);
-        x2 = _mm512_fmadd_ps(v, v, x2);
+        x2 = _mm512_fmadd_ps(t, t, x2);
     }
     // sums of squares in f32: each lane adds n / 16 terms, then 4 levels of the reduction, each
-    // operation rounded (relative error 2^-24), the error values themselves rounded once: the
-    // relative error is below (n / 16 + 8) * 2^-24, covered with room by the margin; the
-    // squares of the int8 values sum exactly in i32 (each lane below 2^31 for n < 2 million)
+    // operation rounded (relative error 2^-24), each value rounded twice before (the product
+    // by 127 / m, itself rounded, and scale * (127 / m) within 2^-23 of 1): the relative error
+    // of a norm is below (n / 16 + 12) * 2^-24, covered with room by the margin; the squares of
+    // the int8 values sum exactly in i32 (each lane below 2^31 for n < 2 million)
     let margin = 1.0 + 1e-6 + (n / 16 + 16) as f64 * f64::from(f32::EPSILON);
-    let up = |v: f32| (f64::from(v).sqrt() * margin) as f32; // never under
+    let up = |v: f32| (f64::from(scale) * f64::from(v).sqrt() * margin) as f32; // never under
     let r2 = _mm512_reduce_add_epi64(_mm512_add_epi64(
         _mm512_cvtepi32_epi64(_mm512_castsi512_si256(r2)),
         _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64::<1>(r2)),
@@ -351,8 +354,8 @@ fn pack_corpus(c: Rows<'_>, d: usize) -> PackedCorpus {
     }
 }
 
-/// A fixed pseudo-random permutation of `0..n` (Fisher-Yates driven by the `SplitMix64` generator from a
-/// constant seed: the same order on every run and machine).
+/// A fixed pseudo-random permutation of `0..n` (Fisher-Yates driven by the `SplitMix64`
+/// generator from a constant seed: the same order on every run and machine).
 fn scan_order(n: usize) -> Vec<u32> {
     let mut order: Vec<u32> = (0..n as u32).collect();
     let mut state = 0x9e37_79b9_7f4a_7c15_u64;
@@ -1134,7 +1137,7 @@ mod tests {
             return;
         }
         for (t, d) in [3, 16, 37, 384, 1000, 4096].into_iter().enumerate() {
-            for (u, mag) in [1e-3f32, 1.0, 3e4].into_iter().enumerate() {
+            for (u, mag) in [1e-25f32, 1e-3, 1.0, 3e4, 1e25].into_iter().enumerate() {
                 let mut x = data(1, d, (10 * t + u) as u64);
                 for (i, v) in x.iter_mut().enumerate() {
                     // values over many binades, a few large ones
