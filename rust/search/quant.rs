@@ -37,9 +37,11 @@ use crate::pool;
 
 use super::topk::{Rows, TopK};
 
-/// Queries per kernel call, corpus rows per kernel call (two 16-lane registers).
+/// Queries per kernel call, corpus rows per kernel call (`NB` 16-lane registers: 2 x 8 of the 32
+/// registers hold accumulators; 48 rows, 24 accumulators, measured no faster on the Xeon).
 const MR: usize = 8;
 const NR: usize = 32;
+const NB: usize = NR / 16;
 /// Queries per task at most: their int8 rows stay in L2 while each 32-row corpus tile, loaded
 /// once per task, stays in L1 across all of them (the corpus streams once per task). Each group
 /// of `MR` queries prefetches its share of the next tile into L2 (with 16 groups, all of it): on a
@@ -860,15 +862,15 @@ fn search_block(
             next_phase += 1;
         }
         for i0 in (0..mp).step_by(MR) {
-            // each query group asks for its share of the next corpus tile (one line per 8
-            // steps: with 16 groups the whole tile), so the tile is in L2 when the first group
-            // reaches it instead of in memory
+            // each query group asks for its share of the next corpus tile (for 32 rows one
+            // line per 8 steps: with 16 groups the whole tile), so the tile is in L2 when the
+            // first group reaches it instead of in memory
             let next = pc
                 .data
                 .as_ptr()
-                .wrapping_add((j0 + NR) * d4 * 4 + (i0 / MR) * d4.div_ceil(8) * 64);
+                .wrapping_add((j0 + NR) * d4 * 4 + (i0 / MR) * (d4 * NR).div_ceil(256) * 64);
             // SAFETY: the CPU has the features (checked by the caller); the pointers cover a
-            // group of MR interleaved query rows (MR*d4*4 bytes) and 2 blocks of 16*d4*4 bytes,
+            // group of MR interleaved query rows (MR*d4*4 bytes) and NB blocks of 16*d4*4 bytes,
             // `states` has a state for each of the MR rows (padding included); `next` is only
             // prefetched, never read.
             unsafe {
@@ -1020,11 +1022,12 @@ fn dot_lanes(a: &[f32], b: &[f32]) -> f32 {
     s
 }
 
-/// MR queries x 32 corpus rows: int8 dot products (the accumulators start at the rows'
+/// MR queries x NR corpus rows: int8 dot products (the accumulators start at the rows'
 /// `-128 * sum`, so they end at the int8 dot of the signed rows), then each row's own upper
 /// bound tested against each query's threshold (in the kernel's units: `lim`, `lim_hat`,
-/// `lim_err`); the rare rows that pass are offered to the query's state. `q` holds the MR queries interleaved (`[k4][query][4 bytes]`); one line
-/// from `next` on is prefetched every 8 steps.
+/// `lim_err`); the rare rows that pass are offered to the query's state. `q` holds the MR
+/// queries interleaved (`[k4][query][4 bytes]`); from `next` on, `NR * d4 / 256` lines are
+/// prefetched, spread over the steps (one every 8 steps for 32 rows).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,popcnt")]
 unsafe fn tile(
@@ -1039,26 +1042,31 @@ unsafe fn tile(
     use std::arch::x86_64::{
         __m512i, _mm512_cmp_ps_mask, _mm512_cvtepi32_ps, _mm512_dpbusd_epi32, _mm512_fmadd_ps,
         _mm512_fnmadd_ps, _mm512_loadu_ps, _mm512_loadu_si512, _mm512_mul_ps, _mm512_set1_epi32,
-        _mm512_set1_ps, _mm512_setzero_ps, _mm_prefetch, _CMP_GE_OQ, _MM_HINT_T1,
+        _mm512_set1_ps, _mm512_setzero_ps, _mm512_setzero_si512, _mm_prefetch, _CMP_GE_OQ,
+        _MM_HINT_T1,
     };
-    let o0 = _mm512_loadu_si512(pc.neg128sum.as_ptr().add(j0).cast());
-    let o1 = _mm512_loadu_si512(pc.neg128sum.as_ptr().add(j0 + 16).cast());
-    let mut acc: [__m512i; 2 * MR] = [o0; 2 * MR];
-    for i in 0..MR {
-        acc[2 * i + 1] = o1;
-    }
-    let c1 = c.add(16 * d4 * 4);
-    for k4 in 0..d4 {
-        if k4 % 8 == 0 {
-            // a hint: never faults, past the corpus included
-            _mm_prefetch::<_MM_HINT_T1>(next.wrapping_add(k4 / 8 * 64).cast());
+    let mut acc: [__m512i; NB * MR] = [_mm512_setzero_si512(); NB * MR];
+    for bb in 0..NB {
+        let o = _mm512_loadu_si512(pc.neg128sum.as_ptr().add(j0 + 16 * bb).cast());
+        for i in 0..MR {
+            acc[NB * i + bb] = o;
         }
-        let b0 = _mm512_loadu_si512(c.add(k4 * 64).cast());
-        let b1 = _mm512_loadu_si512(c1.add(k4 * 64).cast());
+    }
+    for k4 in 0..d4 {
+        // the group's share of the next tile: NR * d4 / 256 lines spread over its d4 steps
+        if (k4 * NR) % 256 < NR {
+            // a hint: never faults, past the corpus included
+            _mm_prefetch::<_MM_HINT_T1>(next.wrapping_add(k4 * NR / 256 * 64).cast());
+        }
+        let mut bv = [_mm512_setzero_si512(); NB];
+        for (bb, x) in bv.iter_mut().enumerate() {
+            *x = _mm512_loadu_si512(c.add(bb * 16 * d4 * 4 + k4 * 64).cast());
+        }
         for i in 0..MR {
             let a = _mm512_set1_epi32(q.add(k4 * MR * 4 + i * 4).cast::<i32>().read_unaligned());
-            acc[2 * i] = _mm512_dpbusd_epi32(acc[2 * i], a, b0);
-            acc[2 * i + 1] = _mm512_dpbusd_epi32(acc[2 * i + 1], a, b1);
+            for bb in 0..NB {
+                acc[NB * i + bb] = _mm512_dpbusd_epi32(acc[NB * i + bb], a, bv[bb]);
+            }
         }
     }
     // |acc| <= 127 * 127 * d < 2^24: converted to f32 exactly. approx = t * s * acc, error at
@@ -1074,53 +1082,49 @@ unsafe fn tile(
             0
         }
     };
-    let (valid0, valid1) = (valid(j0), valid(j0 + 16));
-    let sv0 = _mm512_loadu_ps(pc.scale.as_ptr().add(j0));
-    let sv1 = _mm512_loadu_ps(pc.scale.as_ptr().add(j0 + 16));
-    let (hat0, hat1) = (
-        _mm512_loadu_ps(pc.hat.as_ptr().add(j0)),
-        _mm512_loadu_ps(pc.hat.as_ptr().add(j0 + 16)),
+    let mut vmask = [0u16; NB];
+    let (mut sv, mut hat, mut err) = (
+        [_mm512_setzero_ps(); NB],
+        [_mm512_setzero_ps(); NB],
+        [_mm512_setzero_ps(); NB],
     );
-    let (err0, err1) = (
-        _mm512_loadu_ps(pc.err.as_ptr().add(j0)),
-        _mm512_loadu_ps(pc.err.as_ptr().add(j0 + 16)),
-    );
-    // every (query, half) tested without a branch; bit 2i+half of `pass` set where any lane passed
+    for bb in 0..NB {
+        vmask[bb] = valid(j0 + 16 * bb);
+        sv[bb] = _mm512_loadu_ps(pc.scale.as_ptr().add(j0 + 16 * bb));
+        hat[bb] = _mm512_loadu_ps(pc.hat.as_ptr().add(j0 + 16 * bb));
+        err[bb] = _mm512_loadu_ps(pc.err.as_ptr().add(j0 + 16 * bb));
+    }
+    // every (query, block) tested without a branch; bit NB * i + block of `pass` set where any
+    // lane passed
     let mut pass = 0u32;
-    let mut v = [_mm512_setzero_ps(); 2 * MR];
+    let mut v = [_mm512_setzero_ps(); NB * MR];
     for (i, st) in states.iter().enumerate().take(MR) {
         let (lim, lh, le) = (
             _mm512_set1_ps(st.lim),
             _mm512_set1_ps(st.lim_hat),
             _mm512_set1_ps(st.lim_err),
         );
-        let lim0 = _mm512_fnmadd_ps(hat0, lh, _mm512_fnmadd_ps(err0, le, lim));
-        let lim1 = _mm512_fnmadd_ps(hat1, lh, _mm512_fnmadd_ps(err1, le, lim));
-        v[2 * i] = _mm512_mul_ps(_mm512_cvtepi32_ps(acc[2 * i]), sv0);
-        v[2 * i + 1] = _mm512_mul_ps(_mm512_cvtepi32_ps(acc[2 * i + 1]), sv1);
-        let m0 = _mm512_cmp_ps_mask(v[2 * i], lim0, _CMP_GE_OQ) & valid0;
-        let m1 = _mm512_cmp_ps_mask(v[2 * i + 1], lim1, _CMP_GE_OQ) & valid1;
-        pass |= (u32::from(m0 != 0) | (u32::from(m1 != 0) << 1)) << (2 * i);
+        for bb in 0..NB {
+            let l = _mm512_fnmadd_ps(hat[bb], lh, _mm512_fnmadd_ps(err[bb], le, lim));
+            v[NB * i + bb] = _mm512_mul_ps(_mm512_cvtepi32_ps(acc[NB * i + bb]), sv[bb]);
+            let m = _mm512_cmp_ps_mask(v[NB * i + bb], l, _CMP_GE_OQ) & vmask[bb];
+            pass |= u32::from(m != 0) << (NB * i + bb);
+        }
     }
     while pass != 0 {
         let b = pass.trailing_zeros() as usize;
         pass &= pass - 1;
-        let (i, half) = (b / 2, b % 2);
-        let j = j0 + 16 * half;
+        let (i, bb) = (b / NB, b % NB);
+        let j = j0 + 16 * bb;
         let st = &mut states[i];
         let n = st.norms;
         let approx = _mm512_mul_ps(v[b], _mm512_set1_ps(st.scale));
-        let (hat, err) = if half == 0 {
-            (hat0, err0)
-        } else {
-            (hat1, err1)
-        };
         let width = _mm512_fmadd_ps(
-            hat,
+            hat[bb],
             _mm512_set1_ps(n.err),
-            _mm512_fmadd_ps(err, _mm512_set1_ps(n.norm), _mm512_set1_ps(st.slack)),
+            _mm512_fmadd_ps(err[bb], _mm512_set1_ps(n.norm), _mm512_set1_ps(st.slack)),
         );
-        st.offer16(j, approx, width, if half == 0 { valid0 } else { valid1 });
+        st.offer16(j, approx, width, vmask[bb]);
     }
 }
 
