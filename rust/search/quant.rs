@@ -1133,6 +1133,23 @@ mod tests {
     use super::super::topk::tests::data;
     use super::*;
 
+    /// The reference answer: each query's top k of every row scored with the same exact dot
+    /// product, best first, ties by the lower row.
+    fn every_row_scored(q: &[f32], c: &[f32], d: usize, k: usize) -> Vec<Vec<(f32, u32)>> {
+        q.chunks_exact(d)
+            .map(|qi| {
+                let mut all: Vec<(f32, u32)> = c
+                    .chunks_exact(d)
+                    .enumerate()
+                    .map(|(j, cj)| (dot(qi, cj), j as u32))
+                    .collect();
+                all.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+                all.truncate(k);
+                all
+            })
+            .collect()
+    }
+
     #[test]
     fn quantised_norms_bound_the_exact_ones() {
         // the kernel's bounds rest on these norms being upper bounds: checked against f64 sums
@@ -1254,17 +1271,8 @@ mod tests {
         assert_eq!(again, 0, "every query proven by the first pass");
         let (slow, _) = topk_int8_share(qr, cr, d, k, 1.0).unwrap();
         assert_eq!(fast, slow);
-        for i in 0..nq {
-            let mut all: Vec<(f32, u32)> = (0..nc)
-                .map(|j| {
-                    (
-                        dot(&q[i * d..(i + 1) * d], &c[j * d..(j + 1) * d]),
-                        j as u32,
-                    )
-                })
-                .collect();
-            all.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-            for (o, &(s, j)) in all.iter().take(k).enumerate() {
+        for (i, best) in every_row_scored(&q, &c, d, k).into_iter().enumerate() {
+            for (o, (s, j)) in best.into_iter().enumerate() {
                 assert_eq!(j as usize / per, i, "query {i}: its own topic");
                 assert_eq!(fast.indices[i * k + o], i64::from(j), "query {i}");
                 assert_eq!(fast.scores[i * k + o].to_bits(), s.to_bits(), "query {i}");
@@ -1349,20 +1357,11 @@ mod tests {
             "the constant queries, and only they, are searched again"
         );
         assert_eq!(fast, slow);
-        // the reference: every row scored with the same exact dot product, best first, ties
-        // by the lower row
-        let (qs, cs) = (q_rows, c_rows);
-        for i in 0..nq {
-            let mut all: Vec<(f32, u32)> = (0..nc)
-                .map(|j| {
-                    (
-                        dot(&qs[i * d..(i + 1) * d], &cs[j * d..(j + 1) * d]),
-                        j as u32,
-                    )
-                })
-                .collect();
-            all.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-            for (o, &(s, j)) in all.iter().take(k).enumerate() {
+        for (i, best) in every_row_scored(q_rows, c_rows, d, k)
+            .into_iter()
+            .enumerate()
+        {
+            for (o, (s, j)) in best.into_iter().enumerate() {
                 assert_eq!(fast.indices[i * k + o], i64::from(j), "query {i}");
                 assert_eq!(fast.scores[i * k + o].to_bits(), s.to_bits(), "query {i}");
             }
