@@ -453,10 +453,11 @@ pub(super) mod tests {
         if !crate::search::quant::available() {
             return;
         }
+        // every part at least SCHEDULE_FROM rows: each packed in its own permuted order
         let (d, k) = (48, 15);
-        let (q, c) = (data(64, d, 9), data(3000, d, 10));
+        let (q, c) = (data(64, d, 9), data(20_000, d, 10));
         let one = topk_rows(Rows::F32(&q), Rows::F32(&c), d, k, Method::Int8).unwrap();
-        let split = 1234;
+        let split = 11_234;
         let a = topk_rows(
             Rows::F32(&q),
             Rows::F32(&c[..split * d]),
