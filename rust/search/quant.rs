@@ -681,6 +681,15 @@ fn topk_int8_share(
     }
     let nq = queries.len() / d;
     let pc = pool::install(|| pack_corpus(corpus, d));
+    // the schedule needs the scan's order to be random: only a permuted corpus has one
+    let first = Pass {
+        share,
+        schedule: if share < 1.0 && !pc.order.is_empty() {
+            schedule(k, pc.n)
+        } else {
+            Vec::new()
+        },
+    };
     let mut indices = vec![-1i64; nq * k];
     let mut scores = vec![f32::NEG_INFINITY; nq * k];
     let threads = pool::num_threads().max(1);
@@ -698,7 +707,7 @@ fn topk_int8_share(
             .enumerate()
             .flat_map_iter(|(t, (idx, sc))| {
                 let ids: Vec<usize> = (t * qt..t * qt + idx.len() / k).collect();
-                let found = search_block(queries, corpus, &pc, &ids, k, share);
+                let found = search_block(queries, corpus, &pc, &ids, k, &first);
                 let mut again = Vec::new();
                 for (r, (exact, proven)) in found.into_iter().enumerate() {
                     if proven {
@@ -716,7 +725,7 @@ fn topk_int8_share(
             again
                 .par_chunks(qt)
                 .flat_map_iter(|ids| {
-                    let found = search_block(queries, corpus, &pc, ids, k, 1.0);
+                    let found = search_block(queries, corpus, &pc, ids, k, &Pass::RIGOROUS);
                     ids.iter()
                         .copied()
                         .zip(found.into_iter().map(|(exact, proven)| {
@@ -788,10 +797,10 @@ fn schedule(k: usize, n: usize) -> Vec<(usize, usize)> {
 /// The smallest `j` with P(Binomial(k - 1, f) >= j) <= eps: of the k - 1 rows scoring above the
 /// k-th, placed at random, fewer than j are in a prefix of share f except with probability eps.
 fn kept_in_prefix(k: usize, f: f64, eps: f64) -> usize {
-    let n = (k - 1) as f64;
     if f >= 1.0 || k <= 1 {
         return k;
     }
+    let n = (k - 1) as f64;
     let (lf, lq) = (f.ln(), (1.0 - f).ln());
     let mut lp = n * lq; // log P(X = 0)
     let mut below = 0.0; // P(X < j)
@@ -806,8 +815,24 @@ fn kept_in_prefix(k: usize, f: f64, eps: f64) -> usize {
     k
 }
 
+/// How a pass raises its queries' thresholds: the share of a row's error bound subtracted for
+/// its lower bound ([`optimistic_share`]; 1: rigorous) and the [`schedule`] of lower-bound counts
+/// (empty: the k-th largest throughout).
+struct Pass {
+    share: f32,
+    schedule: Vec<(usize, usize)>,
+}
+
+impl Pass {
+    /// Rigorous lower bounds, no schedule: every answer is proven.
+    const RIGOROUS: Self = Self {
+        share: 1.0,
+        schedule: Vec::new(),
+    };
+}
+
 /// Searches the queries `ids` through the packed corpus: for each, its top-k (exact scores,
-/// best first) and whether it is proven (always, when `share` is 1: rigorous lower bounds).
+/// best first) and whether it is proven (always in the rigorous pass).
 #[allow(clippy::too_many_lines)] // one block: quantise, scan, re-score
 fn search_block(
     queries: Rows<'_>,
@@ -815,7 +840,7 @@ fn search_block(
     pc: &PackedCorpus,
     ids: &[usize],
     k: usize,
-    share: f32,
+    pass: &Pass,
 ) -> Vec<(Vec<(f32, u32)>, bool)> {
     let (d4, d) = (pc.d4, pc.d);
     let nc = corpus.len() / d;
@@ -828,7 +853,7 @@ fn search_block(
     let mut states = Vec::with_capacity(mp);
     for i in 0..mp {
         let Some(&q) = ids.get(i) else {
-            states.push(QueryState::new(k, 0.0, RowNorms::default(), pc, share));
+            states.push(QueryState::new(k, 0.0, RowNorms::default(), pc, pass.share));
             continue;
         };
         let x = queries.widen(q * d, (q + 1) * d, &mut qwide);
@@ -842,17 +867,12 @@ fn search_block(
                 *o = (i32::from(v) + 128) as u8;
             }
         }
-        states.push(QueryState::new(k, s, norms, pc, share));
+        states.push(QueryState::new(k, s, norms, pc, pass.share));
     }
     let n_pad = pc.data.len() / (d4 * 4);
-    let plan = if share < 1.0 && !pc.order.is_empty() {
-        schedule(k, pc.n)
-    } else {
-        Vec::new()
-    };
     let mut next_phase = 0;
     for j0 in (0..n_pad).step_by(NR) {
-        while let Some(&(at, cap)) = plan.get(next_phase) {
+        while let Some(&(at, cap)) = pass.schedule.get(next_phase) {
             if at > j0 {
                 break;
             }
