@@ -1301,6 +1301,34 @@ mod tests {
     }
 
     #[test]
+    fn large_k_on_a_permuted_corpus_equals_every_row_scored() {
+        // 9,000 rows: permuted, with a schedule; k up to all of them (the schedule's counts,
+        // the candidate lists and the re-scoring at k near n), ids and score bits
+        if !available() {
+            return;
+        }
+        let (nq, nc, d) = (8, 9_000, 48);
+        let q = data(nq, d, 31);
+        let c = data(nc, d, 32);
+        for k in [1, 700, 2_500, nc] {
+            assert_eq!(
+                schedule(k, nc).len() > 1,
+                k > 1,
+                "k = {k}: a schedule from k = 2"
+            );
+            let (top, again) =
+                topk_int8_share(Rows::F32(&q), Rows::F32(&c), d, k, optimistic_share(d)).unwrap();
+            assert_eq!(again, 0, "k = {k}: every query proven by the first pass");
+            for (i, best) in every_row_scored(&q, &c, d, k).into_iter().enumerate() {
+                for (o, (s, j)) in best.into_iter().enumerate() {
+                    assert_eq!(top.indices[i * k + o], i64::from(j), "k = {k}, query {i}");
+                    assert_eq!(top.scores[i * k + o].to_bits(), s.to_bits(), "k = {k}");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn lower_bounds_keep_the_kth_largest() {
         if !available() {
             return;
