@@ -1170,6 +1170,20 @@ mod tests {
             .collect()
     }
 
+    /// Asserts that `top` is [`every_row_scored`]'s answer: the same ids, the same score bits.
+    fn assert_every_row_scored(top: &TopK, q: &[f32], c: &[f32], d: usize, k: usize) {
+        for (i, best) in every_row_scored(q, c, d, k).into_iter().enumerate() {
+            for (o, (s, j)) in best.into_iter().enumerate() {
+                assert_eq!(top.indices[i * k + o], i64::from(j), "k = {k}, query {i}");
+                assert_eq!(
+                    top.scores[i * k + o].to_bits(),
+                    s.to_bits(),
+                    "k = {k}, query {i}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn quantised_norms_bound_the_exact_ones() {
         // the kernel's bounds rest on these norms being upper bounds: checked against f64 sums
@@ -1291,11 +1305,10 @@ mod tests {
         assert_eq!(again, 0, "every query proven by the first pass");
         let (slow, _) = topk_int8_share(qr, cr, d, k, 1.0).unwrap();
         assert_eq!(fast, slow);
-        for (i, best) in every_row_scored(&q, &c, d, k).into_iter().enumerate() {
-            for (o, (s, j)) in best.into_iter().enumerate() {
+        assert_every_row_scored(&fast, &q, &c, d, k);
+        for (i, ids) in fast.indices.chunks_exact(k).enumerate() {
+            for &j in ids {
                 assert_eq!(j as usize / per, i, "query {i}: its own topic");
-                assert_eq!(fast.indices[i * k + o], i64::from(j), "query {i}");
-                assert_eq!(fast.scores[i * k + o].to_bits(), s.to_bits(), "query {i}");
             }
         }
     }
@@ -1319,12 +1332,7 @@ mod tests {
             let (top, again) =
                 topk_int8_share(Rows::F32(&q), Rows::F32(&c), d, k, optimistic_share(d)).unwrap();
             assert_eq!(again, 0, "k = {k}: every query proven by the first pass");
-            for (i, best) in every_row_scored(&q, &c, d, k).into_iter().enumerate() {
-                for (o, (s, j)) in best.into_iter().enumerate() {
-                    assert_eq!(top.indices[i * k + o], i64::from(j), "k = {k}, query {i}");
-                    assert_eq!(top.scores[i * k + o].to_bits(), s.to_bits(), "k = {k}");
-                }
-            }
+            assert_every_row_scored(&top, &q, &c, d, k);
         }
     }
 
@@ -1405,14 +1413,6 @@ mod tests {
             "the constant queries, and only they, are searched again"
         );
         assert_eq!(fast, slow);
-        for (i, best) in every_row_scored(q_rows, c_rows, d, k)
-            .into_iter()
-            .enumerate()
-        {
-            for (o, (s, j)) in best.into_iter().enumerate() {
-                assert_eq!(fast.indices[i * k + o], i64::from(j), "query {i}");
-                assert_eq!(fast.scores[i * k + o].to_bits(), s.to_bits(), "query {i}");
-            }
-        }
+        assert_every_row_scored(&fast, q_rows, c_rows, d, k);
     }
 }
